@@ -1,0 +1,424 @@
+"""Row changes → post changes: the quiescence window lives here.
+
+WordPress writes one editor save as 10–30 autocommit transactions over posts, meta and term
+tables. The assembler keeps one *pending* change per post and folds every row of that post into
+it, until the post has been quiet for ``window`` seconds (or ``max_delay`` has passed since its
+first row, or the memory bound is reached); then it closes the pending change into a
+:class:`PostChange` with the *net* difference (a term added then removed leaves no trace).
+
+Exactly-once rests on two facts kept here:
+
+* ``resume_point()`` is the start of the oldest transaction that still has a row in a pending
+  change: resuming there replays every row not yet in a closed change (the low watermark).
+* ``emitted`` records, per post, the position of the last row that went into a closed change.
+  Replaying from the low watermark, a row at or before that mark is already in Kafka and is
+  skipped. A post's changes cover contiguous runs of its rows, so one mark per post suffices.
+
+Cuts happen only between rows events (batches), because a mark names a rows event.
+No I/O: time comes in as ``now`` (see pipeline.Clock).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc.changes import Commit, PostKey, Row, RowChange, RowsBatch, TxnRef
+from cdc.position import Position
+from cdc.terms import Term, TermCatalog
+from cdc.wordpress import Capture, TableKind, is_autosave
+
+
+@dataclass(frozen=True, slots=True)
+class MetaDelta:
+    """One meta row's net change over the window (None: the row did not exist)."""
+
+    meta_id: int
+    key: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionNote:
+    revision_id: int
+    autosave: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PostChange:
+    """The net change of one post over one window; events.build turns it into a PostEvent.
+
+    ``before``/``after`` are full wp_posts rows. When no posts row was written in the window
+    (a meta-only change) they come from the row cache, which is exact because every later change
+    to a cached row would have passed through here; ``row_known`` is False when even the cache
+    had nothing, and the pipeline then reads the row from the database.
+    """
+
+    blog_id: int
+    post_id: int
+    inserted: bool
+    deleted: bool
+    before: Row | None
+    after: Row | None
+    row_known: bool
+    posts_row_changed: bool
+    meta: tuple[MetaDelta, ...]
+    terms_added: tuple[Term, ...]
+    terms_removed: tuple[Term, ...]
+    revisions: tuple[RevisionNote, ...]
+    first_pos: Position
+    last_pos: Position
+    gtid: str | None
+    ts: int
+    rows: int
+
+    @property
+    def key(self) -> PostKey:
+        return (self.blog_id, self.post_id)
+
+
+@dataclass(slots=True)
+class _Pending:
+    key: PostKey
+    first_txn: TxnRef
+    first_at: float
+    last_at: float
+    first_pos: Position
+    last_pos: Position
+    gtid: str | None
+    ts: int
+    rows: int = 0
+    nbytes: int = 0
+    inserted: bool = False
+    deleted: bool = False
+    posts_row: bool = False
+    before: Row | None = None
+    after: Row | None = None
+    meta: dict[int, list[Any]] = field(default_factory=dict)  # meta_id → [key, before, after]
+    terms: dict[int, int] = field(default_factory=dict)  # term_taxonomy_id → net +/-
+    revisions: dict[int, RevisionNote] = field(default_factory=dict)
+
+
+def _size(row: Row | None) -> int:
+    if not row:
+        return 0
+    n = 64
+    for v in row.values():
+        if isinstance(v, (str, bytes)):
+            n += len(v)
+        else:
+            n += 8
+    return n
+
+
+class RowCache:
+    """The newest wp_posts row of recently changed posts, bounded in bytes (LRU).
+
+    Also remembers each seen post's type and parent in a cheaper map, so meta rows of a revision
+    or of an excluded post type are recognised even after the full row was evicted.
+    """
+
+    def __init__(self, max_bytes: int = 32 << 20, max_types: int = 500_000) -> None:
+        self.max_bytes = max_bytes
+        self.max_types = max_types
+        self._rows: OrderedDict[PostKey, tuple[Row, int]] = OrderedDict()
+        self._types: OrderedDict[PostKey, tuple[str, int]] = OrderedDict()
+        self.nbytes = 0
+
+    def put(self, key: PostKey, row: Row) -> None:
+        old = self._rows.pop(key, None)
+        if old:
+            self.nbytes -= old[1]
+        size = _size(row)
+        self._rows[key] = (row, size)
+        self.nbytes += size
+        while self.nbytes > self.max_bytes and self._rows:
+            _, (_, s) = self._rows.popitem(last=False)
+            self.nbytes -= s
+        self._types[key] = (str(row.get("post_type")), int(row.get("post_parent") or 0))
+        self._types.move_to_end(key)
+        if len(self._types) > self.max_types:
+            self._types.popitem(last=False)
+
+    def forget(self, key: PostKey) -> None:
+        old = self._rows.pop(key, None)
+        if old:
+            self.nbytes -= old[1]
+
+    def get(self, key: PostKey) -> Row | None:
+        hit = self._rows.get(key)
+        return hit[0] if hit else None
+
+    def type_of(self, key: PostKey) -> tuple[str, int] | None:
+        return self._types.get(key)
+
+
+class Assembler:
+    """Folds row changes into one pending change per post and closes them into PostChanges."""
+
+    def __init__(
+        self,
+        capture: Capture,
+        catalog: TermCatalog,
+        *,
+        window: float = 2.0,
+        max_delay: float = 30.0,
+        max_pending_bytes: int = 64 << 20,
+        emitted: Mapping[PostKey, Position] | None = None,
+        row_cache: RowCache | None = None,
+    ) -> None:
+        if window < 0 or max_delay < window:
+            raise ValueError("need 0 <= window <= max_delay")
+        self.capture = capture
+        self.catalog = catalog
+        self.window = window
+        self.max_delay = max_delay
+        self.max_pending_bytes = max_pending_bytes
+        self.cache = row_cache or RowCache()
+        self.emitted: dict[PostKey, Position] = dict(emitted or {})
+        self._pending: dict[PostKey, _Pending] = {}  # in order of first row
+        self._by_last: OrderedDict[PostKey, None] = OrderedDict()  # in order of last row
+        self._open_txn: TxnRef | None = None
+        self._last_commit: Commit | None = None
+        self.pending_bytes = 0
+        self.rows_skipped = 0  # replayed rows already in Kafka
+
+    # ------------------------------------------------------------------ input
+
+    def on_batch(self, batch: RowsBatch, now: float) -> list[PostChange]:
+        """Fold one rows event; returns changes closed by the memory bound, if any."""
+        self._open_txn = batch.txn
+        for change in batch.changes:
+            self._on_row(change, now)
+        if self.pending_bytes > self.max_pending_bytes:
+            return self._close_oldest_until(self.max_pending_bytes // 2)
+        return []
+
+    def on_commit(self, commit: Commit) -> list[PostChange]:
+        """A transaction ended. With ``window == 0`` every pending change closes here."""
+        self._open_txn = None
+        self._last_commit = commit
+        if self.window == 0:
+            return self.close_all()
+        return []
+
+    def due(self, now: float) -> list[PostChange]:
+        """Changes whose post has been quiet for ``window`` or waited ``max_delay``."""
+        keys: dict[PostKey, None] = {}
+        for key in self._by_last:
+            if now - self._pending[key].last_at < self.window:
+                break
+            keys[key] = None
+        deadline = now - self.max_delay
+        for key, p in self._pending.items():
+            if p.first_at > deadline:
+                break
+            keys[key] = None
+        return [c for c in (self._close(k) for k in keys) if c is not None]
+
+    def close_all(self) -> list[PostChange]:
+        return [c for c in (self._close(k) for k in list(self._pending)) if c is not None]
+
+    # ---------------------------------------------------------------- queries
+
+    def resume_point(self) -> tuple[Position, str | None] | None:
+        """The low watermark: (position, GTID state) to resume from so nothing pending is lost.
+
+        None before the first commit was seen with nothing pending (nothing to say yet).
+        """
+        candidates: list[TxnRef] = [p.first_txn for p in self._pending.values()]
+        if self._open_txn is not None:
+            candidates.append(self._open_txn)
+        if candidates:
+            oldest = min(candidates, key=lambda t: t.start._key())
+            return oldest.start, oldest.prev_gtid
+        if self._last_commit is not None:
+            return self._last_commit.end, self._last_commit.gtid
+        return None
+
+    def marks(self, since: Position | None) -> dict[PostKey, Position]:
+        """Per-post emitted marks still needed when resuming at ``since`` (older ones pruned)."""
+        if since is not None:
+            stale = [k for k, pos in self.emitted.items() if pos < since]
+            for k in stale:
+                del self.emitted[k]
+        return dict(self.emitted)
+
+    @property
+    def pending_posts(self) -> int:
+        return len(self._pending)
+
+    # -------------------------------------------------------------- internals
+
+    def _on_row(self, change: RowChange, now: float) -> None:
+        kind = change.table.kind
+        if kind is TableKind.TERMS or kind is TableKind.TERM_TAXONOMY:
+            self.catalog.apply(change)
+            return
+        blog = change.table.blog_id
+        post_id = change.post_id
+        assert post_id is not None
+        key: PostKey = (blog, post_id)
+
+        if kind is TableKind.POSTS:
+            row = change.row
+            if change.op == "delete":
+                self.cache.forget(key)
+            else:
+                self.cache.put(key, row)
+            post_type = row.get("post_type")
+            if post_type == "revision" and self.capture.revisions != "events":
+                self._on_revision(change, now)
+                return
+            if not self.capture.wants_type(post_type):
+                return
+        elif kind is TableKind.POSTMETA:
+            if change.row.get("meta_key") in self.capture.ignored_meta:
+                return
+            known = self.cache.type_of(key)
+            if known is not None and not self.capture.wants_type(known[0]):
+                return
+        else:  # term relationships
+            if change.op == "update":
+                return  # only term_order changed
+            known = self.cache.type_of(key)
+            if known is not None and not self.capture.wants_type(known[0]):
+                return
+
+        if self._already_emitted(key, change.position):
+            return
+        p = self._touch(key, change, now)
+        if kind is TableKind.POSTS:
+            self._fold_post(p, change)
+        elif kind is TableKind.POSTMETA:
+            self._fold_meta(p, change)
+        else:
+            ttid = int(change.row["term_taxonomy_id"])
+            net = p.terms.get(ttid, 0) + (1 if change.op == "insert" else -1)
+            if net:
+                p.terms[ttid] = net
+            else:
+                p.terms.pop(ttid, None)
+
+    def _on_revision(self, change: RowChange, now: float) -> None:
+        if self.capture.revisions == "skip" or change.op == "delete":
+            return
+        row = change.row
+        parent = int(row.get("post_parent") or 0)
+        if not parent:
+            return
+        key = (change.table.blog_id, parent)
+        known = self.cache.type_of(key)
+        if known is not None and not self.capture.wants_type(known[0]):
+            return
+        if self._already_emitted(key, change.position):
+            return
+        p = self._touch(key, change, now)
+        rid = int(row["ID"])
+        p.revisions[rid] = RevisionNote(rid, is_autosave(row))
+
+    def _already_emitted(self, key: PostKey, position: Position) -> bool:
+        mark = self.emitted.get(key)
+        if mark is not None and position <= mark:
+            self.rows_skipped += 1
+            return True
+        return False
+
+    def _touch(self, key: PostKey, change: RowChange, now: float) -> _Pending:
+        p = self._pending.get(key)
+        if p is None:
+            p = _Pending(key, change.txn, now, now, change.position, change.position,
+                         change.txn.gtid, change.ts)
+            self._pending[key] = p
+        p.last_at = now
+        p.last_pos = change.position
+        p.gtid = change.txn.gtid
+        p.ts = change.ts
+        p.rows += 1
+        size = _size(change.after) + (0 if change.after is not None else _size(change.before))
+        p.nbytes += size
+        self.pending_bytes += size
+        self._by_last[key] = None
+        self._by_last.move_to_end(key)
+        return p
+
+    @staticmethod
+    def _fold_post(p: _Pending, change: RowChange) -> None:
+        if not p.posts_row:
+            p.posts_row = True
+            p.before = change.before
+            p.inserted = change.op == "insert"
+        if change.op == "delete":
+            p.deleted = True
+            p.after = None
+        else:
+            p.deleted = False
+            p.after = change.after
+
+    @staticmethod
+    def _fold_meta(p: _Pending, change: RowChange) -> None:
+        row = change.row
+        meta_id = int(row["meta_id"])
+        entry = p.meta.get(meta_id)
+        before = change.before["meta_value"] if change.before is not None else None
+        after = change.after["meta_value"] if change.after is not None else None
+        if entry is None:
+            p.meta[meta_id] = [row.get("meta_key"), before, after]
+        else:
+            entry[0] = row.get("meta_key")
+            entry[2] = after
+
+    def _close_oldest_until(self, target: int) -> list[PostChange]:
+        closed = []
+        for key in list(self._pending):
+            if self.pending_bytes <= target:
+                break
+            c = self._close(key)
+            if c is not None:
+                closed.append(c)
+        return closed
+
+    def _close(self, key: PostKey) -> PostChange | None:
+        p = self._pending.pop(key)
+        del self._by_last[key]
+        self.pending_bytes -= p.nbytes
+        self.emitted[key] = p.last_pos
+        blog, post_id = key
+        meta = tuple(
+            MetaDelta(mid, k, b, a) for mid, (k, b, a) in p.meta.items() if b != a
+        )
+        added = tuple(self.catalog.lookup(blog, t) for t, n in p.terms.items() if n > 0)
+        removed = tuple(self.catalog.lookup(blog, t) for t, n in p.terms.items() if n < 0)
+        if p.inserted and p.deleted:
+            return None  # born and gone within one window: nothing to tell
+        before, after, row_known = p.before, p.after, True
+        if not p.posts_row:
+            cached = self.cache.get(key)
+            before = after = cached
+            row_known = cached is not None
+        elif p.inserted:
+            before = None
+        if not (p.posts_row or meta or added or removed or p.revisions):
+            return None
+        return PostChange(
+            blog_id=blog,
+            post_id=post_id,
+            inserted=p.inserted,
+            deleted=p.deleted,
+            before=before,
+            after=after,
+            row_known=row_known,
+            posts_row_changed=p.posts_row,
+            meta=meta,
+            terms_added=added,
+            terms_removed=removed,
+            revisions=tuple(p.revisions.values()),
+            first_pos=p.first_pos,
+            last_pos=p.last_pos,
+            gtid=p.gtid,
+            ts=p.ts,
+            rows=p.rows,
+        )

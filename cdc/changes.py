@@ -1,0 +1,88 @@
+"""Row-level values that flow from the source to the assembler.
+
+The source turns binlog events into these, and nothing downstream ever sees a mysql-replication
+type: that keeps normalize/assemble testable with plain dicts and the library replaceable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cdc.position import Position
+from cdc.wordpress import TableKind, WpTable
+
+Row = dict[str, Any]
+PostKey = tuple[int, int]
+"""(blog_id, post_id): the unit of ordering and the Kafka key."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRef:
+    """The binlog transaction a row belongs to.
+
+    ``start`` is where a reader must begin to see this transaction whole (its GTID/BEGIN event),
+    ``prev_gtid`` the server's GTID state just before it: together they are a resume point.
+    """
+
+    start: Position
+    gtid: str | None
+    prev_gtid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    """One row of one WordPress table changed, as the binlog says.
+
+    ``position`` is the end of the rows event that carried the row: rows of one statement share
+    it, and it is what a post event's ``seq`` and the checkpoint's per-post marks are made of.
+    """
+
+    table: WpTable
+    op: str  # "insert" | "update" | "delete"
+    before: Row | None
+    after: Row | None
+    position: Position
+    txn: TxnRef
+    ts: int  # binlog timestamp, seconds
+
+    @property
+    def row(self) -> Row:
+        """The newest image of the row (after, or before for a delete)."""
+        return self.after if self.after is not None else self.before  # type: ignore[return-value]
+
+    @property
+    def post_id(self) -> int | None:
+        kind = self.table.kind
+        if kind is TableKind.POSTS:
+            return int(self.row["ID"])
+        if kind is TableKind.POSTMETA:
+            return int(self.row["post_id"])
+        if kind is TableKind.TERM_RELATIONSHIPS:
+            return int(self.row["object_id"])
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RowsBatch:
+    """The rows of one binlog rows event: the assembler only cuts between batches."""
+
+    changes: tuple[RowChange, ...]
+    position: Position
+    txn: TxnRef
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A transaction ended: ``end`` is the first position after it, a safe place to resume."""
+
+    end: Position
+    gtid: str | None
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """The source has nothing new: it is caught up at ``position``."""
+
+    position: Position | None

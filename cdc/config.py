@@ -1,0 +1,191 @@
+"""Settings: one frozen dataclass per concern, validated once, with messages an operator can act on.
+
+Values come from the CLI, ``WPCDC_*`` environment variables and an optional TOML file, in that
+order of precedence (click applies it: command line > env > ``default_map`` from the file >
+default). Secrets can be given as files (``--mysql-password-file``), the way Kubernetes mounts them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cdc.errors import ConfigError
+from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, Capture, KeyPattern
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass(frozen=True)
+class MysqlSettings:
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "wpcdc"
+    password: str = field(default="", repr=False)
+    database: str = "wordpress"
+    ssl_ca: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    connect_timeout: float = 10.0
+
+    def pymysql_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "passwd": self.password,
+            "connect_timeout": self.connect_timeout,
+            "charset": "utf8mb4",
+        }
+        if self.ssl_ca or self.ssl_cert:
+            kw["ssl"] = {k: v for k, v in (("ca", self.ssl_ca), ("cert", self.ssl_cert), ("key", self.ssl_key)) if v}
+        return kw
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    request_timeout_ms: int = 30_000
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = self.sasl_password
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        return kw
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Everything ``wpcdc stream`` needs; built by :func:`build_settings`."""
+
+    name: str
+    mysql: MysqlSettings
+    kafka: KafkaSettings
+    table_prefix: str = "wp_"
+    blog_ids: frozenset[int] | None = None
+    server_id: int = 0
+    topic: str = ""
+    checkpoint_topic: str = ""
+    partitions: int = 1
+    delivery: str = "exactly-once"  # or "at-least-once"
+    window: float = 2.0
+    max_delay: float = 30.0
+    max_pending_bytes: int = 64 << 20
+    flush_interval: float = 0.1
+    checkpoint_interval: float = 1.0
+    max_message_bytes: int = 900_000
+    capture: Capture = field(default_factory=Capture)
+    start: str = "checkpoint"  # checkpoint | end | FILE:POS
+    metrics_port: int | None = None
+
+    @property
+    def transactional_id(self) -> str:
+        return f"wpcdc-{self.name}"
+
+
+def default_server_id(name: str) -> int:
+    """A replica server_id stable per connector, away from the small ids humans pick."""
+    return 1_000_000 + zlib.crc32(name.encode()) % 1_000_000_000
+
+
+def read_secret(value: str | None, file: str | None, what: str) -> str:
+    if file:
+        try:
+            return Path(file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} file {file}: {exc.strerror}") from None
+    return value or ""
+
+
+def load_toml(path: str | None) -> dict[str, Any]:
+    """A TOML config file as click's default_map (keys are option names with '_')."""
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):  # [mysql] host = … → mysql_host
+            for sub, v in value.items():
+                flat[f"{key}_{sub}".replace("-", "_")] = v
+        else:
+            flat[key.replace("-", "_")] = value
+    return flat
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def build_capture(
+    ignore_meta: str | None,
+    keep_meta: str | None,
+    exclude_types: str | None,
+    include_types: str | None,
+    exclude_statuses: str | None,
+    revisions: str,
+    skip_auto_drafts: bool = True,
+) -> Capture:
+    if revisions not in ("attach", "skip", "events"):
+        raise ConfigError(f"--revisions must be attach, skip or events, got {revisions!r}")
+    keep = set(_csv(keep_meta))
+    ignored = [k for k in (*DEFAULT_IGNORED_META, *_csv(ignore_meta)) if k not in keep]
+    excluded = set(DEFAULT_EXCLUDED_POST_TYPES) | set(_csv(exclude_types))
+    included = frozenset(_csv(include_types)) or None
+    return Capture(
+        ignored_meta=KeyPattern(ignored),
+        excluded_post_types=frozenset(excluded),
+        included_post_types=included,
+        excluded_statuses=frozenset(_csv(exclude_statuses)),
+        revisions=revisions,
+        skip_auto_drafts=skip_auto_drafts,
+    )
+
+
+def validate(s: StreamSettings) -> StreamSettings:
+    """Raise ConfigError naming the option and the fix for any value that cannot work."""
+    if not NAME.fullmatch(s.name):
+        raise ConfigError(f"--name {s.name!r}: use 1-100 letters, digits, '.', '_' or '-'")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", s.table_prefix):
+        raise ConfigError(f"--table-prefix {s.table_prefix!r}: letters, digits and '_' only")
+    if not 1 <= s.mysql.port <= 65535:
+        raise ConfigError(f"--mysql-port {s.mysql.port}: must be 1-65535")
+    if s.delivery not in ("exactly-once", "at-least-once"):
+        raise ConfigError(f"--delivery {s.delivery!r}: must be exactly-once or at-least-once")
+    if s.window < 0:
+        raise ConfigError(f"--window {s.window}: must be >= 0 seconds (0 = one event per transaction)")
+    if s.max_delay < s.window:
+        raise ConfigError(f"--max-delay {s.max_delay} must be >= --window {s.window}")
+    if s.partitions < 1:
+        raise ConfigError(f"--partitions {s.partitions}: must be >= 1")
+    if s.max_message_bytes < 10_000:
+        raise ConfigError(f"--max-message-bytes {s.max_message_bytes}: must be >= 10000")
+    if not 1 <= s.server_id < 2**32:
+        raise ConfigError(f"--server-id {s.server_id}: must be 1..4294967295 and unique among replicas")
+    if s.start not in ("checkpoint", "end") and ":" not in s.start:
+        raise ConfigError(f"--start {s.start!r}: use checkpoint, end, or FILE:POS")
+    return s

@@ -1,0 +1,207 @@
+"""The post-level event: what consumers read (documented in docs/events.md).
+
+``build`` turns an assembler PostChange into a PostEvent: it decides op and action, applies the
+post-type, status and auto-draft policy, and names the changed fields. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc.assemble import PostChange
+from cdc.changes import Row
+from cdc.position import Position
+from cdc.wordpress import AUTO_DRAFT, Capture, editor_action
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """Where an event came from in the binlog, Debezium's ``source`` block in our words."""
+
+    connector: str
+    database: str
+    server_id: int | None
+    file: str
+    pos: int
+    gtid: str | None
+    ts_ms: int
+    first_file: str
+    first_pos: int
+    rows: int
+    snapshot: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connector": self.connector,
+            "db": self.database,
+            "server_id": self.server_id,
+            "file": self.file,
+            "pos": self.pos,
+            "gtid": self.gtid,
+            "ts_ms": self.ts_ms,
+            "first": {"file": self.first_file, "pos": self.first_pos},
+            "rows": self.rows,
+            "snapshot": self.snapshot,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PostEvent:
+    """One change of one post. ``seq`` orders a post's events; ``event_id`` is its identity."""
+
+    op: str  # create | update | delete | snapshot
+    action: str
+    blog_id: int
+    post_id: int
+    post_type: str | None
+    seq: int
+    source: SourceInfo
+    ts_ms: int
+    before: Row | None
+    after: Row | None
+    changed_fields: tuple[str, ...]
+    status_before: str | None
+    status_after: str | None
+    meta: tuple[dict[str, Any], ...] = ()
+    terms_added: tuple[dict[str, Any], ...] = ()
+    terms_removed: tuple[dict[str, Any], ...] = ()
+    revisions: tuple[dict[str, Any], ...] = ()
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.blog_id}:{self.post_id}"
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.blog_id}-{self.post_id}-{self.seq}"
+
+    @property
+    def position(self) -> Position:
+        return Position(self.source.file, self.source.pos)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "event_id": self.event_id,
+            "op": self.op,
+            "action": self.action,
+            "blog_id": self.blog_id,
+            "post_id": self.post_id,
+            "post_type": self.post_type,
+            "seq": self.seq,
+            "ts_ms": self.ts_ms,
+            "source": self.source.as_dict(),
+            "status": {"before": self.status_before, "after": self.status_after},
+            "changed_fields": list(self.changed_fields),
+            "before": self.before,
+            "after": self.after,
+            "meta": list(self.meta),
+            "terms": {"added": list(self.terms_added), "removed": list(self.terms_removed)},
+            "revisions": list(self.revisions),
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What every event of one connector says about its source."""
+
+    connector: str
+    database: str
+    server_id: int | None
+
+
+def build(
+    change: PostChange,
+    capture: Capture,
+    origin: Origin,
+    now_ms: int,
+    looked_up: Row | None = None,
+) -> PostEvent | None:
+    """The event for a closed change, or None when the policy says it is not news.
+
+    ``looked_up`` is the post row read from the database when the change carried none
+    (``row_known`` False): a meta-only change of a post the cache did not hold.
+    """
+    before, after = change.before, change.after
+    if not change.row_known:
+        before = after = looked_up
+    if change.deleted:
+        op = "delete"
+        after = None
+    elif change.inserted or (before is not None and before.get("post_status") == AUTO_DRAFT):
+        op = "create"
+    else:
+        op = "update"
+
+    reference = after if after is not None else before
+    post_type = reference.get("post_type") if reference else None
+    status_before = before.get("post_status") if before else None
+    status_after = after.get("post_status") if after else None
+
+    if capture.skip_auto_drafts:
+        if op != "delete" and status_after == AUTO_DRAFT:
+            return None
+        if op == "delete" and status_before == AUTO_DRAFT:
+            return None
+    if not capture.wants_type(post_type):
+        return None
+    if not capture.wants_status(status_after if op != "delete" else status_before):
+        return None
+
+    if op == "create":
+        before, status_before = None, None
+        changed = tuple(after) if after else ()
+    elif op == "delete" or not change.posts_row_changed or before is None or after is None:
+        changed = ()
+    else:
+        changed = tuple(k for k, v in after.items() if before.get(k) != v)
+
+    action = editor_action(op, status_before, status_after)
+    if op == "update" and change.revisions and not (
+        change.posts_row_changed or change.meta or change.terms_added or change.terms_removed
+    ):
+        # Only a revision row was written: the live post is unchanged (an autosave, say).
+        action = "autosaved" if all(r.autosave for r in change.revisions) else "revision_saved"
+
+    source = SourceInfo(
+        connector=origin.connector,
+        database=origin.database,
+        server_id=origin.server_id,
+        file=change.last_pos.file,
+        pos=change.last_pos.pos,
+        gtid=change.gtid,
+        ts_ms=change.ts * 1000,
+        first_file=change.first_pos.file,
+        first_pos=change.first_pos.pos,
+        rows=change.rows,
+    )
+    return PostEvent(
+        op=op,
+        action=action,
+        blog_id=change.blog_id,
+        post_id=change.post_id,
+        post_type=post_type,
+        seq=change.last_pos.seq,
+        source=source,
+        ts_ms=now_ms,
+        before=before,
+        after=after,
+        changed_fields=changed,
+        status_before=status_before,
+        status_after=status_after,
+        meta=tuple(
+            {"meta_id": m.meta_id, "key": m.key, "before": m.before, "after": m.after}
+            for m in change.meta
+        ),
+        terms_added=tuple(t.as_dict() for t in change.terms_added),
+        terms_removed=tuple(t.as_dict() for t in change.terms_removed),
+        revisions=tuple(
+            {"revision_id": r.revision_id, "autosave": r.autosave} for r in change.revisions
+        ),
+    )

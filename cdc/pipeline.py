@@ -1,0 +1,280 @@
+"""``wpcdc stream``: source → assemble → encode → sink → checkpoint, and recovery.
+
+One *session* reads from a checkpoint until it stops or fails. Every failure that can heal (the
+database restarted, Kafka unreachable, a dropped connection) ends the session; the runner then
+waits with backoff, reads the last *committed* checkpoint back from Kafka and starts a new
+session from it. That single recovery path is also the crash-restart path, so it is the one the
+tests exercise hardest. Fatal errors (purged binlog, fenced by another instance, bad config)
+stop the process with their exit code.
+
+The order of a flush is written here once: close due changes → build and encode events →
+compute the checkpoint (low watermark + per-post marks) → write events and checkpoint to Kafka
+(one transaction in exactly-once mode) → only then treat the checkpoint as current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_exponential
+
+from cdc import metrics
+from cdc.assemble import Assembler, PostChange
+from cdc.changes import Commit, Idle, RowsBatch
+from cdc.checkpoint import Checkpoint
+from cdc.config import StreamSettings
+from cdc.encode import Record, encode
+from cdc.errors import SinkError, SourceError, WpcdcError
+from cdc.events import Origin, PostEvent, build
+from cdc.position import Position
+from cdc.sink import KafkaSink, ensure_topics, load_checkpoint
+from cdc.source import preflight
+from cdc.source.binlog import BinlogSource, SourceFailed
+from cdc.source.database import Database
+from cdc.terms import TermCatalog
+from cdc.wordpress import TableNames
+
+log = logging.getLogger(__name__)
+
+
+class Clock:
+    """Assembler time: binlog time while catching up, extended by wall time while idle.
+
+    Windows measured in binlog time cut a replayed backlog the way they would have cut it live
+    (an hour of edits read in a second still makes an hour of separate events); the wall-clock
+    extension closes windows when no more rows arrive. The clock never goes backwards.
+    """
+
+    def __init__(self) -> None:
+        self._base = 0.0
+        self._mono = time.monotonic()
+
+    def advance(self, binlog_ts: int) -> None:
+        now = self.now()
+        if binlog_ts > now:
+            self._base = float(binlog_ts)
+            self._mono = time.monotonic()
+
+    def now(self) -> float:
+        if not self._base:
+            return time.monotonic()
+        return self._base + (time.monotonic() - self._mono)
+
+
+@dataclass
+class SessionResult:
+    checkpoint: Checkpoint | None
+
+
+class Session:
+    """One run of the pipeline from one checkpoint."""
+
+    def __init__(self, settings: StreamSettings, checkpoint: Checkpoint, db: Database, sink: KafkaSink) -> None:
+        self.settings = settings
+        self.checkpoint = checkpoint
+        self.db = db
+        self.sink = sink
+        self.tables = TableNames(settings.table_prefix, settings.blog_ids)
+        self.catalog = TermCatalog()
+        self.assembler = Assembler(
+            settings.capture,
+            self.catalog,
+            window=settings.window,
+            max_delay=settings.max_delay,
+            max_pending_bytes=settings.max_pending_bytes,
+            emitted=checkpoint.emitted,
+        )
+        self.origin = Origin(settings.name, settings.mysql.database, settings.server_id)
+        self.clock = Clock()
+        self.source: BinlogSource | None = None
+        self._closed: list[PostChange] = []
+        self._last_checkpoint_at = time.monotonic()
+        self.caught_up = False
+
+    async def _load_terms(self) -> None:
+        def load() -> None:
+            for blog in self.db.blog_ids(self.tables):
+                if self.tables.blog_ids is None or blog in self.tables.blog_ids:
+                    self.catalog.load(blog, self.db.term_rows(self.tables, blog))
+
+        await asyncio.to_thread(load)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._load_terms()
+        self.source = source = BinlogSource(
+            self.settings.mysql, self.tables, server_id=self.settings.server_id,
+            start=self.checkpoint.resume, gtid=self.checkpoint.gtid,
+        )
+        source.start()
+        log.info("streaming from %s", self.checkpoint.resume,
+                 extra={"position": str(self.checkpoint.resume)})
+        try:
+            while not stop.is_set():
+                try:
+                    chunk = await asyncio.to_thread(source.queue.get, True, self.settings.flush_interval)
+                except queue.Empty:
+                    chunk = []
+                for item in chunk:
+                    self._on_item(item)
+                self._closed.extend(self.assembler.due(self.clock.now()))
+                await self._maybe_flush()
+                metrics.heartbeat()
+            # Clean stop: close what is pending so consumers get it now, then checkpoint.
+            self._closed.extend(self.assembler.close_all())
+            await self._flush(force=True)
+        finally:
+            source.stop()
+
+    def _on_item(self, item: object) -> None:
+        if isinstance(item, RowsBatch):
+            self.caught_up = False
+            self.clock.advance(item.changes[0].ts if item.changes else 0)
+            metrics.rows_seen(item)
+            self._closed.extend(self.assembler.on_batch(item, self.clock.now()))
+        elif isinstance(item, Commit):
+            self.clock.advance(item.ts)
+            self._closed.extend(self.assembler.on_commit(item))
+            metrics.position(item.end, item.ts)
+        elif isinstance(item, Idle):
+            self.caught_up = True
+            metrics.idle()
+        elif isinstance(item, SourceFailed):
+            raise item.error
+
+    async def _maybe_flush(self) -> None:
+        due_checkpoint = time.monotonic() - self._last_checkpoint_at >= self.settings.checkpoint_interval
+        if self._closed or due_checkpoint:
+            await self._flush(force=due_checkpoint)
+
+    def _current_checkpoint(self) -> Checkpoint | None:
+        point = self.assembler.resume_point()
+        if point is None:
+            return None
+        resume, gtid = point
+        if resume < self.checkpoint.resume:
+            resume, gtid = self.checkpoint.resume, self.checkpoint.gtid
+        return Checkpoint(
+            connector=self.settings.name,
+            resume=resume,
+            gtid=gtid,
+            emitted=self.assembler.marks(resume),
+            server_id=self.settings.server_id,
+            ts_ms=int(time.time() * 1000),
+        )
+
+    async def _flush(self, force: bool = False) -> None:
+        closed, self._closed = self._closed, []
+        events = await self._build(closed)
+        records: list[Record] = []
+        for event in events:
+            records.extend(encode(event, self.settings.max_message_bytes))
+        checkpoint = self._current_checkpoint()
+        if checkpoint is not None and (checkpoint.resume, checkpoint.emitted) == (
+            self.checkpoint.resume, self.checkpoint.emitted
+        ):
+            checkpoint = None  # nothing moved: no need to write the same place again
+        if checkpoint is not None and not records and not force:
+            checkpoint = None
+        if not records and checkpoint is None:
+            return
+        started = time.perf_counter()
+        await self.sink.write(records, checkpoint)
+        metrics.flushed(events, time.perf_counter() - started)
+        for event in events:
+            log.debug("%s %s post %s:%s seq=%s (%s)", event.op, event.post_type, event.blog_id,
+                      event.post_id, event.seq, event.action)
+        if checkpoint is not None:
+            self.checkpoint = checkpoint
+            self._last_checkpoint_at = time.monotonic()
+            metrics.checkpointed(checkpoint)
+
+    async def _build(self, closed: list[PostChange]) -> list[PostEvent]:
+        if not closed:
+            return []
+        missing: dict[int, list[int]] = defaultdict(list)
+        for c in closed:
+            if not c.row_known:
+                missing[c.blog_id].append(c.post_id)
+        looked_up: dict[tuple[int, int], dict] = {}
+        if missing:
+            def lookup() -> None:
+                for blog, ids in missing.items():
+                    for pid, row in self.db.post_rows(self.tables, blog, ids).items():
+                        looked_up[(blog, pid)] = row
+
+            await asyncio.to_thread(lookup)
+        now_ms = int(time.time() * 1000)
+        events = []
+        for c in closed:
+            event = build(c, self.settings.capture, self.origin, now_ms, looked_up.get(c.key))
+            if event is not None:
+                events.append(event)
+        return events
+
+
+async def starting_checkpoint(settings: StreamSettings, db: Database) -> Checkpoint:
+    """The committed checkpoint, or one at the current end of the binlog for a new connector."""
+    saved = await load_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name)
+    if saved is not None and settings.start == "checkpoint":
+        return saved
+    if settings.start not in ("checkpoint", "end"):
+        return Checkpoint(settings.name, Position.parse(settings.start), server_id=settings.server_id)
+    position, gtid = await asyncio.to_thread(db.current_position)
+    return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id)
+
+
+def _retriable(exc: BaseException) -> bool:
+    return isinstance(exc, (SourceError, SinkError)) and getattr(exc, "retriable", False)
+
+
+async def run_stream(settings: StreamSettings, stop: asyncio.Event) -> None:
+    """Run sessions until ``stop`` is set; heal retriable failures from the last checkpoint."""
+    db = Database(settings.mysql)
+    tables = TableNames(settings.table_prefix, settings.blog_ids)
+    await asyncio.to_thread(preflight.run_all, db, tables, None)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+
+    async def one_session() -> None:
+        await ensure_topics(settings.kafka, settings.topic, settings.checkpoint_topic, settings.partitions)
+        checkpoint = await starting_checkpoint(settings, db)
+        await asyncio.to_thread(preflight.check_position, db, checkpoint.resume)
+        sink = KafkaSink(
+            settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
+            connector=settings.name,
+            transactional_id=settings.transactional_id if settings.delivery == "exactly-once" else None,
+        )
+        await sink.start()
+        metrics.ready(True)
+        try:
+            await Session(settings, checkpoint, db, sink).run(stop)
+        finally:
+            metrics.ready(False)
+            await sink.stop()
+
+    def before_sleep(state: object) -> None:
+        exc = state.outcome.exception()  # type: ignore[attr-defined]
+        metrics.reconnect()
+        log.warning("%s; retrying in %.1fs", exc, state.next_action.sleep)  # type: ignore[attr-defined]
+
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(_retriable),
+        wait=wait_exponential(multiplier=0.5, max=30),
+        stop=stop_never,
+        before_sleep=before_sleep,
+        reraise=True,
+    ):
+        with attempt:
+            if stop.is_set():
+                return
+            # A session that ran and failed resets the backoff: only consecutive failures grow it.
+            await one_session()
+    db.close()
+
+
+__all__ = ["run_stream", "Session", "Clock", "starting_checkpoint", "WpcdcError"]

@@ -1,0 +1,184 @@
+"""The sink stage: post-event records and their checkpoint into Kafka, together.
+
+In ``exactly-once`` mode one flush is one Kafka transaction: the events, their tombstones and the
+checkpoint record that covers them commit or vanish together, and the stable transactional id
+fences a second instance of the same connector. In ``at-least-once`` mode the checkpoint is only
+sent after Kafka acknowledged every event of the flush, so a crash can repeat, never skip.
+
+aiokafka errors are mapped here to SinkError / FencedError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    KafkaError,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+)
+
+from cdc.checkpoint import Checkpoint
+from cdc.config import KafkaSettings
+from cdc.encode import Record
+from cdc.errors import FencedError, SinkError
+
+log = logging.getLogger(__name__)
+
+
+def _fenced_or_sink(exc: BaseException, settings: KafkaSettings, what: str) -> Exception:
+    if isinstance(exc, ProducerFenced) or "fenced" in type(exc).__name__.lower():
+        return FencedError(
+            "another wpcdc instance with the same --name took over (its transactional id fenced "
+            "this one); run one instance per source database. Is another instance running?"
+        )
+    return SinkError(f"Kafka at {settings.bootstrap} failed to {what}: {exc!r}")
+
+
+async def ensure_topics(settings: KafkaSettings, topic: str, checkpoint_topic: str, partitions: int) -> None:
+    """Create the event topic (compacted, keyed by post) and the checkpoint topic if missing."""
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        wanted = []
+        if topic not in existing:
+            wanted.append(NewTopic(topic, partitions, 1, topic_configs={
+                "cleanup.policy": "compact", "min.compaction.lag.ms": "3600000",
+            }))
+        if checkpoint_topic not in existing:
+            wanted.append(NewTopic(checkpoint_topic, 1, 1, topic_configs={
+                "cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                "segment.ms": "600000",
+            }))
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    except KafkaError as exc:
+        raise SinkError(f"cannot create topics on Kafka at {settings.bootstrap}: {exc!r}") from None
+    finally:
+        await admin.close()
+
+
+async def load_checkpoint(settings: KafkaSettings, topic: str, connector: str,
+                          timeout: float = 30.0) -> Checkpoint | None:
+    """The newest committed checkpoint of ``connector``: read the topic to its end."""
+    consumer = AIOKafkaConsumer(
+        **settings.client_kwargs(),
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    latest: bytes | None = None
+    found = False
+    try:
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return None
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        key = connector.encode()
+        deadline = asyncio.get_running_loop().time() + timeout
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise SinkError(f"timed out reading checkpoint topic {topic}")
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for msg in batch.get(tp, []):
+                    if msg.key == key:
+                        latest, found = msg.value, True
+    except KafkaError as exc:
+        raise SinkError(f"cannot read checkpoint topic {topic} from {settings.bootstrap}: {exc!r}") from None
+    finally:
+        await consumer.stop()
+    if not found or latest is None:
+        return None
+    return Checkpoint.decode(latest)
+
+
+class KafkaSink:
+    """One producer; ``write`` sends a flush (records + checkpoint) with the configured guarantee."""
+
+    def __init__(self, settings: KafkaSettings, *, topic: str, checkpoint_topic: str, connector: str,
+                 transactional_id: str | None, max_request_size: int = 1_048_576) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.checkpoint_topic = checkpoint_topic
+        self.connector_key = connector.encode()
+        self.transactional = transactional_id is not None
+        self._producer = AIOKafkaProducer(
+            **settings.client_kwargs(),
+            enable_idempotence=True,
+            acks="all",
+            transactional_id=transactional_id,
+            compression_type="gzip",
+            linger_ms=5,
+            max_request_size=max_request_size,
+        )
+        self.transactions_committed = 0
+        self.transactions_aborted = 0
+        self.records_sent = 0
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._close_quietly()
+            raise _fenced_or_sink(exc, self.settings, "start the producer") from None
+
+    async def stop(self) -> None:
+        await self._close_quietly()
+
+    async def _close_quietly(self) -> None:
+        try:
+            await self._producer.stop()
+        except Exception:  # noqa: BLE001 - stopping after a failure; the failure was reported
+            pass
+
+    async def write(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
+        try:
+            if self.transactional:
+                await self._write_transaction(records, checkpoint)
+            else:
+                await self._write_acked(records, checkpoint)
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            raise _fenced_or_sink(exc, self.settings, "accept events") from None
+        self.records_sent += len(records)
+
+    async def _write_transaction(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
+        producer = self._producer
+        await producer.begin_transaction()
+        try:
+            futures = [await producer.send(self.topic, r.value, key=r.topic_key) for r in records]
+            if checkpoint is not None:
+                futures.append(await producer.send(self.checkpoint_topic, checkpoint.encode(),
+                                                   key=self.connector_key))
+            await asyncio.gather(*futures)
+        except BaseException:
+            try:
+                await producer.abort_transaction()
+                self.transactions_aborted += 1
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
+        await producer.commit_transaction()
+        self.transactions_committed += 1
+
+    async def _write_acked(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
+        producer = self._producer
+        futures = [await producer.send(self.topic, r.value, key=r.topic_key) for r in records]
+        await asyncio.gather(*futures)
+        if checkpoint is not None:
+            await (await producer.send(self.checkpoint_topic, checkpoint.encode(), key=self.connector_key))

@@ -1,0 +1,1 @@
+"""The source stage: the binlog (and the few SQL reads the stream needs) → row changes."""

@@ -1,0 +1,132 @@
+"""The SQL side of the source: server facts, the current position, term names, post rows.
+
+Every pymysql error is mapped here to a SourceError whose message names the server and what to
+check, so no caller handles a driver exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from cdc.config import MysqlSettings
+from cdc.errors import SourceError
+from cdc.position import Position
+from cdc.source.flavor import Flavor
+from cdc.wordpress import TableKind, TableNames
+
+ZERO_DATES = {"0000-00-00 00:00:00", "0000-00-00"}
+
+
+def connect(settings: MysqlSettings, *, database: str | None = None) -> pymysql.connections.Connection:
+    try:
+        return pymysql.connect(
+            **settings.pymysql_kwargs(),
+            database=database,
+            autocommit=True,
+            cursorclass=pymysql.cursors.DictCursor,
+        )
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else 0
+        where = f"{settings.user}@{settings.host}:{settings.port}"
+        if code == 1045:
+            raise SourceError(f"MySQL refused the login {where}: check --mysql-user and the password") from None
+        if code == 1049:
+            raise SourceError(f"database {database!r} does not exist on {settings.host}:{settings.port}") from None
+        raise SourceError(f"cannot connect to MySQL at {settings.host}:{settings.port}: {exc.args[-1]}") from None
+
+
+class Database:
+    """A small control connection, used from one thread at a time."""
+
+    def __init__(self, settings: MysqlSettings) -> None:
+        self.settings = settings
+        self._conn: pymysql.connections.Connection | None = None
+        self._flavor: Flavor | None = None
+
+    def _c(self) -> pymysql.connections.Connection:
+        if self._conn is None or not self._conn.open:
+            self._conn = connect(self.settings)
+        return self._conn
+
+    def query(self, sql: str, args: Iterable[Any] | None = None) -> list[dict[str, Any]]:
+        try:
+            with self._c().cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall())
+        except pymysql.err.OperationalError as exc:
+            self.close()
+            raise SourceError(f"MySQL query failed ({exc.args[-1]}): {sql.split()[0]} …") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken socket may fail; nothing to do
+                pass
+            self._conn = None
+
+    @property
+    def flavor(self) -> Flavor:
+        if self._flavor is None:
+            version = self.query("SELECT VERSION() AS v")[0]["v"]
+            self._flavor = Flavor.from_version(version)
+        return self._flavor
+
+    def variable(self, name: str) -> str | None:
+        rows = self.query("SHOW GLOBAL VARIABLES LIKE %s", (name,))
+        return str(rows[0]["Value"]) if rows else None
+
+    def current_position(self) -> tuple[Position, str | None]:
+        rows = self.query(self.flavor.binlog_status_sql)
+        if not rows:
+            raise SourceError("the server reports no binary log: set log_bin and restart MySQL")
+        row = rows[0]
+        gtid = self.query(self.flavor.gtid_position_sql + " AS g")[0]["g"] or None
+        return Position(row["File"], int(row["Position"])), gtid
+
+    def binlogs(self) -> dict[str, int]:
+        """Binlog files still on the server and their sizes."""
+        return {r["Log_name"]: int(r["File_size"]) for r in self.query("SHOW BINARY LOGS")}
+
+    def blog_ids(self, tables: TableNames) -> list[int]:
+        names = self.query(
+            "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (self.settings.database,),
+        )
+        ids = set()
+        for r in names:
+            parsed = tables.parse(r["t"])
+            if parsed and parsed.kind is TableKind.POSTS:
+                ids.add(parsed.blog_id)
+        return sorted(ids)
+
+    def term_rows(self, tables: TableNames, blog_id: int) -> list[dict[str, Any]]:
+        db = self.settings.database
+        tt = tables.name(blog_id, TableKind.TERM_TAXONOMY)
+        t = tables.name(blog_id, TableKind.TERMS)
+        return self.query(
+            f"SELECT tt.term_taxonomy_id, tt.term_id, tt.taxonomy, t.slug, t.name "
+            f"FROM `{db}`.`{tt}` tt JOIN `{db}`.`{t}` t ON t.term_id = tt.term_id"
+        )
+
+    def post_rows(self, tables: TableNames, blog_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Current wp_posts rows by ID, shaped like binlog rows (zero dates as None)."""
+        if not ids:
+            return {}
+        table = tables.name(blog_id, TableKind.POSTS)
+        marks = ",".join(["%s"] * len(ids))
+        rows = self.query(f"SELECT * FROM `{self.settings.database}`.`{table}` WHERE ID IN ({marks})", ids)
+        return {int(r["ID"]): {k: _clean(v) for k, v in r.items()} for r in rows}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str) and value in ZERO_DATES:
+        return None
+    if isinstance(value, dt.datetime) and value.year == 0:
+        return None
+    return value

@@ -1,0 +1,157 @@
+"""Preflight: is this server set up for wpcdc? One line per failure, with the fix and an exit code.
+
+Run by ``wpcdc check`` and at the start of ``wpcdc stream``. Each check is a function so the
+checks read as a list; the first failing one raises PreflightError (exit codes in
+docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cdc.errors import PreflightError, SourceError
+from cdc.position import Position
+from cdc.source.database import Database
+from cdc.wordpress import TableKind, TableNames
+
+EXIT_CONNECT = 10
+EXIT_LOG_BIN = 11
+EXIT_FORMAT = 12
+EXIT_ROW_IMAGE = 13
+EXIT_ROW_METADATA = 14
+EXIT_PRIVILEGES = 15
+EXIT_TABLES = 16
+EXIT_COMPRESSION = 17
+EXIT_POSITION = 21
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _expect(db: Database, variable: str, wanted: str, exit_code: int, fix: str) -> CheckResult:
+    value = db.variable(variable)
+    if value is None or value.upper() != wanted:
+        raise PreflightError(
+            f"{variable} is {value!r}, wpcdc needs {wanted}: {fix}", check=variable, exit_code=exit_code
+        )
+    return CheckResult(variable, True, value)
+
+
+def check_connect(db: Database) -> CheckResult:
+    try:
+        flavor = db.flavor
+    except SourceError as exc:
+        raise PreflightError(str(exc), check="connect", exit_code=EXIT_CONNECT) from None
+    return CheckResult("connect", True, f"{flavor.name} {'.'.join(map(str, flavor.version))}")
+
+
+def check_binlog_settings(db: Database) -> list[CheckResult]:
+    results = [
+        _expect(db, "log_bin", "ON", EXIT_LOG_BIN,
+                "start the server with log_bin (e.g. log_bin=mysql-bin in my.cnf) and a server_id"),
+        _expect(db, "binlog_format", "ROW", EXIT_FORMAT,
+                "set binlog_format=ROW in my.cnf (SET GLOBAL affects new sessions only)"),
+        _expect(db, "binlog_row_image", "FULL", EXIT_ROW_IMAGE, "set binlog_row_image=FULL in my.cnf"),
+    ]
+    if db.flavor.supports_row_metadata:
+        results.append(_expect(db, "binlog_row_metadata", "FULL", EXIT_ROW_METADATA,
+                               "set binlog_row_metadata=FULL in my.cnf (column names in the binlog)"))
+    else:
+        raise PreflightError(
+            "this server is too old for binlog_row_metadata (MariaDB >= 10.5 or MySQL >= 8.0.14 needed)",
+            check="binlog_row_metadata", exit_code=EXIT_ROW_METADATA,
+        )
+    var = db.flavor.compression_variable
+    if var:
+        value = db.variable(var)
+        if value is not None and value.upper() == "ON":
+            raise PreflightError(
+                f"{var}=ON: compressed transaction payloads cannot be decoded by wpcdc and would "
+                f"be skipped; set {var}=OFF", check=var, exit_code=EXIT_COMPRESSION,
+            )
+    return results
+
+
+_GRANT = re.compile(r"GRANT (.+?) ON (\S+) TO", re.IGNORECASE)
+
+
+def check_privileges(db: Database) -> CheckResult:
+    grants = [next(iter(r.values())) for r in db.query("SHOW GRANTS")]
+    global_privs: set[str] = set()
+    for g in grants:
+        m = _GRANT.match(g)
+        if m and m.group(2) in ("*.*", "`*`.`*`"):
+            global_privs |= {p.strip().upper() for p in m.group(1).split(",")}
+    if "ALL PRIVILEGES" in global_privs:
+        return CheckResult("privileges", True, "ALL PRIVILEGES")
+    missing = []
+    if "REPLICATION SLAVE" not in global_privs and "REPLICATION REPLICA" not in global_privs:
+        missing.append("REPLICATION SLAVE")
+    if not global_privs & set(db.flavor.monitor_grant_names()):
+        missing.append("REPLICATION CLIENT")
+    if missing:
+        user = db.settings.user
+        raise PreflightError(
+            f"user {user!r} lacks {', '.join(missing)}: run GRANT {', '.join(missing)} ON *.* TO "
+            f"'{user}'@'<host>' (see docs/operations.md for the least-privilege grants)",
+            check="privileges", exit_code=EXIT_PRIVILEGES,
+        )
+    return CheckResult("privileges", True, ", ".join(sorted(global_privs)))
+
+
+def check_tables(db: Database, tables: TableNames) -> CheckResult:
+    database = db.settings.database
+    names = {r["t"] for r in db.query(
+        "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database,))}
+    wanted = [tables.name(1, kind) for kind in TableKind]
+    missing = [t for t in wanted if t not in names]
+    if missing:
+        raise PreflightError(
+            f"database {database!r} has no {', '.join(missing)}: check --mysql-database and "
+            f"--table-prefix ({tables.prefix!r}), and that the user may SELECT there",
+            check="tables", exit_code=EXIT_TABLES,
+        )
+    try:
+        db.query(f"SELECT 1 FROM `{database}`.`{wanted[0]}` LIMIT 1")
+    except SourceError:
+        raise PreflightError(
+            f"user {db.settings.user!r} cannot SELECT from {database}.{wanted[0]}: GRANT SELECT ON "
+            f"`{database}`.* TO the wpcdc user", check="tables", exit_code=EXIT_PRIVILEGES,
+        ) from None
+    blogs = sorted({p.blog_id for t in names if (p := tables.parse(t)) and p.kind is TableKind.POSTS})
+    return CheckResult("tables", True, f"blogs {blogs}")
+
+
+def check_position(db: Database, position: Position | None) -> CheckResult:
+    if position is None:
+        return CheckResult("position", True, "no saved position")
+    logs = db.binlogs()
+    if position.file not in logs:
+        oldest = min(logs, default="(none)")
+        raise PreflightError(
+            f"saved position {position} is gone: {position.file} was purged (oldest binlog on the "
+            f"server is {oldest}). Run `wpcdc backfill` to take a new snapshot, or "
+            "`wpcdc offsets reset` to start from the current end and accept the gap",
+            check="position", exit_code=EXIT_POSITION,
+        )
+    if position.pos > logs[position.file]:
+        raise PreflightError(
+            f"saved position {position} is past the end of {position.file} ({logs[position.file]} "
+            "bytes): the checkpoint belongs to another server; check --mysql-host or reset offsets",
+            check="position", exit_code=EXIT_POSITION,
+        )
+    return CheckResult("position", True, str(position))
+
+
+def run_all(db: Database, tables: TableNames, position: Position | None) -> list[CheckResult]:
+    results = [check_connect(db)]
+    results += check_binlog_settings(db)
+    results.append(check_privileges(db))
+    results.append(check_tables(db, tables))
+    results.append(check_position(db, position))
+    return results

@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""The local stack: a user-space MariaDB, a single-node Kafka (KRaft) and a WordPress install.
+
+There is no container engine on our machines, so the project runs real servers from packages:
+MariaDB from Debian's ``mariadb-server``, Kafka from the jars Maven resolves out of Maven Central,
+WordPress from Debian's ``wordpress`` with PHP CLI. Everything listens on 127.0.0.1 only, on ports
+picked free at first start (and kept while they stay free), with data and logs under one state
+directory (``.stack/`` at the repository root unless ``WPCDC_STACK_DIR`` says otherwise).
+
+Usage::
+
+    python deploy/local/stack.py up [mariadb|kafka|wordpress ...]   # start (idempotent)
+    python deploy/local/stack.py down                                # stop everything
+    python deploy/local/stack.py status                              # what runs where
+    python deploy/local/stack.py env                                 # shell exports for the CLI
+
+Tests import this module and call :func:`up` from a session fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+STATE = Path(os.environ.get("WPCDC_STACK_DIR", REPO / ".stack")).resolve()
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wpcdc"
+KAFKA_VERSION = "4.1.1"
+
+ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-pw"
+# The connector's least-privilege account (see docs/operations.md for the grants).
+CDC_USER, CDC_PASSWORD = "wpcdc", "wpcdc-pw"
+WP_USER, WP_PASSWORD = "wordpress", "wordpress-pw"
+WP_DATABASE = "wordpress"
+
+
+class StackError(RuntimeError):
+    """A server of the local stack could not be started; the message names its log."""
+
+
+@dataclass
+class Ports:
+    mysql: int = 0
+    kafka: int = 0
+    kafka_controller: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _load_ports() -> Ports:
+    path = STATE / "ports.json"
+    if path.exists():
+        return Ports(**json.loads(path.read_text()))
+    return Ports()
+
+
+def _save_ports(ports: Ports) -> None:
+    STATE.mkdir(parents=True, exist_ok=True)
+    (STATE / "ports.json").write_text(json.dumps(asdict(ports), indent=2))
+
+
+def _pid_alive(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def _choose(ports: Ports, name: str, owner_alive: bool) -> int:
+    current = getattr(ports, name)
+    if current and (owner_alive or _port_free(current)):
+        return int(current)
+    port = _free_port()
+    setattr(ports, name, port)
+    return port
+
+
+def _wait(check, what: str, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+    raise StackError(f"{what} did not come up within {timeout:.0f}s; see {log}\n{tail}")
+
+
+def _stop_pid(pidfile: Path, timeout: float = 30.0) -> None:
+    pid = _pid_alive(pidfile)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pidfile):
+        time.sleep(0.1)
+    if _pid_alive(pidfile):
+        os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+def _run(cmd: list[str], log: Path, **kw) -> None:
+    with open(log, "ab") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, **kw)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise StackError(f"{' '.join(cmd[:3])} failed ({proc.returncode}); see {log}\n{tail}")
+
+
+# --------------------------------------------------------------------------------------- MariaDB
+
+
+def mariadb_dir() -> Path:
+    return STATE / "mariadb"
+
+
+def _mysqld() -> str:
+    for name in ("mariadbd", "mysqld"):
+        for base in ("/usr/sbin", "/usr/bin"):
+            if Path(base, name).exists():
+                return str(Path(base, name))
+    raise StackError("mariadbd not found: install Debian's mariadb-server (make deps does)")
+
+
+def _mariadb_cnf(d: Path, port: int) -> str:
+    return f"""[mysqld]
+{"user = root" if os.geteuid() == 0 else ""}
+datadir = {d}/data
+socket = {d}/mysqld.sock
+pid-file = {d}/mysqld.pid
+log-error = {d}/mysqld.log
+port = {port}
+bind-address = 127.0.0.1
+skip-name-resolve
+server_id = 1
+log_bin = {d}/binlog/mariadb-bin
+binlog_format = ROW
+binlog_row_image = FULL
+binlog_row_metadata = FULL
+expire_logs_days = 2
+character-set-server = utf8mb4
+collation-server = utf8mb4_unicode_ci
+max_allowed_packet = 256M
+innodb_buffer_pool_size = 256M
+innodb_log_file_size = 256M
+innodb_flush_log_at_trx_commit = 2
+sync_binlog = 0
+max_connections = 300
+"""
+
+
+def mariadb_up(ports: Ports) -> None:
+    d = mariadb_dir()
+    pidfile = d / "mysqld.pid"
+    alive = _pid_alive(pidfile) is not None
+    port = _choose(ports, "mysql", alive)
+    if alive and _port_open(port):
+        return
+    (d / "binlog").mkdir(parents=True, exist_ok=True)
+    cnf = d / "my.cnf"
+    cnf.write_text(_mariadb_cnf(d, port))
+    log = d / "mysqld.log"
+    fresh = not (d / "data" / "mysql").exists()
+    if fresh:
+        shutil.rmtree(d / "data", ignore_errors=True)
+        installer = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+        if not installer:
+            raise StackError("mariadb-install-db not found: install Debian's mariadb-server")
+        _run(
+            [installer, f"--defaults-file={cnf}", "--auth-root-authentication-method=normal",
+             "--skip-test-db"],
+            d / "install.log",
+        )
+    with open(d / "mysqld.stdout", "ab") as out:
+        subprocess.Popen([_mysqld(), f"--defaults-file={cnf}"], stdout=out, stderr=out,
+                         start_new_session=True)
+    _wait(lambda: _port_open(port) and (d / "mysqld.sock").exists(), "MariaDB", log)
+    if fresh:
+        sql = f"""
+CREATE USER '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{ADMIN_PASSWORD}';
+GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'127.0.0.1' WITH GRANT OPTION;
+CREATE USER '{CDC_USER}'@'127.0.0.1' IDENTIFIED BY '{CDC_PASSWORD}';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, SELECT ON *.* TO '{CDC_USER}'@'127.0.0.1';
+CREATE USER '{WP_USER}'@'127.0.0.1' IDENTIFIED BY '{WP_PASSWORD}';
+CREATE USER '{WP_USER}'@'localhost' IDENTIFIED BY '{WP_PASSWORD}';
+CREATE DATABASE IF NOT EXISTS {WP_DATABASE} CHARACTER SET utf8mb4;
+GRANT ALL PRIVILEGES ON *.* TO '{WP_USER}'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON *.* TO '{WP_USER}'@'localhost';
+FLUSH PRIVILEGES;
+"""
+        mysql_client(sql, socket_path=d / "mysqld.sock")
+
+
+def mysql_client(sql: str, socket_path: Path | None = None, database: str | None = None) -> str:
+    """Run SQL as root over the socket with Debian's client; returns stdout."""
+    client = shutil.which("mariadb") or shutil.which("mysql")
+    if not client:
+        raise StackError("mariadb client not found: install Debian's mariadb-client")
+    sock = socket_path or mariadb_dir() / "mysqld.sock"
+    cmd = [client, "--no-defaults", "-uroot", f"--socket={sock}", "-N", "-B"]
+    if database:
+        cmd.append(database)
+    proc = subprocess.run(cmd, input=sql.encode(), capture_output=True)
+    if proc.returncode != 0:
+        raise StackError(f"mariadb client failed: {proc.stderr.decode(errors='replace')}")
+    return proc.stdout.decode()
+
+
+def mariadb_down() -> None:
+    _stop_pid(mariadb_dir() / "mysqld.pid", timeout=60)
+
+
+# ----------------------------------------------------------------------------------------- Kafka
+
+
+def kafka_dir() -> Path:
+    return STATE / "kafka"
+
+
+def kafka_lib() -> Path:
+    """The broker's jars, resolved once by Maven into the user cache and reused after."""
+    lib = CACHE / f"kafka-{KAFKA_VERSION}" / "lib"
+    marker = lib / ".complete"
+    if marker.exists():
+        return lib
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise StackError("mvn not found: install Maven (make deps does)")
+    lib.mkdir(parents=True, exist_ok=True)
+    log = CACHE / f"kafka-{KAFKA_VERSION}" / "mvn.log"
+    _run(
+        [mvn, "-B", "-q", "-f", str(HERE / "kafka" / "pom.xml"), "dependency:copy-dependencies",
+         f"-Dkafka.version={KAFKA_VERSION}", f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
+        log,
+    )
+    marker.write_text(KAFKA_VERSION)
+    return lib
+
+
+def _kafka_properties(d: Path, ports: Ports) -> str:
+    return f"""process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{ports.kafka_controller}
+listeners=PLAINTEXT://127.0.0.1:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{ports.kafka}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={d}/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=48
+log.cleaner.backoff.ms=1000
+transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
+"""
+
+
+_LOG4J = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.kafka.additivity = false
+logger.kafka.appenderRef.file.ref = file
+"""
+
+
+def kafka_up(ports: Ports) -> None:
+    d = kafka_dir()
+    pidfile = d / "kafka.pid"
+    alive = _pid_alive(pidfile) is not None
+    _choose(ports, "kafka", alive)
+    _choose(ports, "kafka_controller", alive)
+    if alive and _port_open(ports.kafka):
+        return
+    lib = kafka_lib()
+    d.mkdir(parents=True, exist_ok=True)
+    props = d / "server.properties"
+    props.write_text(_kafka_properties(d, ports))
+    log = d / "server.log"
+    (d / "log4j2.properties").write_text(_LOG4J.format(log=log))
+    java = shutil.which("java")
+    if not java:
+        raise StackError("java not found: install a Java 17 runtime (make deps does)")
+    base = [java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={d / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={d}", "-cp", f"{lib}/*"]
+    if not (d / "data" / "meta.properties").exists():
+        cluster_id = uuid.uuid4().bytes
+        import base64
+
+        cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+        _run(base + ["kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props)],
+             d / "format.log")
+    with open(d / "kafka.stdout", "ab") as out:
+        proc = subprocess.Popen(base + ["kafka.Kafka", str(props)], stdout=out, stderr=out,
+                                start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    _wait(lambda: _port_open(ports.kafka) or proc.poll() is not None, "Kafka", log, timeout=120)
+    if proc.poll() is not None:
+        raise StackError(f"Kafka exited with {proc.returncode}; see {d / 'kafka.stdout'} and {log}")
+
+
+def kafka_down() -> None:
+    _stop_pid(kafka_dir() / "kafka.pid", timeout=60)
+
+
+# ------------------------------------------------------------------------------------- WordPress
+
+
+def wordpress_up(ports: Ports) -> None:
+    """Install WordPress (single site and a multisite network) through PHP CLI, once."""
+    from wordpress import install  # deploy/local/wordpress.py
+
+    install(STATE / "wordpress", ports.mysql)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def up(services: list[str] | None = None) -> Ports:
+    services = services or ["mariadb", "kafka", "wordpress"]
+    STATE.mkdir(parents=True, exist_ok=True)
+    ports = _load_ports()
+    if "mariadb" in services or "wordpress" in services:
+        mariadb_up(ports)
+        _save_ports(ports)
+    if "kafka" in services:
+        kafka_up(ports)
+        _save_ports(ports)
+    if "wordpress" in services:
+        wordpress_up(ports)
+    return ports
+
+
+def down() -> None:
+    kafka_down()
+    mariadb_down()
+
+
+def env(ports: Ports | None = None) -> dict[str, str]:
+    """The environment a wpcdc process needs to talk to this stack."""
+    ports = ports or _load_ports()
+    return {
+        "WPCDC_MYSQL_HOST": "127.0.0.1",
+        "WPCDC_MYSQL_PORT": str(ports.mysql),
+        "WPCDC_MYSQL_USER": CDC_USER,
+        "WPCDC_MYSQL_PASSWORD": CDC_PASSWORD,
+        "WPCDC_MYSQL_DATABASE": WP_DATABASE,
+        "WPCDC_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
+    }
+
+
+def status() -> dict[str, object]:
+    ports = _load_ports()
+    return {
+        "state_dir": str(STATE),
+        "mariadb": {"port": ports.mysql, "up": bool(ports.mysql) and _port_open(ports.mysql),
+                    "log": str(mariadb_dir() / "mysqld.log")},
+        "kafka": {"port": ports.kafka, "up": bool(ports.kafka) and _port_open(ports.kafka),
+                  "log": str(kafka_dir() / "server.log")},
+        "wordpress": {"root": str(STATE / "wordpress")},
+    }
+
+
+def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(HERE))
+    cmd = argv[1] if len(argv) > 1 else "status"
+    try:
+        if cmd == "up":
+            up(argv[2:] or None)
+            print(json.dumps(status(), indent=2))
+        elif cmd == "down":
+            down()
+        elif cmd == "status":
+            print(json.dumps(status(), indent=2))
+        elif cmd == "env":
+            for k, v in env().items():
+                print(f"export {k}={v}")
+        else:
+            print(__doc__)
+            return 2
+    except StackError as exc:
+        print(f"stack: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
