@@ -148,6 +148,7 @@ def main(ctx: click.Context, config: str | None, log_level: str, log_format: str
     ctx.default_map = {cmd: defaults for cmd in COMMANDS} | {
         "offsets": {sub: defaults for sub in ("show", "set", "reset")}
     }
+    ctx.obj = {"log_level": log_level, "log_format": log_format}
     logs.setup(log_level, log_format)
 
 
@@ -174,13 +175,14 @@ def main(ctx: click.Context, config: str | None, log_level: str, log_format: str
 @opt("--start", default="checkpoint", show_default=True,
      help="checkpoint (resume; new connectors start at the end), end, or FILE:POS.")
 @opt("--metrics-port", type=int, default=None, help="Serve /metrics, /healthz, /readyz on this port.")
+@click.pass_obj
 @run_command
-def stream(**kw: Any) -> int:
+def stream(obj: dict[str, str], **kw: Any) -> int:
     """Stream post events to Kafka until SIGINT/SIGTERM (then flush, checkpoint, exit 0)."""
     from cdc.pipeline import run_stream
 
     settings = build_settings(kw)
-    logs.setup(logging.getLevelName(logging.getLogger().level), "auto", settings.name)
+    logs.setup(obj["log_level"], obj["log_format"], settings.name)
 
     async def main_task() -> None:
         stop = asyncio.Event()

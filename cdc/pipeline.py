@@ -19,6 +19,7 @@ import logging
 import queue
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_exponential
@@ -43,27 +44,35 @@ log = logging.getLogger(__name__)
 
 
 class Clock:
-    """Assembler time: binlog time while catching up, extended by wall time while idle.
+    """Assembler time: wall time while live, binlog time while catching up on a backlog.
 
     Windows measured in binlog time cut a replayed backlog the way they would have cut it live
-    (an hour of edits read in a second still makes an hour of separate events); the wall-clock
-    extension closes windows when no more rows arrive. The clock never goes backwards.
+    (an hour of edits read in a second still makes an hour of separate events). Binlog
+    timestamps have one-second resolution and are not monotonic across sessions (a statement's
+    start time, written in commit order), so the clock only jumps to a binlog timestamp that is
+    more than a second ahead of it; otherwise it runs on the monotonic wall clock. It never
+    goes backwards.
     """
 
-    def __init__(self) -> None:
-        self._base = 0.0
-        self._mono = time.monotonic()
+    GRANULARITY = 1.0
 
-    def advance(self, binlog_ts: int) -> None:
-        now = self.now()
-        if binlog_ts > now:
-            self._base = float(binlog_ts)
-            self._mono = time.monotonic()
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._base = 0.0
+        self._mono = monotonic()
+
+    def advance(self, binlog_ts: int) -> bool:
+        """Move to a binlog timestamp if it is ahead; True when the clock jumped."""
+        if not self._base:
+            self._base, self._mono = float(binlog_ts), self._monotonic()
+            return False
+        if binlog_ts > self.now() + self.GRANULARITY:
+            self._base, self._mono = float(binlog_ts), self._monotonic()
+            return True
+        return False
 
     def now(self) -> float:
-        if not self._base:
-            return time.monotonic()
-        return self._base + (time.monotonic() - self._mono)
+        return self._base + (self._monotonic() - self._mono)
 
 
 @dataclass
@@ -133,11 +142,14 @@ class Session:
     def _on_item(self, item: object) -> None:
         if isinstance(item, RowsBatch):
             self.caught_up = False
-            self.clock.advance(item.changes[0].ts if item.changes else 0)
+            if item.changes and self.clock.advance(item.changes[0].ts):
+                # Binlog time jumped (a backlog): close what that jump ends before folding more.
+                self._closed.extend(self.assembler.due(self.clock.now()))
             metrics.rows_seen(item)
             self._closed.extend(self.assembler.on_batch(item, self.clock.now()))
         elif isinstance(item, Commit):
-            self.clock.advance(item.ts)
+            if self.clock.advance(item.ts):
+                self._closed.extend(self.assembler.due(self.clock.now()))
             self._closed.extend(self.assembler.on_commit(item))
             metrics.position(item.end, item.ts)
         elif isinstance(item, Idle):
@@ -217,15 +229,20 @@ class Session:
         return events
 
 
-async def starting_checkpoint(settings: StreamSettings, db: Database) -> Checkpoint:
-    """The committed checkpoint, or one at the current end of the binlog for a new connector."""
+async def starting_checkpoint(settings: StreamSettings, db: Database, start: str) -> tuple[Checkpoint, bool]:
+    """(checkpoint to start from, whether it is new and must be saved before streaming).
+
+    The committed checkpoint, or for a new connector one at the current end of the binlog (or at
+    ``--start FILE:POS``). A new one is written before the first row is read, so a crash before
+    the first event still resumes from there instead of from a later "end".
+    """
     saved = await load_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name)
-    if saved is not None and settings.start == "checkpoint":
-        return saved
-    if settings.start not in ("checkpoint", "end"):
-        return Checkpoint(settings.name, Position.parse(settings.start), server_id=settings.server_id)
+    if saved is not None and start == "checkpoint":
+        return saved, False
+    if start not in ("checkpoint", "end"):
+        return Checkpoint(settings.name, Position.parse(start), server_id=settings.server_id), True
     position, gtid = await asyncio.to_thread(db.current_position)
-    return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id)
+    return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id), True
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -240,9 +257,12 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event) -> None:
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
 
+    start = settings.start
+
     async def one_session() -> None:
+        nonlocal start
         await ensure_topics(settings.kafka, settings.topic, settings.checkpoint_topic, settings.partitions)
-        checkpoint = await starting_checkpoint(settings, db)
+        checkpoint, is_new = await starting_checkpoint(settings, db, start)
         await asyncio.to_thread(preflight.check_position, db, checkpoint.resume)
         sink = KafkaSink(
             settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
@@ -250,6 +270,9 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event) -> None:
             transactional_id=settings.transactional_id if settings.delivery == "exactly-once" else None,
         )
         await sink.start()
+        if is_new:
+            await sink.write([], checkpoint)
+        start = "checkpoint"  # --start applies once; every later session resumes from Kafka
         metrics.ready(True)
         try:
             await Session(settings, checkpoint, db, sink).run(stop)

@@ -1,0 +1,69 @@
+# wpcdc: everyday commands. `make test` is what CI runs (through .ci/run).
+SHELL := /bin/bash
+
+PY ?= .venv/bin/python
+# The stack script needs only the standard library: use python3 until .venv exists.
+STACK_PY := $(if $(wildcard $(PY)),$(PY),python3)
+STACK := deploy/local/stack.py
+STACK_DIR ?= $(or $(WPCDC_STACK_DIR),.stack)
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: help deps up down status test test-unit lint demo bench clean
+
+help:
+	@echo "make deps       install Debian packages, Java/Maven check, .venv with wpcdc[dev]"
+	@echo "make up         start MariaDB, Kafka and WordPress (idempotent)"
+	@echo "make down       stop the stack;  make status: what runs where"
+	@echo "make test       deps, stack up, the whole pytest suite, stack down (keeps pytest's exit code)"
+	@echo "make test-unit  tests/unit only, no servers"
+	@echo "make lint       ruff check + mypy cdc"
+	@echo "make demo       deps, up, then deploy/local/demo.py"
+	@echo "make bench      deps, up, then bench/run.py (as python -m bench.run)"
+	@echo "make clean      stop the stack and remove $(STACK_DIR)"
+
+deps:
+	bash deploy/local/deps.sh
+
+up: deps
+	$(PY) $(STACK) up
+
+down:
+	$(STACK_PY) $(STACK) down
+
+status:
+	$(STACK_PY) $(STACK) status
+
+# The stack is stopped whatever happened, and the recipe exits with pytest's own code
+# (make then reports it as "Error N"; exit 5 means pytest collected no test).
+test: deps
+	@rc=0; \
+	if $(PY) $(STACK) up; then \
+		$(PY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	else \
+		rc=$$?; echo "make test: the stack did not come up (exit $$rc)" >&2; \
+	fi; \
+	$(PY) $(STACK) down || echo "make test: warning: stack down failed" >&2; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest ran no test (exit 5)" >&2; fi; \
+	exit $$rc
+
+test-unit: deps
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+lint: deps
+	$(PY) -m ruff check .
+	$(PY) -m mypy cdc
+
+demo: up
+	$(PY) deploy/local/demo.py
+
+bench: up
+	@if [ -f bench/run.py ]; then \
+		$(PY) -m bench.run $(BENCH_ARGS); \
+	else \
+		echo "make bench: bench/run.py does not exist yet; nothing to run"; \
+	fi
+
+clean:
+	$(STACK_PY) $(STACK) down
+	rm -rf -- "$(STACK_DIR)"

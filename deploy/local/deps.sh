@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Install what the local stack and the test suite need, on a fresh Debian 12 machine or an old one.
+#
+#   - Debian packages: MariaDB server and client, WordPress, PHP CLI with mysqli (apt-get update
+#     only when one of them is missing). The Debian MariaDB service is kept from running on 3306:
+#     the stack runs its own instance from deploy/local/stack.py.
+#   - Java >= 17 and Maven, for the Kafka broker (its jars come from Maven Central at `stack up`).
+#   - .venv with this project installed editable with its dev extra (pip's cache in ~/.cache/pip).
+#
+# Idempotent, and a quick no-op (well under 5 s) once everything is there. Needs root (or sudo)
+# only when it has Debian packages to install.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO"
+
+PYTHON="${PYTHON:-python3}"
+VENV="${VENV:-$REPO/.venv}"
+APT_PACKAGES=(mariadb-server mariadb-client wordpress php-cli php-mysql)
+
+log() { printf 'deps: %s\n' "$*"; }
+die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=(sudo)
+fi
+
+installed() {  # true if every named Debian package is installed
+    local pkg
+    for pkg in "$@"; do
+        [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || return 1
+    done
+}
+
+APT_UPDATED=0
+apt_install() {  # apt_install PKG...: update the lists once, install without starting services
+    local created_policy=0
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        APT_UPDATED=1
+    fi
+    # Keep maintainer scripts from starting services (Debian's mariadb on 3306, apache2 on 80):
+    # invoke-rc.d asks /usr/sbin/policy-rc.d, and 101 means "not allowed".
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+        "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
+        created_policy=1
+    fi
+    log "apt-get install $*"
+    local rc=0
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" || rc=$?
+    if [ "$created_policy" -eq 1 ]; then
+        "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d
+    fi
+    [ "$rc" -eq 0 ] || die "apt-get install $* failed ($rc)"
+}
+
+pid_alive() {  # pid_alive PIDFILE
+    local pid
+    pid="$(cat "$1" 2>/dev/null)" || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+debian_mariadb_off() {
+    # Not auto-started at boot ...
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        if systemctl is-enabled --quiet mariadb 2>/dev/null || systemctl is-active --quiet mariadb 2>/dev/null; then
+            log "disabling and stopping Debian's mariadb service (the stack runs its own)"
+            "${SUDO[@]}" systemctl disable --now mariadb >/dev/null 2>&1 || true
+        fi
+    elif compgen -G '/etc/rc[2-5].d/S*mariadb' >/dev/null && command -v update-rc.d >/dev/null; then
+        log "disabling Debian's mariadb init script at boot (the stack runs its own)"
+        "${SUDO[@]}" update-rc.d mariadb disable >/dev/null 2>&1 || true
+    fi
+    # ... and not running now. Its pid file and socket live under /run/mysqld; ours under .stack/.
+    if pid_alive /run/mysqld/mysqld.pid; then
+        log "stopping Debian's mariadb service on 3306 (the stack runs its own)"
+        if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+            "${SUDO[@]}" systemctl stop mariadb || true
+        elif [ -x /etc/init.d/mariadb ]; then
+            # Not invoke-rc.d: a policy-rc.d that forbids starts may forbid stops too.
+            "${SUDO[@]}" /etc/init.d/mariadb stop >/dev/null || true
+        fi
+        if pid_alive /run/mysqld/mysqld.pid; then
+            "${SUDO[@]}" kill "$(cat /run/mysqld/mysqld.pid)" || true
+        fi
+    fi
+}
+
+# ------------------------------------------------------------------------------ Debian packages
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    installed "$pkg" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    apache_was_running=0
+    pgrep -x apache2 >/dev/null 2>&1 && apache_was_running=1
+    apt_install "${APT_PACKAGES[@]}"
+    # apache2 comes with the wordpress package; the stack drives WordPress through PHP CLI, so an
+    # apache that this install started (where policy-rc.d did not hold it back) is stopped again.
+    if [ "$apache_was_running" -eq 0 ] && pgrep -x apache2 >/dev/null 2>&1; then
+        log "stopping the apache2 that installing wordpress started"
+        if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+            "${SUDO[@]}" systemctl disable --now apache2 >/dev/null 2>&1 || true
+        else
+            "${SUDO[@]}" /etc/init.d/apache2 stop >/dev/null 2>&1 || true
+        fi
+    fi
+fi
+debian_mariadb_off
+
+# -------------------------------------------------------------------------------- Java and Maven
+
+java_major() {
+    command -v java >/dev/null || { echo 0; return; }
+    # 'openjdk version "17.0.15" 2025-04-15' or 'java version "1.8.0_392"'
+    java -version 2>&1 | sed -n 's/.* version "\([0-9][0-9]*\)\(\.\([0-9][0-9]*\)\)\{0,1\}.*/\1 \3/p' | head -n1 \
+        | awk '{ print ($1 == 1 ? $2 : $1) }'
+}
+
+jmajor="$(java_major)"
+jmajor="${jmajor:-0}"
+need_java=()
+if [ "$jmajor" -lt 17 ]; then
+    need_java+=(openjdk-17-jre-headless)
+fi
+if ! command -v mvn >/dev/null; then
+    need_java+=(maven)
+fi
+if [ "${#need_java[@]}" -gt 0 ]; then
+    apt_install "${need_java[@]}"
+    if [ "$(java_major)" -lt 17 ] && [ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ]; then
+        "${SUDO[@]}" update-alternatives --set java /usr/lib/jvm/java-17-openjdk-amd64/bin/java
+    fi
+    jmajor="$(java_major)"
+    [ "${jmajor:-0}" -ge 17 ] || die "java >= 17 is needed for Kafka; java -version says: $(java -version 2>&1 | head -n1)"
+    command -v mvn >/dev/null || die "mvn is still missing after installing maven"
+fi
+
+# ----------------------------------------------------------------------------- Python virtualenv
+
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "$PYTHON is $("$PYTHON" --version 2>&1); wpcdc needs Python >= 3.11"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    if ! "$PYTHON" -m venv "$VENV"; then
+        rm -rf "$VENV"
+        apt_install python3-venv
+        "$PYTHON" -m venv "$VENV"
+    fi
+fi
+
+# Reinstall only when what decides the install changed: pyproject.toml, the interpreter, the path.
+stamp="$VENV/.wpcdc-deps"
+want="$( { cat pyproject.toml; "$VENV/bin/python" -VV; echo "$REPO"; } | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "pip install -e '.[dev]' into $VENV"
+    rm -f "$stamp"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    echo "$want" >"$stamp"
+fi
+
+log "ok (python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'), java $jmajor, $(command -v mvn))"
