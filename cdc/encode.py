@@ -67,16 +67,16 @@ def dumps(doc: Any) -> bytes:
         return orjson.dumps(_safe(doc), default=_default)
 
 
-def _text_fields(doc: dict[str, Any]) -> list[tuple[int, dict[str, Any] | list[Any], Any, str]]:
+def _text_fields(doc: dict[str, Any]) -> list[tuple[int, dict[str, Any], str, str]]:
     """(size, container, key, path) of every text value worth truncating, largest first."""
-    found = []
+    found: list[tuple[int, dict[str, Any], str, str]] = []
     for side in ("before", "after"):
         row = doc.get(side)
         if isinstance(row, dict):
             for k, v in row.items():
                 if isinstance(v, str) and len(v) > 1024:
                     found.append((len(v), row, k, f"{side}.{k}"))
-    for i, m in enumerate(doc.get("meta") or ()):
+    for m in doc.get("meta") or ():
         for side in ("before", "after"):
             v = m.get(side)
             if isinstance(v, str) and len(v) > 1024:

@@ -124,11 +124,7 @@ class Session:
                  extra={"position": str(self.checkpoint.resume)})
         try:
             while not stop.is_set():
-                try:
-                    chunk = await asyncio.to_thread(source.queue.get, True, self.settings.flush_interval)
-                except queue.Empty:
-                    chunk = []
-                for item in chunk:
+                for item in await self._next_items(source):
                     self._on_item(item)
                 self._closed.extend(self.assembler.due(self.clock.now()))
                 await self._maybe_flush()
@@ -138,6 +134,19 @@ class Session:
             await self._flush(force=True)
         finally:
             source.stop()
+
+    async def _next_items(self, source: BinlogSource, limit: int = 20_000) -> list[object]:
+        """Wait up to flush_interval for a chunk, then take whatever else is already queued."""
+        try:
+            items = await asyncio.to_thread(source.queue.get, True, self.settings.flush_interval)
+        except queue.Empty:
+            return []
+        while len(items) < limit:
+            try:
+                items.extend(source.queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
 
     def _on_item(self, item: object) -> None:
         if isinstance(item, RowsBatch):

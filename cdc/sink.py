@@ -153,7 +153,7 @@ class KafkaSink:
                 await self._write_transaction(records, checkpoint)
             else:
                 await self._write_acked(records, checkpoint)
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             raise _fenced_or_sink(exc, self.settings, "accept events") from None
         self.records_sent += len(records)
 

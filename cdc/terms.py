@@ -37,8 +37,8 @@ class TermCatalog:
     """(blog_id, term_taxonomy_id) → Term. Deleted terms are kept: a removal still needs a name."""
 
     def __init__(self) -> None:
-        self._terms: dict[tuple[int, int], tuple[str, str]] = {}  # (blog, term_id) → (slug, name)
-        self._taxonomy: dict[tuple[int, int], tuple[int, str]] = {}  # (blog, ttid) → (term_id, tax)
+        self._terms: dict[tuple[int, int], tuple[str | None, str | None]] = {}  # (blog, term_id) → (slug, name)
+        self._taxonomy: dict[tuple[int, int], tuple[int, str | None]] = {}  # (blog, ttid) → (term_id, tax)
 
     def load(self, blog_id: int, rows: list[dict[str, Any]]) -> None:
         """Rows of ``term_taxonomy JOIN terms`` (term_taxonomy_id, term_id, taxonomy, slug, name)."""

@@ -16,7 +16,6 @@ import logging
 import queue
 import struct
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,7 +186,6 @@ class BinlogSource:
         )
         file = start.file
         txn: TxnRef | None = None
-        last_flush = time.monotonic()
         while not self._stop.is_set():
             event = reader.fetchone()
             if event is None:
@@ -235,12 +233,10 @@ class BinlogSource:
                             self.rows_by_table.get(event.table, 0) + len(batch.changes)
                         )
                         chunk.append(batch)
-            now = time.monotonic()
-            # Hand a chunk over when it is full, old, or the consumer is waiting for work
-            # (adaptive batching: big chunks under load, no added latency when idle).
-            if chunk and (len(chunk) >= self.chunk_size or now - last_flush > 0.02
-                          or isinstance(chunk[-1], Idle)
-                          or (isinstance(chunk[-1], Commit) and self.queue.empty())):
+            # Hand a chunk over at every transaction end (a held chunk would wait for the next
+            # binlog event, up to a heartbeat, when the server goes quiet), when it is full, or
+            # when the source is idle. The consumer drains all queued chunks per wake-up, so
+            # many small chunks under load cost little.
+            if chunk and (isinstance(chunk[-1], (Commit, Idle)) or len(chunk) >= self.chunk_size):
                 self._put(list(chunk))
                 chunk.clear()
-                last_flush = now

@@ -24,7 +24,7 @@ def _search(name: str) -> codecs.CodecInfo | None:
     def encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
         return codecs.utf_8_encode(text, "surrogateescape")
 
-    return codecs.CodecInfo(encode, decode, name=CODEC)
+    return codecs.CodecInfo(encode, decode, name=CODEC)  # type: ignore[arg-type]
 
 
 _installed = False

@@ -1,0 +1,170 @@
+"""Helpers for tests against the real stack: run the real `wpcdc` CLI, read what reached Kafka.
+
+The connector runs as a subprocess (``python -m cdc stream``), exactly as an operator runs it, so
+tests can stop it with SIGTERM, kill it with SIGKILL and restart it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from cdc.checkpoint import Checkpoint
+from cdc.config import KafkaSettings
+from cdc.sink import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+CHECKPOINT_TOPIC = "wpcdc.checkpoints"
+
+
+@dataclass(frozen=True)
+class Message:
+    key: str
+    value: dict[str, Any] | None
+    offset: int
+
+    @property
+    def post(self) -> tuple[int, int]:
+        blog, _, post = self.key.partition(":")
+        return int(blog), int(post)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def _read(bootstrap: str, topic: str) -> list[Message]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Message] = []
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for m in batch.get(tp, []):
+                    value = orjson.loads(m.value) if m.value is not None else None
+                    out.append(Message(m.key.decode(), value, m.offset))
+        return out
+    finally:
+        await consumer.stop()
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Message]:
+    """Every committed record of ``topic`` (read_committed), in partition order."""
+    return asyncio.run(_read(bootstrap, topic))
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last: {last!r}")
+
+
+class Connector:
+    """One `wpcdc stream` process with its own name, topic and log file."""
+
+    def __init__(self, env: dict[str, str], name: str | None = None, *, database: str = "wordpress",
+                 prefix: str = "wp_", window: float = 0.4, extra: list[str] | None = None,
+                 log_dir: Path | None = None) -> None:
+        self.name = name or unique("t")
+        self.env = {**os.environ, **env, "WPCDC_MYSQL_DATABASE": database, "WPCDC_TABLE_PREFIX": prefix}
+        self.bootstrap = env["WPCDC_KAFKA_BOOTSTRAP"]
+        self.topic = f"wpcdc.{self.name}.posts"
+        self.window = window
+        self.extra = list(extra or [])
+        self.log_path = (log_dir or REPO / ".stack" / "connector-logs") / f"{self.name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self, *more: str) -> list[str]:
+        return [sys.executable, "-m", "cdc", "--log-format", "json", "--log-level", "debug", "stream",
+                "--name", self.name, "--window", str(self.window), "--max-delay", "20",
+                *self.extra, *more]
+
+    def start(self, *more: str, wait: bool = True) -> Connector:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(*more), env=self.env, stdout=log, stderr=log,
+                                         cwd=REPO)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def checkpoint(self) -> Checkpoint | None:
+        return asyncio.run(load_checkpoint(KafkaSettings(self.bootstrap), CHECKPOINT_TOPIC, self.name))
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Ready once the connector saved its first checkpoint (it does before reading rows)."""
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"connector exited with {self.proc.returncode}:\n{self.log()}")
+            return self.checkpoint() is not None
+
+        wait_until(ready, timeout, 0.3, f"connector {self.name} to checkpoint")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"connector did not stop within {timeout}s:\n{self.log()[-3000:]}") from None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def messages(self) -> list[Message]:
+        return read_topic(self.bootstrap, self.topic)
+
+    def events(self, *posts: tuple[int, int]) -> list[dict[str, Any]]:
+        """Event values (tombstones left out), optionally only for the given (blog, post) keys."""
+        wanted = set(posts)
+        return [m.value for m in self.messages()
+                if m.value is not None and (not wanted or m.post in wanted)]
+
+    def wait_events(self, *posts: tuple[int, int], count: int, timeout: float = 30.0,
+                    settle: float | None = None) -> list[dict[str, Any]]:
+        """Wait for ``count`` events of the given posts, then make sure no more arrive."""
+        events = wait_until(lambda: (e := self.events(*posts)) and len(e) >= count and e, timeout,
+                            what=f"{count} events for {posts}")
+        time.sleep(settle if settle is not None else self.window + 1.0)
+        events = self.events(*posts)
+        assert len(events) == count, f"expected {count} events for {posts}, got {len(events)}: " + "\n".join(
+            f"{e['op']} {e['action']} {e['post_id']} {e['changed_fields']}" for e in events)
+        return events
