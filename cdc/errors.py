@@ -46,6 +46,13 @@ class BinlogPurgedError(SourceError):
     retriable = False
 
 
+class InvalidPositionError(SourceError):
+    """The server refused the position (MySQL error 1236 other than a purge)."""
+
+    exit_code = 22
+    retriable = False
+
+
 class SinkError(WpcdcError):
     """Kafka did not accept the events; retriable unless a subclass says otherwise."""
 

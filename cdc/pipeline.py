@@ -120,8 +120,8 @@ class Session:
             start=self.checkpoint.resume, gtid=self.checkpoint.gtid,
         )
         source.start()
-        log.info("streaming from %s", self.checkpoint.resume,
-                 extra={"position": str(self.checkpoint.resume)})
+        log.info("streaming from %s (%d posts already emitted past it)", self.checkpoint.resume,
+                 len(self.checkpoint.emitted), extra={"position": str(self.checkpoint.resume)})
         try:
             while not stop.is_set():
                 for item in await self._next_items(source):

@@ -33,7 +33,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from cdc.changes import Commit, Idle, TxnRef
 from cdc.config import MysqlSettings
-from cdc.errors import BinlogPurgedError, SourceError
+from cdc.errors import BinlogPurgedError, InvalidPositionError, SourceError
 from cdc.normalize import normalize_rows
 from cdc.position import Position
 from cdc.source import decoding
@@ -152,6 +152,13 @@ class BinlogSource:
 
     def _map_error(self, exc: Exception) -> Exception:
         if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] == 1236:
+            message = str(exc.args[-1])
+            if "purged" not in message and "find first log file" not in message:
+                return InvalidPositionError(
+                    f"the server refused binlog position {self.position} ({message}): it is not "
+                    "the start of an event in that file. The checkpoint may belong to another "
+                    "server; check --mysql-host, or `wpcdc offsets set` a valid position"
+                )
             return BinlogPurgedError(
                 f"the server no longer has binlog position {self.position} "
                 f"({exc.args[-1]}): it was purged while wpcdc was not reading. Run "
@@ -199,7 +206,7 @@ class BinlogSource:
             elif isinstance(event, HeartbeatLogEvent):
                 chunk.append(Idle(self.position))
             elif isinstance(event, (MariadbGtidEvent, GtidEvent)):
-                begin = Position(file, end - event.event_size)
+                begin = Position(file, end - event.packet.event_size)
                 prev = self._gtid.text()
                 gtid = str(event.gtid)
                 self._gtid.apply(gtid)
@@ -214,7 +221,7 @@ class BinlogSource:
                 self.position = Position(file, end)
                 if query == "BEGIN":
                     if txn is None:
-                        txn = TxnRef(Position(file, end - event.event_size), None, self._gtid.text())
+                        txn = TxnRef(Position(file, end - event.packet.event_size), None, self._gtid.text())
                 else:  # COMMIT of a non-transactional table, or a DDL: both end a transaction
                     chunk.append(Commit(self.position, self._gtid.text(), event.timestamp))
                     txn = None
@@ -223,7 +230,7 @@ class BinlogSource:
                 if op is not None:
                     self.position = Position(file, end)
                     if txn is None:  # rows without a transaction start: resume at this event
-                        txn = TxnRef(Position(file, end - event.event_size), None, self._gtid.text())
+                        txn = TxnRef(Position(file, end - event.packet.event_size), None, self._gtid.text())
                     self.last_event_ts = event.timestamp
                     batch = normalize_rows(self.tables, event.table, op, event.rows, self.position,
                                            txn, event.timestamp)
