@@ -53,6 +53,13 @@ class InvalidPositionError(SourceError):
     retriable = False
 
 
+class ReplicaReplacedError(SourceError):
+    """Another replica with our server_id took the binlog stream: another instance runs."""
+
+    exit_code = 31
+    retriable = False
+
+
 class SinkError(WpcdcError):
     """Kafka did not accept the events; retriable unless a subclass says otherwise."""
 

@@ -33,7 +33,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from cdc.changes import Commit, Idle, TxnRef
 from cdc.config import MysqlSettings
-from cdc.errors import BinlogPurgedError, InvalidPositionError, SourceError
+from cdc.errors import BinlogPurgedError, InvalidPositionError, ReplicaReplacedError, SourceError
 from cdc.normalize import normalize_rows
 from cdc.position import Position
 from cdc.source import decoding
@@ -164,6 +164,14 @@ class BinlogSource:
                 f"({exc.args[-1]}): it was purged while wpcdc was not reading. Run "
                 "`wpcdc backfill` (or `wpcdc stream --snapshot when_needed`) to take a new "
                 "snapshot, then stream from there"
+            )
+        if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] == 4052:
+            # The server hands the binlog to the newest replica with this server_id and drops
+            # the older one: another instance took over, as Kafka's fencing would say too.
+            return ReplicaReplacedError(
+                f"another replica with server_id {self.server_id} connected to "
+                f"{self.settings.host}:{self.settings.port} and replaced this one (MariaDB error "
+                "4052). Is another instance running? Run one wpcdc per --name; stopping"
             )
         if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError,
                             ConnectionError, EOFError, struct.error)):

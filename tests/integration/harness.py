@@ -98,7 +98,9 @@ class Connector:
         self.topic = f"wpcdc.{self.name}.posts"
         self.window = window
         self.extra = list(extra or [])
-        self.log_path = (log_dir or REPO / ".stack" / "connector-logs") / f"{self.name}.log"
+        import stack as local_stack
+
+        self.log_path = (log_dir or local_stack.STATE / "connector-logs") / f"{self.name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -1,0 +1,261 @@
+"""deploy/k8s: every kustomization renders and passes the offline validator, and the validator
+catches broken manifests.
+
+The validator (deploy/k8s/validate, Go) renders with the kustomize library and checks each object
+with the Kubernetes API server's own decoding and validation code, the ServiceMonitor CRD's schema
+and wpcdc's policy; nothing is fetched at run time. Its first build downloads Go modules (the Go
+module proxy) and compiles for a minute or two; the binary is then cached under
+~/.cache/wpcdc/, keyed by a hash of the validator's sources and the Go version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "deploy" / "k8s"
+VALIDATOR_SRC = K8S / "validate"
+GO = shutil.which("go")
+
+# Everything under deploy/k8s that can be applied or copied: the three kustomizations and the
+# example Secret (not part of any kustomization, validated on its own).
+TARGETS = ["base", "overlays/production", "overlays/fleet", "base/secret.example.yaml"]
+CONNECTOR_KINDS = {"ServiceAccount", "Deployment", "Service", "ServiceMonitor", "PodDisruptionBudget",
+                   "NetworkPolicy", "ConfigMap"}
+
+# The cold build (module downloads + compiling the API server's validation code) exceeds the
+# suite's default 300 s on slow machines.
+pytestmark = pytest.mark.timeout(1800)
+
+
+def _go_version() -> str:
+    assert GO is not None
+    return subprocess.run([GO, "version"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+BUILD = ["build", "-trimpath", "-ldflags=-s -w"]
+
+
+def _sources_hash() -> str:
+    h = hashlib.sha256(_go_version().encode() + b"\0" + " ".join(BUILD).encode())
+    for path in sorted(VALIDATOR_SRC.rglob("*")):
+        if path.is_file() and path.suffix in {".go", ".mod", ".sum", ".yaml"}:
+            h.update(b"\0" + path.relative_to(VALIDATOR_SRC).as_posix().encode() + b"\0")
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def validator() -> Path:
+    """The validator binary, built once per source change."""
+    if GO is None:
+        pytest.skip("`go` is not installed: the deploy/k8s validator is a Go program (Go >= 1.26)")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wpcdc"
+    binary = cache / f"k8s-validate-{_sources_hash()}"
+    if binary.exists():
+        return binary
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = binary.with_name(f"{binary.name}.tmp{os.getpid()}")
+    try:
+        build = subprocess.run(
+            [GO, *BUILD, "-o", str(tmp), "."],
+            cwd=VALIDATOR_SRC, capture_output=True, text=True, timeout=1500,
+        )
+        if build.returncode != 0:
+            pytest.fail(f"building deploy/k8s/validate failed:\n{build.stdout}{build.stderr}")
+        tmp.replace(binary)  # atomic: concurrent sessions never run a half-written binary
+    finally:
+        tmp.unlink(missing_ok=True)
+    for old in cache.glob("k8s-validate-*"):  # builds of older sources
+        if old != binary and ".tmp" not in old.name:
+            old.unlink(missing_ok=True)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def known_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The WPCDC_* variables `wpcdc stream` reads, straight from the click command."""
+    from cdc.cli import main
+
+    stream = main.commands["stream"]
+    names = sorted({p.envvar for p in [*main.params, *stream.params] if isinstance(p.envvar, str)})
+    assert "WPCDC_NAME" in names and "WPCDC_MYSQL_PASSWORD_FILE" in names
+    path = tmp_path_factory.mktemp("k8s") / "wpcdc-env.txt"
+    path.write_text("\n".join(names) + "\n")
+    return path
+
+
+def run(validator: Path, known_env: Path, root: Path, *targets: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(validator), "-known-env", str(known_env), *targets],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )
+
+
+def objects(output: str, target: str) -> list[tuple[str, str, str]]:
+    """(status, kind, namespace/name) of each object line of one target."""
+    out = []
+    for m in re.finditer(rf"^(ok  |FAIL)  {re.escape(target)}: (\S+) (\S+) (\S+)$", output, re.MULTILINE):
+        out.append((m.group(1).strip(), m.group(3), m.group(4)))
+    return out
+
+
+def test_every_kustomization_passes(validator: Path, known_env: Path) -> None:
+    result = run(validator, known_env, K8S, *TARGETS)
+    sys.stdout.write(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for target in TARGETS:
+        assert re.search(rf"^PASS  {re.escape(target)}: \d+ objects$", result.stdout, re.MULTILINE), target
+
+    base = objects(result.stdout, "base")
+    assert {kind for _, kind, _ in base} == CONNECTOR_KINDS
+    assert all(status == "ok" for status, _, _ in base)
+    # No Secret is ever rendered: the credentials are created out of band.
+    for target in TARGETS[:3]:
+        assert "Secret" not in {kind for _, kind, _ in objects(result.stdout, target)}
+
+    production = objects(result.stdout, "overlays/production")
+    assert {ns.split("/")[0] for _, _, ns in production} == {"wpcdc"}
+
+    fleet = objects(result.stdout, "overlays/fleet")
+    deployments = sorted(name for _, kind, name in fleet if kind == "Deployment")
+    assert deployments == ["wpcdc-fleet/wpcdc-site-a", "wpcdc-fleet/wpcdc-site-b"]
+    for kind in CONNECTOR_KINDS:  # one full set of objects per site
+        assert sum(k == kind for _, k, _ in fleet) == 2, kind
+
+
+@dataclass(frozen=True)
+class Breakage:
+    id: str
+    target: str   # what to validate, relative to the copy of deploy/k8s
+    file: str     # what to break, relative to the copy of deploy/k8s
+    pattern: str  # regular expression, must match in the file
+    replace: str
+    expect: str   # in the validator's output
+
+    def __str__(self) -> str:
+        return self.id
+
+
+BREAKAGES = [
+    # Stage 1: the Go API types, strictly.
+    Breakage("unknown-field", "base", "base/deployment.yaml", r"\n  replicas: 1\n", "\n  replicas: 1\n  replica: 1\n",
+             'error: unknown field "spec.replica"'),
+    Breakage("wrong-type", "base", "base/deployment.yaml", r"\n  replicas: 1\n", '\n  replicas: "1"\n',
+             "cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"),
+    # Stage 2: the API server's validation, and the ServiceMonitor CRD's schema.
+    Breakage("required-field", "base", "base/deployment.yaml", r"\n +image: wpcdc .*\n", "\n",
+             "error: spec.template.spec.containers[0].image: Required value"),
+    Breakage("invalid-value", "overlays/production", "base/networkpolicy.yaml", r"port: 9404", "port: 94040",
+             "error: spec.ingress[0].ports[0].port: Invalid value: 94040"),
+    Breakage("crd-enum", "base", "base/servicemonitor.yaml", r"scheme: http\b", "scheme: htp",
+             'error: spec.endpoints[0].scheme: Unsupported value: "htp"'),
+    Breakage("crd-unknown-field", "base", "base/servicemonitor.yaml", r"\n      interval: 30s\n",
+             "\n      intervall: 30s\n", 'error: unknown field "spec.endpoints[0].intervall"'),
+    Breakage("unsupported-kind", "base", "base/kustomization.yaml", r"\n  - networkpolicy.yaml\n",
+             "\n  - networkpolicy.yaml\n  - hpa.yaml\n",
+             "error: this validator has no API validation for HorizontalPodAutoscaler.autoscaling"),
+    # Stage 3: wpcdc's policy.
+    Breakage("no-memory-limit", "base", "base/deployment.yaml", r"\n +limits:\n +memory: 512Mi\n", "\n",
+             "error: spec.template.spec.containers[0].resources.limits.memory: not set"),
+    Breakage("no-readiness-probe", "base", "base/deployment.yaml",
+             r"\n +readinessProbe:\n(?: {12}.*\n)+", "\n",
+             "error: spec.template.spec.containers[0].readinessProbe: not set"),
+    Breakage("runs-as-root", "base", "base/deployment.yaml", r"runAsNonRoot: true", "runAsNonRoot: false",
+             "error: spec.template.spec.containers[0]: runAsNonRoot must be true"),
+    Breakage("two-replicas", "base", "base/deployment.yaml", r"\n  replicas: 1\n", "\n  replicas: 2\n",
+             "error: spec.replicas: 2; must be 1"),
+    Breakage("rolling-update", "base", "base/deployment.yaml", r"type: Recreate", "type: RollingUpdate",
+             'error: spec.strategy.type: "RollingUpdate"; must be Recreate'),
+    Breakage("password-in-env", "base", "base/deployment.yaml", r"\n( +)envFrom:\n",
+             "\n\\1env:\n\\1  - name: WPCDC_MYSQL_PASSWORD\n\\1    value: hunter2\n\\1envFrom:\n",
+             "error: spec.template.spec.containers[0]: environment variable WPCDC_MYSQL_PASSWORD"),
+    Breakage("password-in-configmap", "overlays/production", "overlays/production/kustomization.yaml",
+             r"\n( +)- WPCDC_NAME=www\n", "\n\\1- WPCDC_NAME=www\n\\1- WPCDC_KAFKA_SASL_PASSWORD=hunter2\n",
+             "error: data.WPCDC_KAFKA_SASL_PASSWORD: a credential in a ConfigMap"),
+    Breakage("password-in-args", "base", "base/deployment.yaml", r'args: \["stream"\]',
+             'args: ["stream", "--mysql-password=hunter2"]', "passes a credential on the command line"),
+    Breakage("real-secret-in-repo", "base/secret.example.yaml", "base/secret.example.yaml",
+             r"mysql-password: CHANGE-ME-placeholder", "mysql-password: hunter2",
+             "error: stringData.mysql-password: not a placeholder"),
+    Breakage("unknown-option", "overlays/production", "overlays/production/kustomization.yaml",
+             r"\n( +)- WPCDC_NAME=www\n", "\n\\1- WPCDC_NAME=www\n\\1- WPCDC_MYSQL_HOTS=db\n",
+             "error: spec.template.spec.containers[0]: WPCDC_MYSQL_HOTS (from ConfigMap"),
+    Breakage("pdb-blocks-drains", "base", "base/poddisruptionbudget.yaml", r"maxUnavailable: 1", "minAvailable: 1",
+             "error: spec.minAvailable 1 with 1 replica(s) never allows an eviction"),
+    Breakage("probe-wrong-port", "base", "base/kustomization.yaml", r"WPCDC_METRICS_PORT=9404", "WPCDC_METRICS_PORT=9405",
+             "error: spec.template.spec.containers[0].ports: no containerPort 9405 (WPCDC_METRICS_PORT)"),
+    Breakage("egress-blocks-kafka", "overlays/production", "base/networkpolicy.yaml", r"\n +- protocol: TCP\n +port: 9093\n",
+             "\n", 'error: spec.egress: connector "www" cannot reach Kafka (WPCDC_KAFKA_BOOTSTRAP) on TCP port 9093'),
+    Breakage("fleet-duplicate-name", "overlays/fleet", "overlays/fleet/site-b/kustomization.yaml",
+             r"WPCDC_NAME=site-b", "WPCDC_NAME=site-a",
+             'error: connector name "site-a" (WPCDC_NAME) is used by 2 Deployments'),
+    Breakage("fleet-shared-selector", "overlays/fleet", "overlays/fleet/site-b/kustomization.yaml",
+             r"app.kubernetes.io/instance: site-b", "app.kubernetes.io/instance: site-a",
+             "matches the pods of 2 Deployments (wpcdc-site-a, wpcdc-site-b); each connector needs its own Service"),
+]
+
+HPA = """\
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: wpcdc
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: wpcdc}
+  minReplicas: 1
+  maxReplicas: 3
+"""
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES, ids=str)
+def test_validator_reports_broken_manifests(
+    validator: Path, known_env: Path, tmp_path: Path, breakage: Breakage
+) -> None:
+    root = tmp_path / "k8s"
+    shutil.copytree(K8S, root, ignore=shutil.ignore_patterns("validate"))
+    (root / "base" / "hpa.yaml").write_text(HPA)  # only rendered where a breakage lists it
+    path = root / breakage.file
+    text, n = re.subn(breakage.pattern, breakage.replace, path.read_text())
+    assert n > 0, f"{breakage.file}: {breakage.pattern!r} no longer matches; update the breakage"
+    path.write_text(text)
+
+    result = run(validator, known_env, root, breakage.target)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert breakage.expect in result.stdout, result.stdout + result.stderr
+    assert re.search(rf"^FAIL  {re.escape(breakage.target)}: \d+ objects, \d+ problems$", result.stdout, re.MULTILINE)
+
+
+def test_the_unbroken_copy_passes(validator: Path, known_env: Path, tmp_path: Path) -> None:
+    """The breakages above fail because of what they change, not because of the copy."""
+    root = tmp_path / "k8s"
+    shutil.copytree(K8S, root, ignore=shutil.ignore_patterns("validate"))
+    result = run(validator, known_env, root, *TARGETS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_matches_the_manifests() -> None:
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    instructions = [line for line in dockerfile.splitlines() if line and not line.startswith((" ", "#"))]
+    assert instructions[0] == "FROM python:3.11-slim"
+    assert 'ENTRYPOINT ["wpcdc"]' in instructions and 'CMD ["stream"]' in instructions
+    assert "USER 10001:10001" in instructions
+    assert "EXPOSE 9404" in instructions
+    assert "PYTHONUNBUFFERED=1" in dockerfile
+    code = "\n".join(line for line in dockerfile.splitlines() if not line.lstrip().startswith("#"))
+    assert re.search(r"RUN pip install \.(\s|$)", code) and "[dev]" not in code  # no dev extras
+    # The manifests run as the image's user and probe the port the image exposes.
+    deployment = (K8S / "base" / "deployment.yaml").read_text()
+    assert "runAsUser: 10001" in deployment and "containerPort: 9404" in deployment
+    assert "WPCDC_METRICS_PORT=9404" in (K8S / "base" / "kustomization.yaml").read_text()
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for path in (".git", ".venv", ".stack", "bench/results"):
+        assert path in ignored
