@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.changes import Commit, PostKey, Row, RowChange, RowsBatch, TxnRef
+from cdc.changes import Commit, PostDoc, PostKey, Row, RowChange, RowsBatch, TxnRef
 from cdc.position import Position
 from cdc.terms import Term, TermCatalog
 from cdc.wordpress import Capture, TableKind, is_autosave
@@ -74,6 +74,7 @@ class PostChange:
     gtid: str | None
     ts: int
     rows: int
+    snapshot: bool = False
 
     @property
     def key(self) -> PostKey:
@@ -148,6 +149,9 @@ class RowCache:
         if old:
             self.nbytes -= old[1]
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
     def get(self, key: PostKey) -> Row | None:
         hit = self._rows.get(key)
         return hit[0] if hit else None
@@ -219,6 +223,44 @@ class Assembler:
             keys[key] = None
         return [c for c in (self._close(k) for k in keys) if c is not None]
 
+    def on_snapshot(self, doc: PostDoc, position: Position, ts: int = 0) -> PostChange | None:
+        """A backfill document of one post, read at binlog ``position``; None when it is stale.
+
+        The rule that keeps a post's events in order (docs/design.md, "Backfill"):
+
+        * a change of the post already emitted at or past ``position`` makes the document
+          stale: the caller reads it again later, from a newer snapshot;
+        * a pending change whose rows are all at or before ``position`` is contained in the
+          document: it is dropped, the document replaces it;
+        * a pending change with newer rows stays, and is emitted after the document;
+        * the post is marked as emitted up to ``position``, so the stream skips its rows up to
+          there if it is still behind (they are in the document already).
+        """
+        key = (doc.blog_id, doc.post_id)
+        if key not in self.cache:
+            # Only when absent: a cached row is the newest the stream has read, which is as new
+            # as the document or newer; when the stream is behind, its rows refresh it in order.
+            self.cache.put(key, doc.row)
+        mark = self.emitted.get(key)
+        if mark is not None and mark >= position:
+            return None
+        pending = self._pending.get(key)
+        if pending is not None and pending.last_pos <= position:
+            self._drop(key)
+        self.emitted[key] = position
+        capture = self.capture
+        meta = tuple(
+            MetaDelta(int(m["meta_id"]), m["meta_key"], None, m["meta_value"])
+            for m in doc.meta if m["meta_key"] not in capture.ignored_meta
+        )
+        terms = tuple(self.catalog.lookup(doc.blog_id, t) for t in doc.term_taxonomy_ids)
+        return PostChange(
+            blog_id=doc.blog_id, post_id=doc.post_id, inserted=False, deleted=False, before=None,
+            after=doc.row, row_known=True, posts_row_changed=False, meta=meta, terms_added=terms,
+            terms_removed=(), revisions=(), first_pos=position, last_pos=position, gtid=None,
+            ts=ts, rows=1 + len(doc.meta) + len(doc.term_taxonomy_ids), snapshot=True,
+        )
+
     def close_all(self) -> list[PostChange]:
         return [c for c in (self._close(k) for k in list(self._pending)) if c is not None]
 
@@ -240,9 +282,10 @@ class Assembler:
         return None
 
     def marks(self, since: Position | None) -> dict[PostKey, Position]:
-        """Per-post emitted marks still needed when resuming at ``since`` (older ones pruned)."""
+        """Per-post emitted marks still needed when resuming at ``since`` (others pruned)."""
         if since is not None:
-            stale = [k for k, pos in self.emitted.items() if pos < since]
+            # A replay from ``since`` (a transaction boundary) only meets rows after it.
+            stale = [k for k, pos in self.emitted.items() if pos <= since]
             for k in stale:
                 del self.emitted[k]
         return dict(self.emitted)
@@ -381,10 +424,14 @@ class Assembler:
                 closed.append(c)
         return closed
 
-    def _close(self, key: PostKey) -> PostChange | None:
+    def _drop(self, key: PostKey) -> _Pending:
         p = self._pending.pop(key)
         del self._by_last[key]
         self.pending_bytes -= p.nbytes
+        return p
+
+    def _close(self, key: PostKey) -> PostChange | None:
+        p = self._drop(key)
         self.emitted[key] = p.last_pos
         blog, post_id = key
         meta = tuple(

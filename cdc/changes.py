@@ -86,3 +86,17 @@ class Idle:
     """The source has nothing new: it is caught up at ``position``."""
 
     position: Position | None
+
+
+@dataclass(frozen=True, slots=True)
+class PostDoc:
+    """One post as a backfill snapshot saw it: the row, every meta row, every term_taxonomy id."""
+
+    blog_id: int
+    row: Row
+    meta: tuple[Row, ...]
+    term_taxonomy_ids: tuple[int, ...]
+
+    @property
+    def post_id(self) -> int:
+        return int(self.row["ID"])

@@ -33,8 +33,8 @@ class Checkpoint:
 
     def __post_init__(self) -> None:
         for key, pos in self.emitted.items():
-            if pos < self.resume:
-                raise CheckpointError(f"checkpoint mark for post {key} at {pos} is before resume {self.resume}")
+            if pos <= self.resume:
+                raise CheckpointError(f"checkpoint mark for post {key} at {pos} is not after resume {self.resume}")
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -42,12 +42,19 @@ class Checkpoint:
                 "version": CHECKPOINT_VERSION,
                 "connector": self.connector,
                 "resume": {"file": self.resume.file, "pos": self.resume.pos, "gtid": self.gtid},
-                "emitted": {f"{b}:{p}": [pos.file, pos.pos] for (b, p), pos in self.emitted.items()},
+                "emitted": self._encode_marks(),
                 "server_id": self.server_id,
                 "ts_ms": self.ts_ms or int(time.time() * 1000),
                 "snapshot": self.snapshot,
             }
         )
+
+    def _encode_marks(self) -> list[list[Any]]:
+        """Marks grouped by position: a backfill chunk marks hundreds of posts at one position."""
+        by_position: dict[Position, list[str]] = {}
+        for (blog, post), pos in self.emitted.items():
+            by_position.setdefault(pos, []).append(f"{blog}:{post}")
+        return [[pos.file, pos.pos, sorted(keys)] for pos, keys in by_position.items()]
 
     @classmethod
     def decode(cls, value: bytes) -> Checkpoint:
@@ -59,9 +66,11 @@ class Checkpoint:
                     "this wpcdc is older than the one that wrote it; upgrade wpcdc"
                 )
             emitted = {}
-            for key, (file, pos) in doc.get("emitted", {}).items():
-                blog, _, post = key.partition(":")
-                emitted[(int(blog), int(post))] = Position(file, int(pos))
+            for file, pos, keys in doc.get("emitted", []):
+                position = Position(file, int(pos))
+                for key in keys:
+                    blog, _, post = key.partition(":")
+                    emitted[(int(blog), int(post))] = position
             resume = doc["resume"]
             return cls(
                 connector=doc["connector"],

@@ -74,6 +74,27 @@ class KafkaSettings:
 
 
 @dataclass(frozen=True)
+class SnapshotSettings:
+    """What ``wpcdc backfill`` (or ``--snapshot``) reads, and how fast."""
+
+    blog_ids: frozenset[int] | None = None
+    post_types: frozenset[str] | None = None
+    id_min: int = 0
+    id_max: int | None = None
+    chunk_size: int = 500
+    rows_per_second: float | None = None
+    max_chunks_ahead: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.chunk_size <= 100_000:
+            raise ConfigError(f"--chunk-size {self.chunk_size}: must be 1..100000")
+        if self.rows_per_second is not None and self.rows_per_second <= 0:
+            raise ConfigError(f"--rows-per-second {self.rows_per_second}: must be > 0")
+        if self.id_max is not None and self.id_max < self.id_min:
+            raise ConfigError(f"--id-range: {self.id_min}..{self.id_max} is empty")
+
+
+@dataclass(frozen=True)
 class StreamSettings:
     """Everything ``wpcdc stream`` needs; built by :func:`build_settings`."""
 
@@ -92,10 +113,15 @@ class StreamSettings:
     max_pending_bytes: int = 64 << 20
     flush_interval: float = 0.1
     checkpoint_interval: float = 1.0
+    checkpoint_keepalive: float = 5.0
     max_message_bytes: int = 900_000
     capture: Capture = field(default_factory=Capture)
     start: str = "checkpoint"  # checkpoint | end | FILE:POS
+    snapshot_mode: str = "never"  # never | initial | when_needed
+    snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
     metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    stall_timeout: float = 60.0  # seconds without progress before /readyz says "stalled"
 
     @property
     def transactional_id(self) -> str:
@@ -188,4 +214,38 @@ def validate(s: StreamSettings) -> StreamSettings:
         raise ConfigError(f"--server-id {s.server_id}: must be 1..4294967295 and unique among replicas")
     if s.start not in ("checkpoint", "end") and ":" not in s.start:
         raise ConfigError(f"--start {s.start!r}: use checkpoint, end, or FILE:POS")
+    if s.stall_timeout <= 0:
+        raise ConfigError(f"--stall-timeout {s.stall_timeout}: must be > 0 seconds")
+    if s.metrics_port is not None and not 0 <= s.metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port {s.metrics_port}: must be 0-65535")
+    _validate_security(s.mysql, s.kafka)
     return s
+
+
+def _readable(option: str, path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot read it ({exc.strerror})") from None
+
+
+def _validate_security(mysql: MysqlSettings, kafka: KafkaSettings) -> None:
+    """TLS files readable, SASL complete; messages name options, never a password."""
+    _readable("--mysql-ssl-ca", mysql.ssl_ca)
+    _readable("--kafka-ssl-ca", kafka.ssl_cafile)
+    sasl = kafka.security_protocol.startswith("SASL_")
+    if sasl and not kafka.sasl_mechanism:
+        raise ConfigError(f"--kafka-security-protocol {kafka.security_protocol} needs --kafka-sasl-mechanism "
+                          "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+    if kafka.sasl_mechanism and not sasl:
+        raise ConfigError(f"--kafka-sasl-mechanism {kafka.sasl_mechanism} needs --kafka-security-protocol "
+                          "SASL_SSL (or SASL_PLAINTEXT on a trusted network)")
+    if sasl and not (kafka.sasl_username and kafka.sasl_password):
+        raise ConfigError("Kafka SASL needs --kafka-sasl-username and a password (WPCDC_KAFKA_SASL_PASSWORD "
+                          "or --kafka-sasl-password-file)")
+    if kafka.ssl_cafile and kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        raise ConfigError(f"--kafka-ssl-ca is set but --kafka-security-protocol is {kafka.security_protocol}: "
+                          "use SSL or SASL_SSL to connect over TLS")

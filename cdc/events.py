@@ -131,7 +131,9 @@ def build(
     before, after = change.before, change.after
     if not change.row_known:
         before = after = looked_up
-    if change.deleted:
+    if change.snapshot:
+        op = "snapshot"
+    elif change.deleted:
         op = "delete"
         after = None
     elif change.inserted or (before is not None and before.get("post_status") == AUTO_DRAFT):
@@ -154,7 +156,10 @@ def build(
     if not capture.wants_status(status_after if op != "delete" else status_before):
         return None
 
-    if op == "create":
+    changed: tuple[str, ...]
+    if op == "snapshot":
+        changed = ()
+    elif op == "create":
         before, status_before = None, None
         changed = tuple(after) if after else ()
     elif op == "delete" or not change.posts_row_changed or before is None or after is None:
@@ -162,7 +167,7 @@ def build(
     else:
         changed = tuple(k for k, v in after.items() if before.get(k) != v)
 
-    action = editor_action(op, status_before, status_after)
+    action = "snapshot" if op == "snapshot" else editor_action(op, status_before, status_after)
     if op == "update" and change.revisions and not (
         change.posts_row_changed or change.meta or change.terms_added or change.terms_removed
     ):
@@ -180,6 +185,7 @@ def build(
         first_file=change.first_pos.file,
         first_pos=change.first_pos.pos,
         rows=change.rows,
+        snapshot=change.snapshot,
     )
     return PostEvent(
         op=op,

@@ -20,20 +20,22 @@ import queue
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_exponential
 
 from cdc import metrics
 from cdc.assemble import Assembler, PostChange
+from cdc.backfill import Backfill, new_progress, skip_types
 from cdc.changes import Commit, Idle, RowsBatch
 from cdc.checkpoint import Checkpoint
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode
-from cdc.errors import SinkError, SourceError, WpcdcError
+from cdc.errors import PreflightError, SinkError, SourceError, WpcdcError
 from cdc.events import Origin, PostEvent, build
 from cdc.position import Position
 from cdc.sink import KafkaSink, ensure_topics, load_checkpoint
+from cdc.snapshot import SnapshotProgress, SnapshotReader
 from cdc.source import preflight
 from cdc.source.binlog import BinlogSource, SourceFailed
 from cdc.source.database import Database
@@ -83,14 +85,15 @@ class SessionResult:
 class Session:
     """One run of the pipeline from one checkpoint."""
 
-    def __init__(self, settings: StreamSettings, checkpoint: Checkpoint, db: Database, sink: KafkaSink) -> None:
+    def __init__(self, settings: StreamSettings, checkpoint: Checkpoint, db: Database, sink: KafkaSink,
+                 backfill: SnapshotProgress | None = None, exit_after_backfill: bool = False) -> None:
         self.settings = settings
         self.checkpoint = checkpoint
         self.db = db
         self.sink = sink
         self.tables = TableNames(settings.table_prefix, settings.blog_ids)
         self.catalog = TermCatalog()
-        self.assembler = Assembler(
+        self.assembler: Assembler = metrics.CountingAssembler(  # counts filtered rows for /metrics
             settings.capture,
             self.catalog,
             window=settings.window,
@@ -104,6 +107,15 @@ class Session:
         self._closed: list[PostChange] = []
         self._last_checkpoint_at = time.monotonic()
         self.caught_up = False
+        self.backfill: Backfill | None = None
+        if backfill is not None and not backfill.done:
+            self.backfill = Backfill(settings.mysql, self.tables, settings.snapshot, backfill, self.assembler,
+                                     self._closed_extend, lambda: self.checkpoint.resume)
+        self.exit_after_backfill = exit_after_backfill
+        self.backfill_committed = False
+
+    def _closed_extend(self, changes: list[PostChange]) -> None:
+        self._closed.extend(changes)
 
     async def _load_terms(self) -> None:
         def load() -> None:
@@ -120,19 +132,29 @@ class Session:
             start=self.checkpoint.resume, gtid=self.checkpoint.gtid,
         )
         source.start()
+        metrics.attach(self)
         log.info("streaming from %s (%d posts already emitted past it)", self.checkpoint.resume,
                  len(self.checkpoint.emitted), extra={"position": str(self.checkpoint.resume)})
+        backfill_task = asyncio.create_task(self.backfill.run()) if self.backfill else None
         try:
             while not stop.is_set():
                 for item in await self._next_items(source):
                     self._on_item(item)
                 self._closed.extend(self.assembler.due(self.clock.now()))
+                if backfill_task is not None and backfill_task.done():
+                    backfill_task.result()  # raises what the backfill raised
                 await self._maybe_flush()
                 metrics.heartbeat()
+                if self.exit_after_backfill and self.backfill_committed:
+                    log.info("backfill committed; stopping as asked")
+                    break
             # Clean stop: close what is pending so consumers get it now, then checkpoint.
             self._closed.extend(self.assembler.close_all())
             await self._flush(force=True)
         finally:
+            if backfill_task is not None and not backfill_task.done():
+                backfill_task.cancel()
+            metrics.detach(self)
             source.stop()
 
     async def _next_items(self, source: BinlogSource, limit: int = 20_000) -> list[object]:
@@ -172,11 +194,9 @@ class Session:
         if self._closed or due_checkpoint:
             await self._flush(force=due_checkpoint)
 
-    def _current_checkpoint(self) -> Checkpoint | None:
-        point = self.assembler.resume_point()
-        if point is None:
-            return None
-        resume, gtid = point
+    def _current_checkpoint(self) -> Checkpoint:
+        # Nothing read yet (an idle binlog): the place this session started from still stands.
+        resume, gtid = self.assembler.resume_point() or (self.checkpoint.resume, self.checkpoint.gtid)
         if resume < self.checkpoint.resume:
             resume, gtid = self.checkpoint.resume, self.checkpoint.gtid
         return Checkpoint(
@@ -186,22 +206,28 @@ class Session:
             emitted=self.assembler.marks(resume),
             server_id=self.settings.server_id,
             ts_ms=int(time.time() * 1000),
+            snapshot=self.backfill.state() if self.backfill else self.checkpoint.snapshot,
         )
 
     async def _flush(self, force: bool = False) -> None:
+        # The checkpoint is taken at the same instant as the changes it covers: the backfill task
+        # may add changes (and progress) while this flush awaits, and those belong to the next.
         closed, self._closed = self._closed, []
+        checkpoint = self._current_checkpoint()
         events = await self._build(closed)
         records: list[Record] = []
         for event in events:
             records.extend(encode(event, self.settings.max_message_bytes))
-        checkpoint = self._current_checkpoint()
-        if checkpoint is not None and (checkpoint.resume, checkpoint.emitted) == (
-            self.checkpoint.resume, self.checkpoint.emitted
-        ):
-            checkpoint = None  # nothing moved: no need to write the same place again
-        if checkpoint is not None and not records and not force:
-            checkpoint = None
-        if not records and checkpoint is None:
+        moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot) != (
+            self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot
+        )
+        if records or (force and moved):
+            pass  # events always travel with the checkpoint that covers them
+        elif time.monotonic() - self._last_checkpoint_at >= self.settings.checkpoint_keepalive:
+            # Rewrite the same place now and then: it keeps the checkpoint's age honest and makes
+            # a fenced instance (another one took over the transactional id) find out and stop.
+            checkpoint = replace(self.checkpoint, ts_ms=int(time.time() * 1000))
+        else:
             return
         started = time.perf_counter()
         await self.sink.write(records, checkpoint)
@@ -209,10 +235,11 @@ class Session:
         for event in events:
             log.debug("%s %s post %s:%s seq=%s (%s)", event.op, event.post_type, event.blog_id,
                       event.post_id, event.seq, event.action)
-        if checkpoint is not None:
-            self.checkpoint = checkpoint
-            self._last_checkpoint_at = time.monotonic()
-            metrics.checkpointed(checkpoint)
+        self.checkpoint = checkpoint
+        self._last_checkpoint_at = time.monotonic()
+        metrics.checkpointed(checkpoint)
+        if checkpoint.snapshot and checkpoint.snapshot.get("finished_ms") and self.backfill is not None:
+            self.backfill_committed = True
 
     async def _build(self, closed: list[PostChange]) -> list[PostEvent]:
         if not closed:
@@ -254,44 +281,82 @@ async def starting_checkpoint(settings: StreamSettings, db: Database, start: str
     return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id), True
 
 
+def _new_snapshot(settings: StreamSettings, tables: TableNames) -> SnapshotProgress:
+    reader = SnapshotReader(settings.mysql, tables, settings.snapshot, skip_types(settings.capture))
+    try:
+        return new_progress(reader)
+    finally:
+        reader.close()
+
+
 def _retriable(exc: BaseException) -> bool:
     return isinstance(exc, (SourceError, SinkError)) and getattr(exc, "retriable", False)
 
 
-async def run_stream(settings: StreamSettings, stop: asyncio.Event) -> None:
-    """Run sessions until ``stop`` is set; heal retriable failures from the last checkpoint."""
+async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_now: bool = False) -> None:
+    """Run sessions until ``stop`` is set; heal retriable failures from the last checkpoint.
+
+    ``backfill_now`` (``wpcdc backfill``): start a new snapshot in the first session and return
+    once it is committed. Otherwise ``settings.snapshot_mode`` decides: ``initial`` snapshots a
+    new connector, ``when_needed`` also one whose saved position was purged, ``never`` does not;
+    an interrupted snapshot is always resumed.
+    """
     db = Database(settings.mysql)
     tables = TableNames(settings.table_prefix, settings.blog_ids)
     await asyncio.to_thread(preflight.run_all, db, tables, None)
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port)
+        metrics.configure(connector=settings.name, stall_timeout=settings.stall_timeout,
+                          mysql=f"{settings.mysql.host}:{settings.mysql.port}", kafka=settings.kafka.bootstrap)
+        metrics.serve(settings.metrics_port, settings.metrics_host)
 
     start = settings.start
+    want_backfill = backfill_now
 
     async def one_session() -> None:
-        nonlocal start
+        nonlocal start, want_backfill
         await ensure_topics(settings.kafka, settings.topic, settings.checkpoint_topic, settings.partitions)
-        checkpoint, is_new = await starting_checkpoint(settings, db, start)
-        await asyncio.to_thread(preflight.check_position, db, checkpoint.resume)
         sink = KafkaSink(
             settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
             connector=settings.name,
             transactional_id=settings.transactional_id if settings.delivery == "exactly-once" else None,
         )
+        # The producer starts (and so fences any older instance and aborts its open transaction)
+        # *before* the checkpoint is read: after that no one else can commit, so the checkpoint
+        # we read is the last word.
         await sink.start()
-        if is_new:
-            await sink.write([], checkpoint)
-        start = "checkpoint"  # --start applies once; every later session resumes from Kafka
-        metrics.ready(True)
         try:
-            await Session(settings, checkpoint, db, sink).run(stop)
+            checkpoint, is_new = await starting_checkpoint(settings, db, start)
+            snapshot_new = want_backfill or (is_new and settings.snapshot_mode in ("initial", "when_needed"))
+            try:
+                await asyncio.to_thread(preflight.check_position, db, checkpoint.resume)
+            except PreflightError as exc:
+                if exc.check != "position" or not (want_backfill or settings.snapshot_mode == "when_needed"):
+                    raise
+                log.warning("%s; starting over at the current end with a new snapshot", exc)
+                position, gtid = await asyncio.to_thread(db.current_position)
+                checkpoint = Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id)
+                is_new = snapshot_new = True
+            progress = None
+            if checkpoint.snapshot and not checkpoint.snapshot.get("finished_ms"):
+                progress = SnapshotProgress.from_dict(checkpoint.snapshot)  # resume an interrupted one
+            elif snapshot_new:
+                progress = await asyncio.to_thread(_new_snapshot, settings, tables)
+                checkpoint = replace(checkpoint, snapshot=progress.as_dict())
+                is_new = True
+            if is_new:
+                await sink.write([], checkpoint)
+            start = "checkpoint"  # --start applies once; every later session resumes from Kafka
+            exit_after = want_backfill
+            want_backfill = False
+            metrics.ready(True)
+            await Session(settings, checkpoint, db, sink, progress, exit_after_backfill=exit_after).run(stop)
         finally:
             metrics.ready(False)
             await sink.stop()
 
     def before_sleep(state: object) -> None:
         exc = state.outcome.exception()  # type: ignore[attr-defined]
-        metrics.reconnect()
+        metrics.reconnect(exc)
         log.warning("%s; retrying in %.1fs", exc, state.next_action.sleep)  # type: ignore[attr-defined]
 
     async for attempt in AsyncRetrying(

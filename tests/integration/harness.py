@@ -91,13 +91,14 @@ class Connector:
 
     def __init__(self, env: dict[str, str], name: str | None = None, *, database: str = "wordpress",
                  prefix: str = "wp_", window: float = 0.4, extra: list[str] | None = None,
-                 log_dir: Path | None = None) -> None:
+                 log_dir: Path | None = None, subcommand: str = "stream") -> None:
         self.name = name or unique("t")
         self.env = {**os.environ, **env, "WPCDC_MYSQL_DATABASE": database, "WPCDC_TABLE_PREFIX": prefix}
         self.bootstrap = env["WPCDC_KAFKA_BOOTSTRAP"]
         self.topic = f"wpcdc.{self.name}.posts"
         self.window = window
         self.extra = list(extra or [])
+        self.subcommand = subcommand
         import stack as local_stack
 
         self.log_path = (log_dir or local_stack.STATE / "connector-logs") / f"{self.name}.log"
@@ -105,7 +106,7 @@ class Connector:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self, *more: str) -> list[str]:
-        return [sys.executable, "-m", "cdc", "--log-format", "json", "--log-level", "debug", "stream",
+        return [sys.executable, "-m", "cdc", "--log-format", "json", "--log-level", "debug", self.subcommand,
                 "--name", self.name, "--window", str(self.window), "--max-delay", "20",
                 *self.extra, *more]
 

@@ -1,0 +1,160 @@
+"""The backfill task: snapshot chunks into the running session, beside the binlog stream.
+
+It runs inside a stream session (same assembler, same flush, same Kafka transaction), so the
+ordering rule between snapshot documents and stream changes is applied in one place
+(``Assembler.on_snapshot``) and its progress is checkpointed atomically with its events.
+
+Two brakes keep it polite: ``--snapshot-rows-per-second`` limits the read load on MySQL, and at
+most ``max_chunks_ahead`` chunks may sit ahead of the committed resume point, which bounds the
+per-post marks the checkpoint must carry while the stream catches up to the snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+from cdc import metrics
+from cdc.assemble import Assembler, PostChange
+from cdc.changes import PostKey
+from cdc.config import MysqlSettings
+from cdc.position import Position
+from cdc.snapshot import SnapshotChunk, SnapshotProgress, SnapshotReader, SnapshotSettings
+from cdc.wordpress import Capture, TableNames
+
+log = logging.getLogger(__name__)
+
+MAX_REREADS = 3
+
+
+def skip_types(capture: Capture) -> frozenset[str]:
+    """Post types the capture policy drops anyway: the snapshot need not read them."""
+    if capture.included_post_types is not None:
+        return frozenset()
+    return frozenset(t for t in capture.excluded_post_types if not capture.wants_type(t))
+
+
+def new_progress(reader: SnapshotReader) -> SnapshotProgress:
+    blogs = reader.blogs()
+    return SnapshotProgress(id=uuid.uuid4().hex[:12], blogs=blogs, total=reader.count(blogs),
+                            started_ms=int(time.time() * 1000))
+
+
+class Backfill:
+    def __init__(self, mysql: MysqlSettings, tables: TableNames, settings: SnapshotSettings,
+                 progress: SnapshotProgress, assembler: Assembler,
+                 emit: Callable[[list[PostChange]], None], committed_resume: Callable[[], Position]) -> None:
+        self.reader = SnapshotReader(mysql, tables, settings, skip_types(assembler.capture))
+        self.settings = settings
+        self.progress = progress
+        self.assembler = assembler
+        self.emit = emit
+        self.committed_resume = committed_resume
+        self._ahead: list[Position] = []  # positions of chunks not yet behind the resume point
+        self._bar = _ProgressBar(progress)
+
+    def state(self) -> dict[str, object]:
+        """Progress as it must be checkpointed (taken together with the changes emitted)."""
+        return self.progress.as_dict()
+
+    async def run(self) -> None:
+        p = self.progress
+        log.info("backfill %s: %d posts in blogs %s, resuming at %s", p.id, p.total, p.blogs, p.last_id or "start")
+        metrics.snapshot_started(p.total)
+        try:
+            for blog in p.blogs:
+                if blog in p.done_blogs:
+                    continue
+                await self._blog(blog)
+                p.done_blogs.append(blog)
+            p.finished_ms = int(time.time() * 1000)
+            metrics.snapshot_finished()
+            self._bar.close()
+            log.info("backfill %s finished: %d posts", p.id, p.posts_done)
+        finally:
+            await asyncio.to_thread(self.reader.close)
+
+    async def _blog(self, blog: int) -> None:
+        cursor = self.progress.last_id.get(blog, 0)
+        stale: list[int] = []
+        while True:
+            await self._wait_for_room()
+            chunk = await asyncio.to_thread(self.reader.read_chunk, blog, cursor)
+            stale += self._apply(chunk)
+            cursor = chunk.last_id
+            self.progress.last_id[blog] = cursor
+            if chunk.exhausted:
+                break
+        for _ in range(MAX_REREADS):
+            if not stale:
+                break
+            # A change newer than the snapshot was emitted first: read those posts again, from
+            # a newer snapshot, so each still gets its complete document.
+            await self._wait_for_room()
+            stale = self._apply(await asyncio.to_thread(self.reader.reread, blog, stale))
+        if stale:
+            log.warning("backfill: posts %s of blog %d kept changing; their stream events stand in", stale, blog)
+
+    def _apply(self, chunk: SnapshotChunk) -> list[int]:
+        """Hand the chunk's documents to the assembler; returns the ids found stale."""
+        ts = int(time.time())
+        changes: list[PostChange] = []
+        stale: list[int] = []
+        for doc in chunk.docs:
+            change = self.assembler.on_snapshot(doc, chunk.position, ts)
+            if change is None:
+                stale.append(doc.post_id)
+            else:
+                changes.append(change)
+        self.emit(changes)  # together with the progress below, before any await
+        self.progress.posts_done += len(chunk.docs) - len(stale)
+        self._ahead.append(chunk.position)
+        metrics.snapshot_rows("posts", chunk.rows_read)
+        metrics.snapshot_progress(self.progress.posts_done)
+        self._bar.update(self.progress.posts_done)
+        return stale
+
+    async def _wait_for_room(self) -> None:
+        while True:
+            resume = self.committed_resume()
+            self._ahead = [pos for pos in self._ahead if pos > resume]
+            if len(self._ahead) < self.settings.max_chunks_ahead:
+                return
+            await asyncio.sleep(0.05)
+
+
+class _ProgressBar:
+    """A tqdm bar on a terminal; a log line every ten seconds otherwise."""
+
+    def __init__(self, progress: SnapshotProgress) -> None:
+        self.total = progress.total
+        self._bar = None
+        self._last_log = 0.0
+        self._started = time.monotonic()
+        self._start_done = progress.posts_done
+        if sys.stderr.isatty():
+            from tqdm import tqdm  # type: ignore[import-untyped]
+
+            self._bar = tqdm(total=progress.total, initial=progress.posts_done, unit="post", desc="backfill")
+
+    def update(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
+            return
+        now = time.monotonic()
+        if now - self._last_log >= 10:
+            self._last_log = now
+            rate = (done - self._start_done) / max(now - self._started, 1e-6)
+            eta = (self.total - done) / rate if rate > 0 else float("nan")
+            log.info("backfill: %d/%d posts, %.0f posts/s, ETA %.0fs", done, self.total, rate, eta)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+__all__ = ["Backfill", "new_progress", "PostKey"]
