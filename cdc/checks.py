@@ -28,7 +28,7 @@ def run_checks(settings: StreamSettings) -> int:
     try:
         results = [preflight.check_connect(db)]
         results += preflight.check_binlog_settings(db)
-        results.append(preflight.check_privileges(db))
+        results.append(preflight.check_privileges(db, tables))
         results.append(preflight.check_tables(db, tables))
         for r in results:
             click.echo(f"ok    {r.name}: {r.detail}")

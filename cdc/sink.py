@@ -22,6 +22,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
+from cdc import metrics
 from cdc.checkpoint import Checkpoint
 from cdc.config import KafkaSettings
 from cdc.encode import Record
@@ -61,6 +62,7 @@ async def ensure_topics(settings: KafkaSettings, topic: str, checkpoint_topic: s
             except TopicAlreadyExistsError:
                 pass
     except KafkaError as exc:
+        metrics.kafka_error("topics")
         raise SinkError(f"cannot create topics on Kafka at {settings.bootstrap}: {exc!r}") from None
     finally:
         await admin.close()
@@ -94,12 +96,14 @@ async def load_checkpoint(settings: KafkaSettings, topic: str, connector: str,
         for tp in tps:
             while await consumer.position(tp) < ends[tp]:
                 if asyncio.get_running_loop().time() > deadline:
+                    metrics.kafka_error("checkpoint")
                     raise SinkError(f"timed out reading checkpoint topic {topic}")
                 batch = await consumer.getmany(tp, timeout_ms=1000)
                 for msg in batch.get(tp, []):
                     if msg.key == key:
                         latest, found = msg.value, True
     except KafkaError as exc:
+        metrics.kafka_error("checkpoint")
         raise SinkError(f"cannot read checkpoint topic {topic} from {settings.bootstrap}: {exc!r}") from None
     finally:
         await consumer.stop()
@@ -123,8 +127,11 @@ class KafkaSink:
             enable_idempotence=True,
             acks="all",
             transactional_id=transactional_id,
-            compression_type="gzip",
+            # zstd (Rust, through cramjam) compresses JSON better than gzip at ~10x its speed;
+            # gzip level 9 in the event loop was a tenth of wpcdc's CPU while catching up.
+            compression_type="zstd",
             linger_ms=5,
+            max_batch_size=min(max_request_size, 512 << 10),  # default 16 KiB: 2-3 post events
             max_request_size=max_request_size,
         )
         self.transactions_committed = 0
@@ -135,6 +142,7 @@ class KafkaSink:
         try:
             await self._producer.start()
         except KafkaError as exc:
+            metrics.kafka_error("start")
             await self._close_quietly()
             raise _fenced_or_sink(exc, self.settings, "start the producer") from None
 
@@ -148,13 +156,17 @@ class KafkaSink:
             pass
 
     async def write(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
+        metrics.write_started()
         try:
             if self.transactional:
                 await self._write_transaction(records, checkpoint)
             else:
                 await self._write_acked(records, checkpoint)
         except (TimeoutError, KafkaError) as exc:
+            metrics.kafka_error("write")
             raise _fenced_or_sink(exc, self.settings, "accept events") from None
+        finally:
+            metrics.write_finished()
         self.records_sent += len(records)
 
     async def _write_transaction(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
@@ -170,11 +182,13 @@ class KafkaSink:
             try:
                 await producer.abort_transaction()
                 self.transactions_aborted += 1
+                metrics.transaction(committed=False)
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
             raise
         await producer.commit_transaction()
         self.transactions_committed += 1
+        metrics.transaction(committed=True)
 
     async def _write_acked(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
         producer = self._producer

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import pymysql
+
 from cdc.errors import PreflightError, SourceError
 from cdc.position import Position
 from cdc.source.database import Database
@@ -80,7 +82,12 @@ def check_binlog_settings(db: Database) -> list[CheckResult]:
 _GRANT = re.compile(r"GRANT (.+?) ON (\S+) TO", re.IGNORECASE)
 
 
-def check_privileges(db: Database) -> CheckResult:
+def check_privileges(db: Database, tables: TableNames | None = None) -> CheckResult:
+    """The least-privilege grants: REPLICATION SLAVE and REPLICATION CLIENT on *.*, SELECT on the
+    WordPress tables (tried for real on blog 1's, so grants through roles count too).
+
+    Reports every missing one at once, with the GRANT statements that fix them.
+    """
     grants = [next(iter(r.values())) for r in db.query("SHOW GRANTS")]
     global_privs: set[str] = set()
     for g in grants:
@@ -94,14 +101,47 @@ def check_privileges(db: Database) -> CheckResult:
         missing.append("REPLICATION SLAVE")
     if not global_privs & set(db.flavor.monitor_grant_names()):
         missing.append("REPLICATION CLIENT")
-    if missing:
-        user = db.settings.user
+    unreadable = _unreadable_tables(db, tables) if tables is not None else []
+    if missing or unreadable:
+        account = _account(db)
+        fixes = [f"GRANT {', '.join(missing)} ON *.* TO {account}"] if missing else []
+        lacks = [", ".join(missing)] if missing else []
+        if unreadable:
+            database = db.settings.database
+            lacks.append(f"SELECT on {', '.join(f'{database}.{t}' for t in unreadable)}")
+            fixes.append(f"GRANT SELECT ON `{database}`.* TO {account}")
         raise PreflightError(
-            f"user {user!r} lacks {', '.join(missing)}: run GRANT {', '.join(missing)} ON *.* TO "
-            f"'{user}'@'<host>' (see docs/operations.md for the least-privilege grants)",
+            f"{account} lacks {'; '.join(lacks)}: run {'; '.join(fixes)} "
+            "(docs/operations.md lists the least-privilege grants)",
             check="privileges", exit_code=EXIT_PRIVILEGES,
         )
-    return CheckResult("privileges", True, ", ".join(sorted(global_privs)))
+    detail = ", ".join(sorted(global_privs))
+    return CheckResult("privileges", True, f"{detail}; SELECT on the WordPress tables" if tables else detail)
+
+
+def _account(db: Database) -> str:
+    """The account as GRANT wants it ('user'@'host'), from the server's own CURRENT_USER()."""
+    try:
+        user, _, host = str(db.query("SELECT CURRENT_USER() AS u")[0]["u"]).rpartition("@")
+    except SourceError:
+        user, host = db.settings.user, "<host>"
+    return f"'{user}'@'{host}'"
+
+
+def _unreadable_tables(db: Database, tables: TableNames) -> list[str]:
+    """Blog 1's WordPress tables this user may not SELECT from (a missing table is not reported
+    here but by check_tables; MySQL says "denied" for both when the user has no grant at all)."""
+    denied = []
+    for kind in TableKind:
+        table = tables.name(1, kind)
+        try:
+            db.query(f"SELECT 1 FROM `{db.settings.database}`.`{table}` LIMIT 0")
+        except SourceError as exc:
+            if "denied" in str(exc).lower():
+                denied.append(table)
+        except pymysql.err.MySQLError:
+            pass  # no such table (a ProgrammingError): check_tables says so
+    return denied
 
 
 def check_tables(db: Database, tables: TableNames) -> CheckResult:
@@ -151,7 +191,7 @@ def check_position(db: Database, position: Position | None) -> CheckResult:
 def run_all(db: Database, tables: TableNames, position: Position | None) -> list[CheckResult]:
     results = [check_connect(db)]
     results += check_binlog_settings(db)
-    results.append(check_privileges(db))
+    results.append(check_privileges(db, tables))
     results.append(check_tables(db, tables))
     results.append(check_position(db, position))
     return results

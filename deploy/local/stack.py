@@ -192,11 +192,13 @@ def mariadb_up(ports: Ports) -> None:
     pidfile = d / "mysqld.pid"
     alive = _pid_alive(pidfile) is not None
     port = _choose(ports, "mysql", alive)
-    if alive and _port_open(port):
-        return
-    (d / "binlog").mkdir(parents=True, exist_ok=True)
     cnf = d / "my.cnf"
-    cnf.write_text(_mariadb_cnf(d, port))
+    if alive and _port_open(port):
+        if _mariadb_tls_configured(cnf):
+            return
+        mariadb_down()  # started by an older stack.py, without TLS: restart with it
+    (d / "binlog").mkdir(parents=True, exist_ok=True)
+    cnf.write_text(_mariadb_cnf(d, port) + _mariadb_tls_cnf())
     log = d / "mysqld.log"
     fresh = not (d / "data" / "mysql").exists()
     if fresh:
@@ -248,11 +250,91 @@ def mariadb_down() -> None:
     _stop_pid(mariadb_dir() / "mysqld.pid", timeout=60)
 
 
+# TLS for MariaDB (so that `--mysql-ssl-ca` is tested against the real server): a certificate from
+# a local CA (make_tls, below), added to my.cnf. Plain connections keep working.
+
+
+def mariadb_tls_dir() -> Path:
+    return mariadb_dir() / "tls"
+
+
+def _mariadb_tls_cnf() -> str:
+    tls = make_tls(mariadb_tls_dir(), "MariaDB")
+    return f"ssl_ca = {tls}/ca.crt\nssl_cert = {tls}/server.crt\nssl_key = {tls}/server.key\n"
+
+
+def _mariadb_tls_configured(cnf: Path) -> bool:
+    return cnf.exists() and "ssl_cert" in cnf.read_text()
+
+
+# ------------------------------------------------------------------------------ TLS (a local CA)
+
+# Password of the PKCS#12 keystores the local servers read; it protects nothing (the files lie
+# next to it), Java just insists on one.
+TLS_STORE_PASSWORD = "wpcdc-local-tls"
+
+
+def make_tls(d: Path, name: str) -> Path:
+    """A private CA and a server certificate for 127.0.0.1 / localhost in ``d``, made once.
+
+    ``ca.crt`` is what clients trust (``--kafka-ssl-ca``, ``--mysql-ssl-ca``), ``server.crt`` and
+    ``server.key`` are PEM for MariaDB, ``server.p12`` the same pair as PKCS#12 for Java.
+    """
+    if (d / "server.p12").exists():
+        return d
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise StackError("openssl not found: install Debian's openssl")
+    d.mkdir(parents=True, exist_ok=True)
+    log = d / "openssl.log"
+    (d / "server.ext").write_text(
+        "basicConstraints = CA:FALSE\n"
+        "keyUsage = critical, digitalSignature, keyEncipherment\n"
+        "extendedKeyUsage = serverAuth\n"
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\n"
+        "subjectKeyIdentifier = hash\n"
+        "authorityKeyIdentifier = keyid, issuer\n"
+    )
+    _run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+          "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"), "-subj", f"/CN=wpcdc local {name} CA",
+          "-addext", "basicConstraints = critical, CA:TRUE",
+          "-addext", "keyUsage = critical, keyCertSign, cRLSign"], log)
+    _run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "server.key"),
+          "-out", str(d / "server.csr"), "-subj", "/CN=localhost"], log)
+    _run([openssl, "x509", "-req", "-days", "3650", "-in", str(d / "server.csr"), "-CA", str(d / "ca.crt"),
+          "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / "server.crt"),
+          "-extfile", str(d / "server.ext")], log)
+    _run([openssl, "pkcs12", "-export", "-name", "server", "-in", str(d / "server.crt"),
+          "-inkey", str(d / "server.key"), "-certfile", str(d / "ca.crt"),
+          "-out", str(d / "server.p12.tmp"), "-passout", f"pass:{TLS_STORE_PASSWORD}"], log)
+    (d / "server.p12.tmp").rename(d / "server.p12")  # last: its presence means "complete"
+    return d
+
+
 # ----------------------------------------------------------------------------------------- Kafka
+
+# The broker has one listener per security protocol, so that TLS and SASL are tested against the
+# real thing (tests/integration/test_operations.py):
+#   PLAINTEXT       ports.kafka                    what everything else uses
+#   SSL             ports.extra["kafka_ssl"]       server certificate from the local CA
+#   SASL_PLAINTEXT  ports.extra["kafka_sasl"]      PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+#   SASL_SSL        ports.extra["kafka_sasl_ssl"]  the same over TLS
+# One user, KAFKA_SASL_USER: its SCRAM credentials are written into the cluster metadata when the
+# storage is formatted, its PLAIN password sits in the listener's JAAS line.
+KAFKA_SASL_USER, KAFKA_SASL_PASSWORD = "wpcdc", "wpcdc-kafka-pw"
+KAFKA_LISTENERS = {"SSL": "kafka_ssl", "SASL_PLAINTEXT": "kafka_sasl", "SASL_SSL": "kafka_sasl_ssl"}
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# What the data directory was formatted for. Storage formatted by an older stack.py has no SCRAM
+# users: it is formatted again (the local Kafka's data is disposable) and the broker restarted.
+KAFKA_LAYOUT = "2: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL; SCRAM users"
 
 
 def kafka_dir() -> Path:
     return STATE / "kafka"
+
+
+def kafka_tls_dir() -> Path:
+    return kafka_dir() / "tls"
 
 
 def kafka_lib() -> Path:
@@ -276,14 +358,34 @@ def kafka_lib() -> Path:
 
 
 def _kafka_properties(d: Path, ports: Ports) -> str:
+    addresses = {"PLAINTEXT": ports.kafka, **{n: ports.extra[k] for n, k in KAFKA_LISTENERS.items()}}
+    listeners = ",".join(f"{n}://127.0.0.1:{p}" for n, p in addresses.items())
+    protocols = ",".join(f"{n}:{n}" for n in addresses)
+    tls = kafka_tls_dir()
+    jaas = []
+    for listener in ("sasl_plaintext", "sasl_ssl"):
+        jaas.append(f"listener.name.{listener}.plain.sasl.jaas.config="
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f'user_{KAFKA_SASL_USER}="{KAFKA_SASL_PASSWORD}";')
+        for mechanism in ("scram-sha-256", "scram-sha-512"):
+            jaas.append(f"listener.name.{listener}.{mechanism}.sasl.jaas.config="
+                        "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+    jaas_lines = "\n".join(jaas)
     return f"""process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{ports.kafka_controller}
-listeners=PLAINTEXT://127.0.0.1:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{ports.kafka}
+listeners={listeners},CONTROLLER://127.0.0.1:{ports.kafka_controller}
+advertised.listeners={listeners}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map={protocols},CONTROLLER:PLAINTEXT
+ssl.keystore.type=PKCS12
+ssl.keystore.location={tls}/server.p12
+ssl.keystore.password={TLS_STORE_PASSWORD}
+ssl.key.password={TLS_STORE_PASSWORD}
+ssl.client.auth=none
+sasl.enabled.mechanisms={",".join(SASL_MECHANISMS)}
+{jaas_lines}
 log.dirs={d}/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -316,16 +418,43 @@ logger.kafka.appenderRef.file.ref = file
 """
 
 
+def _choose_extra(ports: Ports, name: str, owner_alive: bool) -> int:
+    current = ports.extra.get(name)
+    if current and (owner_alive or _port_free(current)):
+        return int(current)
+    ports.extra[name] = port = _free_port()
+    return port
+
+
+def _kafka_layout_current(d: Path) -> bool:
+    marker = d / "data.layout"
+    return (d / "data" / "meta.properties").exists() and marker.exists() and marker.read_text() == KAFKA_LAYOUT
+
+
+def _kafka_listening(ports: Ports) -> bool:
+    return _port_open(ports.kafka) and all(_port_open(ports.extra[k]) for k in KAFKA_LISTENERS.values())
+
+
 def kafka_up(ports: Ports) -> None:
     d = kafka_dir()
     pidfile = d / "kafka.pid"
     alive = _pid_alive(pidfile) is not None
+    current = _kafka_layout_current(d)
     _choose(ports, "kafka", alive)
     _choose(ports, "kafka_controller", alive)
-    if alive and _port_open(ports.kafka):
+    for key in KAFKA_LISTENERS.values():
+        _choose_extra(ports, key, alive and current)
+    d.mkdir(parents=True, exist_ok=True)
+    password_file = d / "sasl-password"  # for trying SASL by hand: WPCDC_KAFKA_SASL_PASSWORD_FILE
+    password_file.write_text(KAFKA_SASL_PASSWORD)
+    password_file.chmod(0o600)
+    if alive and current and _kafka_listening(ports):
         return
+    if alive:  # started by an older stack.py, without the TLS and SASL listeners: restart
+        kafka_down()
     lib = kafka_lib()
     d.mkdir(parents=True, exist_ok=True)
+    make_tls(kafka_tls_dir(), "Kafka")
     props = d / "server.properties"
     props.write_text(_kafka_properties(d, ports))
     log = d / "server.log"
@@ -336,24 +465,43 @@ def kafka_up(ports: Ports) -> None:
     base = [java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={d / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={d}", "-cp", f"{lib}/*"]
-    if not (d / "data" / "meta.properties").exists():
+    if not current:
+        shutil.rmtree(d / "data", ignore_errors=True)
+        (d / "data.layout").unlink(missing_ok=True)
         cluster_id = uuid.uuid4().bytes
         import base64
 
         cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
-        _run(base + ["kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props)],
+        scram = [f"--add-scram={m}=[name={KAFKA_SASL_USER},password={KAFKA_SASL_PASSWORD}]"
+                 for m in SASL_MECHANISMS if m.startswith("SCRAM")]
+        _run(base + ["kafka.tools.StorageTool", "format", f"--cluster-id={cid}", "-c", str(props), *scram],
              d / "format.log")
+        (d / "data.layout").write_text(KAFKA_LAYOUT)
     with open(d / "kafka.stdout", "ab") as out:
         proc = subprocess.Popen(base + ["kafka.Kafka", str(props)], stdout=out, stderr=out,
                                 start_new_session=True)
     pidfile.write_text(str(proc.pid))
-    _wait(lambda: _port_open(ports.kafka) or proc.poll() is not None, "Kafka", log, timeout=120)
+    _wait(lambda: _kafka_listening(ports) or proc.poll() is not None, "Kafka", log, timeout=120)
     if proc.poll() is not None:
         raise StackError(f"Kafka exited with {proc.returncode}; see {d / 'kafka.stdout'} and {log}")
 
 
 def kafka_down() -> None:
     _stop_pid(kafka_dir() / "kafka.pid", timeout=60)
+
+
+def kafka_security(ports: Ports | None = None) -> dict[str, str]:
+    """Where the TLS and SASL listeners are and how to log in (for tests and the docs' examples)."""
+    ports = ports or _load_ports()
+    return {
+        "ssl": f"127.0.0.1:{ports.extra['kafka_ssl']}",
+        "sasl_plaintext": f"127.0.0.1:{ports.extra['kafka_sasl']}",
+        "sasl_ssl": f"127.0.0.1:{ports.extra['kafka_sasl_ssl']}",
+        "ca": str(kafka_tls_dir() / "ca.crt"),
+        "user": KAFKA_SASL_USER,
+        "password": KAFKA_SASL_PASSWORD,
+        "password_file": str(kafka_dir() / "sasl-password"),
+    }
 
 
 # ------------------------------------------------------------------------------------- WordPress
@@ -409,7 +557,9 @@ def status() -> dict[str, object]:
         "mariadb": {"port": ports.mysql, "up": bool(ports.mysql) and _port_open(ports.mysql),
                     "log": str(mariadb_dir() / "mysqld.log")},
         "kafka": {"port": ports.kafka, "up": bool(ports.kafka) and _port_open(ports.kafka),
-                  "log": str(kafka_dir() / "server.log")},
+                  "log": str(kafka_dir() / "server.log"),
+                  **{f"{k}_port": ports.extra.get(k) for k in KAFKA_LISTENERS.values()},
+                  "tls_ca": str(kafka_tls_dir() / "ca.crt")},
         "wordpress": {"root": str(STATE / "wordpress")},
     }
 
