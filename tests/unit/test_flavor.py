@@ -1,0 +1,103 @@
+"""MariaDB vs MySQL 8.0/8.4: the SQL and checks that differ, against recorded server answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cdc.config import MysqlSettings
+from cdc.errors import PreflightError
+from cdc.position import Position
+from cdc.source import preflight
+from cdc.source.flavor import Flavor
+
+
+@pytest.mark.parametrize(("version", "name", "parsed", "status_sql", "gtid_sql", "compression"), [
+    ("10.11.19-MariaDB-0+deb12u1-log", "mariadb", (10, 11, 19), "SHOW MASTER STATUS",
+     "SELECT @@GLOBAL.gtid_binlog_pos", None),
+    ("8.0.36", "mysql", (8, 0, 36), "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_executed",
+     "binlog_transaction_compression"),
+    ("8.4.0-commercial", "mysql", (8, 4, 0), "SHOW BINARY LOG STATUS", "SELECT @@GLOBAL.gtid_executed",
+     "binlog_transaction_compression"),
+])
+def test_flavor_from_version(version: str, name: str, parsed: tuple[int, int, int], status_sql: str,
+                             gtid_sql: str, compression: str | None) -> None:
+    f = Flavor.from_version(version)
+    assert (f.name, f.version, f.binlog_status_sql, f.gtid_position_sql, f.compression_variable) == (
+        name, parsed, status_sql, gtid_sql, compression)
+    assert f.supports_row_metadata
+
+
+def test_old_servers_lack_row_metadata() -> None:
+    assert not Flavor.from_version("10.4.30-MariaDB").supports_row_metadata
+    assert not Flavor.from_version("5.7.44-log").supports_row_metadata
+
+
+class RecordedServer:
+    """Answers preflight's queries the way a server did (a fake Database for pure logic)."""
+
+    def __init__(self, version: str, variables: dict[str, str], grants: list[str],
+                 binlogs: dict[str, int] | None = None) -> None:
+        self.settings = MysqlSettings(user="wpcdc")
+        self.flavor = Flavor.from_version(version)
+        self._variables = variables
+        self._grants = grants
+        self._binlogs = binlogs or {}
+
+    def variable(self, name: str) -> str | None:
+        return self._variables.get(name)
+
+    def query(self, sql: str, args: Any = None) -> list[dict[str, Any]]:
+        if sql.startswith("SELECT CURRENT_USER()"):
+            return [{"u": "wpcdc@%"}]
+        assert sql == "SHOW GRANTS", sql
+        return [{"Grants for wpcdc@%": g} for g in self._grants]
+
+    def binlogs(self) -> dict[str, int]:
+        return self._binlogs
+
+
+GOOD = {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL", "binlog_row_metadata": "FULL"}
+
+
+def test_mysql_84_with_compressed_transactions_is_refused() -> None:
+    server = RecordedServer("8.4.0", {**GOOD, "binlog_transaction_compression": "ON"}, [])
+    with pytest.raises(PreflightError, match="binlog_transaction_compression=OFF") as err:
+        preflight.check_binlog_settings(server)  # type: ignore[arg-type]
+    assert err.value.exit_code == preflight.EXIT_COMPRESSION
+    ok = RecordedServer("8.4.0", {**GOOD, "binlog_transaction_compression": "OFF"}, [])
+    assert len(preflight.check_binlog_settings(ok)) == 4  # type: ignore[arg-type]
+
+
+def test_log_bin_off_names_the_fix() -> None:
+    server = RecordedServer("8.0.36", {**GOOD, "log_bin": "OFF"}, [])
+    with pytest.raises(PreflightError, match="log_bin") as err:
+        preflight.check_binlog_settings(server)  # type: ignore[arg-type]
+    assert err.value.exit_code == preflight.EXIT_LOG_BIN
+
+
+@pytest.mark.parametrize(("version", "grants", "missing"), [
+    ("8.4.0", ["GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `wpcdc`@`%`"], None),
+    ("8.0.36", ["GRANT SELECT ON `wordpress`.* TO `wpcdc`@`%`"], "REPLICATION SLAVE, REPLICATION CLIENT"),
+    ("10.11.6-MariaDB", ["GRANT BINLOG MONITOR, REPLICATION SLAVE ON *.* TO `wpcdc`@`%`"], None),
+    ("10.11.6-MariaDB", ["GRANT REPLICATION SLAVE ON *.* TO `wpcdc`@`%`"], "REPLICATION CLIENT"),
+    ("8.0.36", ["GRANT ALL PRIVILEGES ON *.* TO `root`@`%`"], None),
+])
+def test_replication_grants(version: str, grants: list[str], missing: str | None) -> None:
+    server = RecordedServer(version, GOOD, grants)
+    if missing is None:
+        assert preflight.check_privileges(server).ok  # type: ignore[arg-type]
+    else:
+        with pytest.raises(PreflightError, match=missing) as err:
+            preflight.check_privileges(server)  # type: ignore[arg-type]
+        assert err.value.exit_code == preflight.EXIT_PRIVILEGES
+
+
+def test_saved_position_must_still_exist() -> None:
+    server = RecordedServer("8.0.36", GOOD, [], binlogs={"mysql-bin.000010": 5000, "mysql-bin.000011": 100})
+    assert preflight.check_position(server, Position("mysql-bin.000010", 4000)).ok  # type: ignore[arg-type]
+    with pytest.raises(PreflightError, match="mysql-bin.000003 was purged.*mysql-bin.000010.*wpcdc backfill"):
+        preflight.check_position(server, Position("mysql-bin.000003", 4))  # type: ignore[arg-type]
+    with pytest.raises(PreflightError, match="past the end"):
+        preflight.check_position(server, Position("mysql-bin.000011", 999))  # type: ignore[arg-type]
