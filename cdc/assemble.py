@@ -25,60 +25,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.changes import Commit, PostDoc, PostKey, Row, RowChange, RowsBatch, TxnRef
+from cdc.changes import (
+    Commit,
+    MetaDelta,
+    PostChange,
+    PostDoc,
+    PostKey,
+    RevisionNote,
+    Row,
+    RowChange,
+    RowsBatch,
+    TxnRef,
+)
 from cdc.position import Position
-from cdc.terms import Term, TermCatalog
+from cdc.rowcache import RowCache, row_size
+from cdc.terms import TermCatalog
 from cdc.wordpress import Capture, TableKind, is_autosave
-
-
-@dataclass(frozen=True, slots=True)
-class MetaDelta:
-    """One meta row's net change over the window (None: the row did not exist)."""
-
-    meta_id: int
-    key: str
-    before: Any
-    after: Any
-
-
-@dataclass(frozen=True, slots=True)
-class RevisionNote:
-    revision_id: int
-    autosave: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PostChange:
-    """The net change of one post over one window; events.build turns it into a PostEvent.
-
-    ``before``/``after`` are full wp_posts rows. When no posts row was written in the window
-    (a meta-only change) they come from the row cache, which is exact because every later change
-    to a cached row would have passed through here; ``row_known`` is False when even the cache
-    had nothing, and the pipeline then reads the row from the database.
-    """
-
-    blog_id: int
-    post_id: int
-    inserted: bool
-    deleted: bool
-    before: Row | None
-    after: Row | None
-    row_known: bool
-    posts_row_changed: bool
-    meta: tuple[MetaDelta, ...]
-    terms_added: tuple[Term, ...]
-    terms_removed: tuple[Term, ...]
-    revisions: tuple[RevisionNote, ...]
-    first_pos: Position
-    last_pos: Position
-    gtid: str | None
-    ts: int
-    rows: int
-    snapshot: bool = False
-
-    @property
-    def key(self) -> PostKey:
-        return (self.blog_id, self.post_id)
 
 
 @dataclass(slots=True)
@@ -101,63 +63,6 @@ class _Pending:
     meta: dict[int, list[Any]] = field(default_factory=dict)  # meta_id → [key, before, after]
     terms: dict[int, int] = field(default_factory=dict)  # term_taxonomy_id → net +/-
     revisions: dict[int, RevisionNote] = field(default_factory=dict)
-
-
-def _size(row: Row | None) -> int:
-    if not row:
-        return 0
-    n = 64
-    for v in row.values():
-        if isinstance(v, (str, bytes)):
-            n += len(v)
-        else:
-            n += 8
-    return n
-
-
-class RowCache:
-    """The newest wp_posts row of recently changed posts, bounded in bytes (LRU).
-
-    Also remembers each seen post's type and parent in a cheaper map, so meta rows of a revision
-    or of an excluded post type are recognised even after the full row was evicted.
-    """
-
-    def __init__(self, max_bytes: int = 32 << 20, max_types: int = 500_000) -> None:
-        self.max_bytes = max_bytes
-        self.max_types = max_types
-        self._rows: OrderedDict[PostKey, tuple[Row, int]] = OrderedDict()
-        self._types: OrderedDict[PostKey, tuple[str, int]] = OrderedDict()
-        self.nbytes = 0
-
-    def put(self, key: PostKey, row: Row) -> None:
-        old = self._rows.pop(key, None)
-        if old:
-            self.nbytes -= old[1]
-        size = _size(row)
-        self._rows[key] = (row, size)
-        self.nbytes += size
-        while self.nbytes > self.max_bytes and self._rows:
-            _, (_, s) = self._rows.popitem(last=False)
-            self.nbytes -= s
-        self._types[key] = (str(row.get("post_type")), int(row.get("post_parent") or 0))
-        self._types.move_to_end(key)
-        if len(self._types) > self.max_types:
-            self._types.popitem(last=False)
-
-    def forget(self, key: PostKey) -> None:
-        old = self._rows.pop(key, None)
-        if old:
-            self.nbytes -= old[1]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._rows
-
-    def get(self, key: PostKey) -> Row | None:
-        hit = self._rows.get(key)
-        return hit[0] if hit else None
-
-    def type_of(self, key: PostKey) -> tuple[str, int] | None:
-        return self._types.get(key)
 
 
 class Assembler:
@@ -319,17 +224,10 @@ class Assembler:
             if not self.capture.wants_type(post_type):
                 return
         elif kind is TableKind.POSTMETA:
-            if change.row.get("meta_key") in self.capture.ignored_meta:
+            if change.row.get("meta_key") in self.capture.ignored_meta or self._unwanted(key):
                 return
-            known = self.cache.type_of(key)
-            if known is not None and not self.capture.wants_type(known[0]):
-                return
-        else:  # term relationships
-            if change.op == "update":
-                return  # only term_order changed
-            known = self.cache.type_of(key)
-            if known is not None and not self.capture.wants_type(known[0]):
-                return
+        elif change.op == "update" or self._unwanted(key):  # term relationships
+            return  # an update only changes term_order
 
         if self._already_emitted(key, change.position):
             return
@@ -354,14 +252,16 @@ class Assembler:
         if not parent:
             return
         key = (change.table.blog_id, parent)
-        known = self.cache.type_of(key)
-        if known is not None and not self.capture.wants_type(known[0]):
-            return
-        if self._already_emitted(key, change.position):
+        if self._unwanted(key) or self._already_emitted(key, change.position):
             return
         p = self._touch(key, change, now)
         rid = int(row["ID"])
         p.revisions[rid] = RevisionNote(rid, is_autosave(row))
+
+    def _unwanted(self, key: PostKey) -> bool:
+        """A post of a type the policy drops, as far as the rows seen so far tell."""
+        known = self.cache.type_of(key)
+        return known is not None and not self.capture.wants_type(known[0])
 
     def _already_emitted(self, key: PostKey, position: Position) -> bool:
         mark = self.emitted.get(key)
@@ -381,7 +281,7 @@ class Assembler:
         p.gtid = change.txn.gtid
         p.ts = change.ts
         p.rows += 1
-        size = _size(change.after) + (0 if change.after is not None else _size(change.before))
+        size = row_size(change.after) + (0 if change.after is not None else row_size(change.before))
         p.nbytes += size
         self.pending_bytes += size
         self._by_last[key] = None

@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Callable
 
 from cdc import metrics
-from cdc.assemble import Assembler, PostChange
-from cdc.changes import PostKey
+from cdc.assemble import Assembler
+from cdc.changes import PostChange, PostKey
 from cdc.config import MysqlSettings
 from cdc.position import Position
 from cdc.snapshot import SnapshotChunk, SnapshotProgress, SnapshotReader, SnapshotSettings

@@ -100,3 +100,71 @@ class PostDoc:
     @property
     def post_id(self) -> int:
         return int(self.row["ID"])
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    term_taxonomy_id: int
+    taxonomy: str | None
+    term_id: int | None
+    slug: str | None
+    name: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "term_taxonomy_id": self.term_taxonomy_id,
+            "taxonomy": self.taxonomy,
+            "term_id": self.term_id,
+            "slug": self.slug,
+            "name": self.name,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MetaDelta:
+    """One meta row's net change over the window (None: the row did not exist)."""
+
+    meta_id: int
+    key: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionNote:
+    revision_id: int
+    autosave: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PostChange:
+    """The net change of one post over one window; events.build turns it into a PostEvent.
+
+    ``before``/``after`` are full wp_posts rows. When no posts row was written in the window
+    (a meta-only change) they come from the row cache, which is exact because every later change
+    to a cached row would have passed through here; ``row_known`` is False when even the cache
+    had nothing, and the pipeline then reads the row from the database.
+    """
+
+    blog_id: int
+    post_id: int
+    inserted: bool
+    deleted: bool
+    before: Row | None
+    after: Row | None
+    row_known: bool
+    posts_row_changed: bool
+    meta: tuple[MetaDelta, ...]
+    terms_added: tuple[Term, ...]
+    terms_removed: tuple[Term, ...]
+    revisions: tuple[RevisionNote, ...]
+    first_pos: Position
+    last_pos: Position
+    gtid: str | None
+    ts: int
+    rows: int
+    snapshot: bool = False
+
+    @property
+    def key(self) -> PostKey:
+        return (self.blog_id, self.post_id)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.assemble import PostChange
-from cdc.changes import Row
+from cdc.changes import PostChange, Row
 from cdc.position import Position
 from cdc.wordpress import AUTO_DRAFT, Capture, editor_action
 

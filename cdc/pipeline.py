@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_exponential
 
 from cdc import metrics
-from cdc.assemble import Assembler, PostChange
+from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
-from cdc.changes import Commit, Idle, RowsBatch
+from cdc.changes import Commit, Idle, PostChange, RowsBatch
 from cdc.checkpoint import Checkpoint
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode

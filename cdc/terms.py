@@ -8,29 +8,10 @@ relationship that uses a new term, so a lookup at close time finds it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from cdc.changes import RowChange
+from cdc.changes import RowChange, Term
 from cdc.wordpress import TableKind
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    term_taxonomy_id: int
-    taxonomy: str | None
-    term_id: int | None
-    slug: str | None
-    name: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "term_taxonomy_id": self.term_taxonomy_id,
-            "taxonomy": self.taxonomy,
-            "term_id": self.term_id,
-            "slug": self.slug,
-            "name": self.name,
-        }
 
 
 class TermCatalog:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from cdc.assemble import Assembler, PostChange
-from cdc.changes import Commit, RowsBatch
+from cdc.assemble import Assembler
+from cdc.changes import Commit, PostChange, RowsBatch
 from cdc.events import Origin, PostEvent, build
 from cdc.position import Position
 from cdc.terms import TermCatalog
