@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +174,86 @@ class Connector:
         assert len(events) == count, f"expected {count} events for {posts}, got {len(events)}: " + "\n".join(
             f"{e['op']} {e['action']} {e['post_id']} {e['changed_fields']}" for e in events)
         return events
+
+
+def fold(events: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
+    """Replay events into per-post state: row, meta by meta_id, term_taxonomy_ids, rows covered.
+
+    A snapshot document sets the whole state, a delete clears it, other events apply their
+    changes: what a consumer building a search index does.
+    """
+    state: dict[tuple[int, int], dict[str, Any]] = {}
+    for e in events:
+        s = state.setdefault((e["blog_id"], e["post_id"]), {"row": None, "meta": {}, "terms": set(), "rows": 0})
+        s["rows"] += e["source"]["rows"]
+        if e["op"] in ("delete", "snapshot"):
+            s["row"], s["meta"], s["terms"] = None, {}, set()
+        if e["op"] == "delete":
+            continue
+        s["row"] = e["after"]
+        for m in e["meta"]:
+            if m["after"] is None:
+                s["meta"].pop(m["meta_id"], None)
+            else:
+                s["meta"][m["meta_id"]] = (m["key"], m["after"])
+        s["terms"] |= {t["term_taxonomy_id"] for t in e["terms"]["added"]}
+        s["terms"] -= {t["term_taxonomy_id"] for t in e["terms"]["removed"]}
+    return state
+
+
+class Workload(threading.Thread):
+    """Editor-like actions on a handful of posts, through the real WordPress driver."""
+
+    def __init__(self, wordpress: Any, seed: int, posts: int = 6, existing: list[int] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.wp = wordpress
+        self.rng = random.Random(seed)
+        self.n_posts = posts + len(existing or [])
+        self.stop = threading.Event()
+        self.post_ids: list[int] = list(existing or [])
+        self.actions = 0
+        self.error: BaseException | None = None
+
+    def step(self) -> None:
+        rng, wp = self.rng, self.wp
+        if len(self.post_ids) < self.n_posts or rng.random() < 0.05:
+            pid = wp.create_post(f"crash {rng.random():.6f}", "body", status=rng.choice(["draft", "publish"]),
+                                 tags=[f"crash-{rng.randint(1, 4)}"], meta={"n": str(rng.randint(1, 9))})
+            self.post_ids.append(pid)
+            return
+        pid = rng.choice(self.post_ids)
+        action = rng.choice(["title", "title", "meta", "meta", "tags", "trash", "untrash", "publish"])
+        if action == "title":
+            wp.update_post(pid, title=f"t {rng.random():.6f}", content=f"c {rng.random():.6f}")
+        elif action == "meta":
+            wp.run("update_meta", post_id=pid, key=f"k{rng.randint(1, 3)}", value=str(rng.random()))
+        elif action == "tags":
+            wp.run("set_tags", post_id=pid, tags=[f"crash-{rng.randint(1, 4)}"], append=rng.random() < 0.5)
+        elif action == "trash":
+            wp.trash(pid)
+        elif action == "untrash":
+            wp.untrash(pid)
+        else:
+            wp.publish(pid, via="update")
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.step()
+                except Exception as exc:  # noqa: BLE001 - trash of a trashed post etc.
+                    if "WordPressError" not in type(exc).__name__:
+                        raise
+                self.actions += 1
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
+def check_stream(events: list[dict[str, Any]]) -> None:
+    ids = Counter(e["event_id"] for e in events)
+    assert not [i for i, n in ids.items() if n > 1], "duplicate events"
+    last: dict[tuple[int, int], int] = {}
+    for e in events:
+        key = (e["blog_id"], e["post_id"])
+        assert e["seq"] > last.get(key, -1), f"seq of {key} went backwards"
+        last[key] = e["seq"]

@@ -10,8 +10,7 @@ import pymysql
 import pytest
 
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, KeyPattern
-from tests.integration.harness import Connector, wait_until
-from tests.integration.test_recovery import Workload, check_stream
+from tests.integration.harness import Connector, Workload, check_stream, fold, wait_until
 
 pytestmark = pytest.mark.integration
 IGNORED = KeyPattern(DEFAULT_IGNORED_META)
@@ -38,28 +37,6 @@ def database(port: int) -> dict[tuple[int, int], dict[str, Any]]:
                 if (blog, t["object_id"]) in out:
                     out[(blog, t["object_id"])]["terms"].add(t["term_taxonomy_id"])
     return out
-
-
-def fold(events: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
-    """A snapshot event sets the whole state; later events apply their changes."""
-    state: dict[tuple[int, int], dict[str, Any]] = {}
-    for e in events:
-        key = (e["blog_id"], e["post_id"])
-        if e["op"] == "delete":
-            state.pop(key, None)
-            continue
-        s = state.setdefault(key, {"row": None, "meta": {}, "terms": set()})
-        if e["op"] == "snapshot":
-            s["meta"], s["terms"] = {}, set()
-        s["row"] = e["after"]
-        for m in e["meta"]:
-            if m["after"] is None:
-                s["meta"].pop(m["meta_id"], None)
-            else:
-                s["meta"][m["meta_id"]] = (m["key"], m["after"])
-        s["terms"] |= {t["term_taxonomy_id"] for t in e["terms"]["added"]}
-        s["terms"] -= {t["term_taxonomy_id"] for t in e["terms"]["removed"]}
-    return state
 
 
 def _comparable(value: Any, like: Any = None) -> Any:
@@ -135,12 +112,14 @@ def test_killed_backfill_resumes_where_it_stood(connectors, wordpress, stack) ->
 def test_backfill_beside_concurrent_edits_ends_equal_to_the_database(connectors, wordpress, stack) -> None:  # type: ignore[no-untyped-def]
     c: Connector = connectors(window=0.5, extra=["--snapshot", "initial", "--snapshot-chunk-size", "10",
                                                  "--snapshot-rows-per-second", "400"])
-    workload = Workload(wordpress, seed=11, posts=8)
+    # Edits of posts that exist before the backfill, so some get a snapshot and then stream events.
+    workload = Workload(wordpress, seed=11, posts=4, existing=wordpress.seed(10, with_terms=True, with_meta=True))
     c.start(wait=False)
     workload.start()
     try:
         wait_until(lambda: (cp := c.checkpoint()) and cp.snapshot and cp.snapshot["finished_ms"], 240, 0.5,
                    "the backfill to finish")
+        time.sleep(3)  # and edits after it, on posts it has documented
     finally:
         workload.stop.set()
         workload.join(30)

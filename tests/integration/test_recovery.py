@@ -13,86 +13,15 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 import time
-from collections import Counter
 from typing import Any
 
 import pymysql
 import pytest
 
-from tests.integration.harness import Connector, wait_until
+from tests.integration.harness import Connector, Workload, check_stream, fold, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-class Workload(threading.Thread):
-    """Editor-like actions on a handful of posts, through the real WordPress driver."""
-
-    def __init__(self, wordpress: Any, seed: int, posts: int = 6) -> None:
-        super().__init__(daemon=True)
-        self.wp = wordpress
-        self.rng = random.Random(seed)
-        self.n_posts = posts
-        self.stop = threading.Event()
-        self.post_ids: list[int] = []
-        self.actions = 0
-        self.error: BaseException | None = None
-
-    def step(self) -> None:
-        rng, wp = self.rng, self.wp
-        if len(self.post_ids) < self.n_posts or rng.random() < 0.05:
-            pid = wp.create_post(f"crash {rng.random():.6f}", "body", status=rng.choice(["draft", "publish"]),
-                                 tags=[f"crash-{rng.randint(1, 4)}"], meta={"n": str(rng.randint(1, 9))})
-            self.post_ids.append(pid)
-            return
-        pid = rng.choice(self.post_ids)
-        action = rng.choice(["title", "title", "meta", "meta", "tags", "trash", "untrash", "publish"])
-        if action == "title":
-            wp.update_post(pid, title=f"t {rng.random():.6f}", content=f"c {rng.random():.6f}")
-        elif action == "meta":
-            wp.run("update_meta", post_id=pid, key=f"k{rng.randint(1, 3)}", value=str(rng.random()))
-        elif action == "tags":
-            wp.run("set_tags", post_id=pid, tags=[f"crash-{rng.randint(1, 4)}"], append=rng.random() < 0.5)
-        elif action == "trash":
-            wp.trash(pid)
-        elif action == "untrash":
-            wp.untrash(pid)
-        else:
-            wp.publish(pid, via="update")
-
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                try:
-                    self.step()
-                except Exception as exc:  # noqa: BLE001 - trash of a trashed post etc.
-                    if "WordPressError" not in type(exc).__name__:
-                        raise
-                self.actions += 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-
-def fold(events: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
-    """Replay events into per-post state: row, meta by meta_id, term_taxonomy_ids."""
-    state: dict[tuple[int, int], dict[str, Any]] = {}
-    for e in events:
-        key = (e["blog_id"], e["post_id"])
-        s = state.setdefault(key, {"row": None, "meta": {}, "terms": set(), "rows": 0})
-        s["rows"] += e["source"]["rows"]
-        if e["op"] == "delete":
-            s["row"], s["meta"], s["terms"] = None, {}, set()
-            continue
-        s["row"] = e["after"]
-        for m in e["meta"]:
-            if m["after"] is None:
-                s["meta"].pop(m["meta_id"], None)
-            else:
-                s["meta"][m["meta_id"]] = (m["key"], m["after"])
-        s["terms"] |= {t["term_taxonomy_id"] for t in e["terms"]["added"]}
-        s["terms"] -= {t["term_taxonomy_id"] for t in e["terms"]["removed"]}
-    return state
 
 
 def database_state(port: int, post_ids: list[int], ignored: Any) -> dict[int, dict[str, Any]]:
@@ -110,16 +39,6 @@ def database_state(port: int, post_ids: list[int], ignored: Any) -> dict[int, di
             terms = {r["term_taxonomy_id"] for r in cur.fetchall()}
             out[pid] = {"row": row, "meta": meta, "terms": terms}
     return out
-
-
-def check_stream(events: list[dict[str, Any]]) -> None:
-    ids = Counter(e["event_id"] for e in events)
-    assert not [i for i, n in ids.items() if n > 1], "duplicate events"
-    last: dict[tuple[int, int], int] = {}
-    for e in events:
-        key = (e["blog_id"], e["post_id"])
-        assert e["seq"] > last.get(key, -1), f"seq of {key} went backwards"
-        last[key] = e["seq"]
 
 
 @pytest.mark.parametrize("delivery", ["exactly-once"])
