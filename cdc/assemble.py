@@ -94,6 +94,7 @@ class Assembler:
         self._last_commit: Commit | None = None
         self.pending_bytes = 0
         self.rows_skipped = 0  # replayed rows already in Kafka
+        self.rows_folded = 0  # rows that reached a pending change (the rest were filtered)
 
     # ------------------------------------------------------------------ input
 
@@ -276,6 +277,7 @@ class Assembler:
             p = _Pending(key, change.txn, now, now, change.position, change.position,
                          change.txn.gtid, change.ts)
             self._pending[key] = p
+        self.rows_folded += 1
         p.last_at = now
         p.last_pos = change.position
         p.gtid = change.txn.gtid

@@ -114,6 +114,7 @@ class StreamSettings:
     flush_interval: float = 0.1
     checkpoint_interval: float = 1.0
     checkpoint_keepalive: float = 5.0
+    kafka_write_timeout: float = 60.0
     max_message_bytes: int = 900_000
     capture: Capture = field(default_factory=Capture)
     start: str = "checkpoint"  # checkpoint | end | FILE:POS

@@ -14,7 +14,9 @@ Health:
 
 * ``/healthz`` (liveness): the asyncio loop is turning (a callback scheduled on it ran within
   ``LIVENESS_SECONDS``) and the stream has not been stalled for ``STALL_LIVENESS_FACTOR`` times the
-  stall timeout. A connector waiting for MySQL or Kafka to come back is alive.
+  stall timeout (and at least ``STALL_LIVENESS_FLOOR`` seconds: the connector's own timeouts, 60 s
+  on a Kafka write and 30 s on a silent binlog connection, heal a hang first; liveness is the
+  backstop). A connector waiting for MySQL or Kafka to come back is alive.
 * ``/readyz`` (readiness): a session is connected to MySQL and Kafka, and it is not stalled. The
   server sends a heartbeat every second when it has nothing new, so a session that got no binlog
   event, no heartbeat and finished no Kafka write for ``stall_timeout`` seconds is stuck whatever
@@ -41,12 +43,11 @@ from prometheus_client import (
 )
 
 from cdc import __version__, logs
-from cdc.assemble import Assembler
 from cdc.position import Position, file_number
 from cdc.wordpress import TableKind
 
 if TYPE_CHECKING:
-    from cdc.changes import RowChange, RowsBatch
+    from cdc.changes import RowsBatch
     from cdc.checkpoint import Checkpoint
     from cdc.events import PostEvent
 
@@ -54,6 +55,7 @@ disable_created_metrics()  # no *_created series: they double the output and nob
 
 LIVENESS_SECONDS = 30.0
 STALL_LIVENESS_FACTOR = 5
+STALL_LIVENESS_FLOOR = 180.0
 TABLES = tuple(k.value for k in TableKind)
 OPS = ("create", "update", "delete", "snapshot")
 KAFKA_OPERATIONS = ("write", "start", "topics", "checkpoint")
@@ -277,33 +279,16 @@ def snapshot_finished() -> None:
     SNAPSHOT_RUNNING.set(0)
 
 
-# ------------------------------------------------------------------- rows filtered (assembler)
+def rows_filtered(batch: RowsBatch, folded: int) -> None:
+    """Rows of a rows event that reached no pending change (noise keys, excluded types, skips).
 
-
-class CountingAssembler(Assembler):
-    """The assembler, counting per table the rows it folded nowhere (``wpcdc_binlog_rows_filtered``).
-
-    A rows event is one table's, so per batch: filtered = rows - rows that reached a pending
-    change (every such row goes through ``_touch`` exactly once). Term and taxonomy rows update
-    the term catalog and are never counted as filtered.
+    Term and taxonomy rows feed the term catalog and are never counted as filtered.
     """
-
-    _folded = 0
-
-    def on_batch(self, batch: RowsBatch, now: float) -> list[Any]:
-        self._folded = 0
-        closed = super().on_batch(batch, now)
-        if batch.changes:
-            kind = batch.changes[0].table.kind
-            if kind not in (TableKind.TERMS, TableKind.TERM_TAXONOMY):
-                filtered = len(batch.changes) - self._folded
-                if filtered > 0:
-                    ROWS_FILTERED.labels(kind.value).inc(filtered)
-        return closed
-
-    def _touch(self, key: tuple[int, int], change: RowChange, now: float) -> Any:
-        self._folded += 1
-        return super()._touch(key, change, now)
+    if not batch.changes:
+        return
+    kind = batch.changes[0].table.kind
+    if kind not in (TableKind.TERMS, TableKind.TERM_TAXONOMY) and len(batch.changes) > folded:
+        ROWS_FILTERED.labels(kind.value).inc(len(batch.changes) - folded)
 
 
 # ---------------------------------------------------------------------- computed when scraped
@@ -352,7 +337,7 @@ def liveness() -> tuple[bool, str]:
     if since > LIVENESS_SECONDS:
         return False, f"event loop stuck: it has not run for {since:.0f}s"
     quiet = stalled_for()
-    if quiet > STALL_LIVENESS_FACTOR * _state.stall_timeout:
+    if quiet > max(STALL_LIVENESS_FACTOR * _state.stall_timeout, STALL_LIVENESS_FLOOR):
         return False, f"stream stalled for {quiet:.0f}s"
     return True, "ok"
 

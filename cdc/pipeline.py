@@ -93,7 +93,7 @@ class Session:
         self.sink = sink
         self.tables = TableNames(settings.table_prefix, settings.blog_ids)
         self.catalog = TermCatalog()
-        self.assembler: Assembler = metrics.CountingAssembler(  # counts filtered rows for /metrics
+        self.assembler = Assembler(
             settings.capture,
             self.catalog,
             window=settings.window,
@@ -106,6 +106,7 @@ class Session:
         self.source: BinlogSource | None = None
         self._closed: list[PostChange] = []
         self._last_checkpoint_at = time.monotonic()
+        self._last_flush_at = 0.0
         self.caught_up = False
         self.backfill: Backfill | None = None
         if backfill is not None and not backfill.done:
@@ -177,7 +178,9 @@ class Session:
                 # Binlog time jumped (a backlog): close what that jump ends before folding more.
                 self._closed.extend(self.assembler.due(self.clock.now()))
             metrics.rows_seen(item)
+            folded = self.assembler.rows_folded
             self._closed.extend(self.assembler.on_batch(item, self.clock.now()))
+            metrics.rows_filtered(item, self.assembler.rows_folded - folded)
         elif isinstance(item, Commit):
             if self.clock.advance(item.ts):
                 self._closed.extend(self.assembler.due(self.clock.now()))
@@ -190,8 +193,15 @@ class Session:
             raise item.error
 
     async def _maybe_flush(self) -> None:
-        due_checkpoint = time.monotonic() - self._last_checkpoint_at >= self.settings.checkpoint_interval
+        now = time.monotonic()
+        due_checkpoint = now - self._last_checkpoint_at >= self.settings.checkpoint_interval
+        if (self._closed and not due_checkpoint and len(self._closed) < 1000 and self.source is not None
+                and self.source.queue.qsize() and now - self._last_flush_at < self.settings.flush_interval):
+            # Catching up (more is queued already): one Kafka transaction per flush_interval, not
+            # one per loop turn; a transaction's round trips cost more than a small flush's events.
+            return
         if self._closed or due_checkpoint:
+            self._last_flush_at = now
             await self._flush(force=due_checkpoint)
 
     def _current_checkpoint(self) -> Checkpoint:
@@ -319,6 +329,7 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
             settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
             connector=settings.name,
             transactional_id=settings.transactional_id if settings.delivery == "exactly-once" else None,
+            write_timeout=settings.kafka_write_timeout,
         )
         # The producer starts (and so fences any older instance and aborts its open transaction)
         # *before* the checkpoint is read: after that no one else can commit, so the checkpoint

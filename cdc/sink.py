@@ -116,12 +116,14 @@ class KafkaSink:
     """One producer; ``write`` sends a flush (records + checkpoint) with the configured guarantee."""
 
     def __init__(self, settings: KafkaSettings, *, topic: str, checkpoint_topic: str, connector: str,
-                 transactional_id: str | None, max_request_size: int = 1_048_576) -> None:
+                 transactional_id: str | None, max_request_size: int = 1_048_576,
+                 write_timeout: float = 60.0) -> None:
         self.settings = settings
         self.topic = topic
         self.checkpoint_topic = checkpoint_topic
         self.connector_key = connector.encode()
         self.transactional = transactional_id is not None
+        self.write_timeout = write_timeout
         self._producer = AIOKafkaProducer(
             **settings.client_kwargs(),
             enable_idempotence=True,
@@ -151,18 +153,24 @@ class KafkaSink:
 
     async def _close_quietly(self) -> None:
         try:
-            await self._producer.stop()
+            await asyncio.wait_for(self._producer.stop(), 10)
         except Exception:  # noqa: BLE001 - stopping after a failure; the failure was reported
             pass
 
     async def write(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
         metrics.write_started()
         try:
-            if self.transactional:
-                await self._write_transaction(records, checkpoint)
-            else:
-                await self._write_acked(records, checkpoint)
-        except (TimeoutError, KafkaError) as exc:
+            # aiokafka waits for a broker that went away instead of failing the transaction: the
+            # timeout turns a hang into a failure the runner heals (new producer, checkpoint).
+            write = self._write_transaction if self.transactional else self._write_acked
+            await asyncio.wait_for(write(records, checkpoint), self.write_timeout)
+        except TimeoutError:
+            metrics.kafka_error("write")
+            raise SinkError(
+                f"Kafka at {self.settings.bootstrap} did not acknowledge a write within "
+                f"{self.write_timeout:.0f}s; reconnecting from the checkpoint"
+            ) from None
+        except KafkaError as exc:
             metrics.kafka_error("write")
             raise _fenced_or_sink(exc, self.settings, "accept events") from None
         finally:
@@ -178,6 +186,8 @@ class KafkaSink:
                 futures.append(await producer.send(self.checkpoint_topic, checkpoint.encode(),
                                                    key=self.connector_key))
             await asyncio.gather(*futures)
+        except asyncio.CancelledError:
+            raise  # timed out: the next producer's start aborts this transaction
         except BaseException:
             try:
                 await producer.abort_transaction()

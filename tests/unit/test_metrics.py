@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from cdc import metrics
+from cdc.assemble import Assembler
 from cdc.changes import Commit, RowsBatch
 from cdc.checkpoint import Checkpoint
 from cdc.errors import SinkError, SourceError
@@ -79,15 +80,18 @@ def test_label_values_are_a_closed_set() -> None:
 # ---------------------------------------------------------------------------- pipeline hooks
 
 
-def assembler() -> metrics.CountingAssembler:
-    return metrics.CountingAssembler(Capture(), TermCatalog(), window=1.0, max_delay=30)
+def assembler() -> Assembler:
+    return Assembler(Capture(), TermCatalog(), window=1.0, max_delay=30)
 
 
-def feed(asm: metrics.CountingAssembler, items: list[Any]) -> None:
+def feed(asm: Assembler, items: list[Any]) -> None:
+    """What the pipeline does with each item (pipeline.Session._on_item)."""
     for item in items:
         if isinstance(item, RowsBatch):
             metrics.rows_seen(item)
+            folded = asm.rows_folded
             asm.on_batch(item, 0.0)
+            metrics.rows_filtered(item, asm.rows_folded - folded)
         elif isinstance(item, Commit):
             asm.on_commit(item)
             metrics.position(item.end, item.ts)
@@ -122,7 +126,7 @@ def test_replayed_rows_already_in_kafka_count_as_filtered() -> None:
     b = Binlog()
     items = b.update_meta(3, 7, "color", "red", "blue")
     mark = items[0].position
-    asm = metrics.CountingAssembler(Capture(), TermCatalog(), window=1.0, emitted={(1, 7): mark})
+    asm = Assembler(Capture(), TermCatalog(), window=1.0, emitted={(1, 7): mark})
     before = value("wpcdc_binlog_rows_filtered_total", table="postmeta")
     feed(asm, items)
     assert value("wpcdc_binlog_rows_filtered_total", table="postmeta") - before == 1
@@ -243,6 +247,8 @@ def test_liveness_follows_the_loop_and_long_stalls(monkeypatch: pytest.MonkeyPat
     time.sleep(0.06)
     assert metrics.liveness()[0]  # stalled, but not for long: still alive
     monkeypatch.setattr(metrics, "STALL_LIVENESS_FACTOR", 1)
+    assert metrics.liveness()[0]  # the floor: our own timeouts heal shorter stalls first
+    monkeypatch.setattr(metrics, "STALL_LIVENESS_FLOOR", 0.0)
     time.sleep(0.06)
     assert not metrics.liveness()[0]
     monkeypatch.setattr(metrics, "LIVENESS_SECONDS", 0.01)
