@@ -159,6 +159,12 @@ def run_command(fn: Callable[..., int | None]) -> Callable[..., None]:
             log.error("%s", exc)
             click.echo(f"wpcdc: {logs.redact(str(exc))}", err=True)
             sys.exit(exc.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # a bug: its traceback as one log record (JSON, secrets masked)
+            log.critical("unexpected error, please report it: %r", exc, exc_info=True)
+            click.echo(f"wpcdc: unexpected error: {logs.redact(repr(exc))}", err=True)
+            sys.exit(1)
         sys.exit(code or 0)
 
     return wrapper

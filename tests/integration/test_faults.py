@@ -164,6 +164,7 @@ def test_second_instance_is_fenced(connectors, wordpress, cdc_env) -> None:  # t
     assert first.proc is not None
     assert first.proc.wait(60) == 31  # replaced: MariaDB hands the binlog to the newest replica
     assert "Is another instance running?" in first.log()
+    first.wait_events((1, pid), count=2, timeout=60)  # so that fence 2 is a change of its own
     wordpress.update_post(pid, title="fence 2")
     events = first.wait_events((1, pid), count=3, timeout=60)  # same topic, written by the second
     assert titles(events) == ["fence 0", "fence 1", "fence 2"]

@@ -115,3 +115,23 @@ def test_throttled_library_noise_still_goes_through_redaction(capsys: pytest.Cap
     logging.getLogger("aiokafka.conn").error("auth failed for %s", SECRET)  # throttled
     err = capsys.readouterr().err
     assert len(lines(err)) == 1 and SECRET not in err
+
+
+def test_a_bug_is_one_json_record_with_its_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    from cdc.cli import run_command
+
+    logs.register_secret(SECRET)
+    logs.setup("info", "json", "c")
+
+    @run_command
+    def broken() -> int:
+        raise RuntimeError(f"unexpected {SECRET}")
+
+    with pytest.raises(SystemExit) as exited:
+        broken()
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    record = json.loads(err.splitlines()[0])
+    assert record["level"] == "CRITICAL" and "Traceback" in record["exc_info"]
+    assert err.splitlines()[1].startswith("wpcdc: unexpected error: RuntimeError(")
+    assert SECRET not in err
