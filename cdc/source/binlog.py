@@ -89,10 +89,11 @@ class BinlogSource:
         chunk_size: int = 500,
         max_chunks: int = 64,
         heartbeat: float = 1.0,
-        max_queue_bytes: int = 8 << 20,
-        chunk_bytes: int = 1 << 20,
+        max_queue_bytes: int = 4 << 20,
+        chunk_bytes: int = 512 << 10,
     ) -> None:
         decoding.install()
+        fastpath.install()  # a cache of parsed table maps (see cdc/source/fastpath.py)
         self.settings = settings
         self.tables = tables
         self.server_id = server_id
