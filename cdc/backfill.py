@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from cdc import metrics
 from cdc.assemble import Assembler
-from cdc.changes import PostChange, PostKey
+from cdc.changes import PostChange
 from cdc.config import MysqlSettings
 from cdc.position import Position
 from cdc.snapshot import SnapshotChunk, SnapshotProgress, SnapshotReader, SnapshotSettings
@@ -156,5 +156,3 @@ class _ProgressBar:
         if self._bar is not None:
             self._bar.close()
 
-
-__all__ = ["Backfill", "new_progress", "PostKey"]

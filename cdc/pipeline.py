@@ -19,8 +19,7 @@ import logging
 import queue
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_exponential
 
@@ -29,9 +28,10 @@ from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
 from cdc.changes import Commit, Idle, PostChange, RowsBatch
 from cdc.checkpoint import Checkpoint
+from cdc.clock import Clock
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode
-from cdc.errors import PreflightError, SinkError, SourceError, WpcdcError
+from cdc.errors import PreflightError, SinkError, SourceError
 from cdc.events import Origin, PostEvent, build
 from cdc.position import Position
 from cdc.sink import KafkaSink, ensure_topics, load_checkpoint
@@ -43,43 +43,6 @@ from cdc.terms import TermCatalog
 from cdc.wordpress import TableNames
 
 log = logging.getLogger(__name__)
-
-
-class Clock:
-    """Assembler time: wall time while live, binlog time while catching up on a backlog.
-
-    Windows measured in binlog time cut a replayed backlog the way they would have cut it live
-    (an hour of edits read in a second still makes an hour of separate events). Binlog
-    timestamps have one-second resolution and are not monotonic across sessions (a statement's
-    start time, written in commit order), so the clock only jumps to a binlog timestamp that is
-    more than a second ahead of it; otherwise it runs on the monotonic wall clock. It never
-    goes backwards.
-    """
-
-    GRANULARITY = 1.0
-
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = monotonic
-        self._base = 0.0
-        self._mono = monotonic()
-
-    def advance(self, binlog_ts: int) -> bool:
-        """Move to a binlog timestamp if it is ahead; True when the clock jumped."""
-        if not self._base:
-            self._base, self._mono = float(binlog_ts), self._monotonic()
-            return False
-        if binlog_ts > self.now() + self.GRANULARITY:
-            self._base, self._mono = float(binlog_ts), self._monotonic()
-            return True
-        return False
-
-    def now(self) -> float:
-        return self._base + (self._monotonic() - self._mono)
-
-
-@dataclass
-class SessionResult:
-    checkpoint: Checkpoint | None
 
 
 class Session:
@@ -107,7 +70,6 @@ class Session:
         self._closed: list[PostChange] = []
         self._last_checkpoint_at = time.monotonic()
         self._last_flush_at = 0.0
-        self.caught_up = False
         self.backfill: Backfill | None = None
         if backfill is not None and not backfill.done:
             self.backfill = Backfill(settings.mysql, self.tables, settings.snapshot, backfill, self.assembler,
@@ -173,7 +135,6 @@ class Session:
 
     def _on_item(self, item: object) -> None:
         if isinstance(item, RowsBatch):
-            self.caught_up = False
             if item.changes and self.clock.advance(item.changes[0].ts):
                 # Binlog time jumped (a backlog): close what that jump ends before folding more.
                 self._closed.extend(self.assembler.due(self.clock.now()))
@@ -187,7 +148,6 @@ class Session:
             self._closed.extend(self.assembler.on_commit(item))
             metrics.position(item.end, item.ts)
         elif isinstance(item, Idle):
-            self.caught_up = True
             metrics.idle()
         elif isinstance(item, SourceFailed):
             raise item.error
@@ -385,4 +345,4 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
     db.close()
 
 
-__all__ = ["run_stream", "Session", "Clock", "starting_checkpoint", "WpcdcError"]
+__all__ = ["run_stream", "Session", "starting_checkpoint"]

@@ -1,6 +1,6 @@
 """The assembler clock: binlog time during catch-up, wall time when live."""
 
-from cdc.pipeline import Clock
+from cdc.clock import Clock
 
 
 class FakeMonotonic:
