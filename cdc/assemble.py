@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdc.changes import (
+    ABSENT,
     Commit,
     MetaDelta,
     PostChange,
@@ -156,7 +157,7 @@ class Assembler:
         self.emitted[key] = position
         capture = self.capture
         meta = tuple(
-            MetaDelta(int(m["meta_id"]), m["meta_key"], None, m["meta_value"])
+            MetaDelta(int(m["meta_id"]), m["meta_key"], None, m["meta_value"], "add")
             for m in doc.meta if m["meta_key"] not in capture.ignored_meta
         )
         terms = tuple(self.catalog.lookup(doc.blog_id, t) for t in doc.term_taxonomy_ids)
@@ -308,8 +309,9 @@ class Assembler:
         row = change.row
         meta_id = int(row["meta_id"])
         entry = p.meta.get(meta_id)
-        before = change.before["meta_value"] if change.before is not None else None
-        after = change.after["meta_value"] if change.after is not None else None
+        # ABSENT, not None: a meta row whose value is NULL exists all the same.
+        before = change.before["meta_value"] if change.before is not None else ABSENT
+        after = change.after["meta_value"] if change.after is not None else ABSENT
         if entry is None:
             p.meta[meta_id] = [row.get("meta_key"), before, after]
         else:
@@ -337,7 +339,8 @@ class Assembler:
         self.emitted[key] = p.last_pos
         blog, post_id = key
         meta = tuple(
-            MetaDelta(mid, k, b, a) for mid, (k, b, a) in p.meta.items() if b != a
+            MetaDelta.between(mid, k, b, a) for mid, (k, b, a) in p.meta.items()
+            if (b is ABSENT) != (a is ABSENT) or (b is not ABSENT and b != a)
         )
         added = tuple(self.catalog.lookup(blog, t) for t, n in p.terms.items() if n > 0)
         removed = tuple(self.catalog.lookup(blog, t) for t, n in p.terms.items() if n < 0)

@@ -13,6 +13,8 @@ from cdc.position import Position
 from cdc.wordpress import TableKind, WpTable
 
 Row = dict[str, Any]
+ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
+"""A row that did not exist (as opposed to a NULL value)."""
 PostKey = tuple[int, int]
 """(blog_id, post_id): the unit of ordering and the Kafka key."""
 
@@ -122,12 +124,23 @@ class Term:
 
 @dataclass(frozen=True, slots=True)
 class MetaDelta:
-    """One meta row's net change over the window (None: the row did not exist)."""
+    """One meta row's net change over the window: ``op`` says whether the row was added,
+    updated or deleted (a NULL value is a value: ``before``/``after`` alone cannot say)."""
 
     meta_id: int
     key: str
     before: Any
     after: Any
+    op: str  # add | update | delete
+
+    @classmethod
+    def between(cls, meta_id: int, key: str, before: Any, after: Any) -> MetaDelta:
+        """From values where ABSENT means the row did not exist."""
+        if before is ABSENT:
+            return cls(meta_id, key, None, after, "add")
+        if after is ABSENT:
+            return cls(meta_id, key, before, None, "delete")
+        return cls(meta_id, key, before, after, "update")
 
 
 @dataclass(frozen=True, slots=True)

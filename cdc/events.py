@@ -201,7 +201,7 @@ def build(
         status_before=status_before,
         status_after=status_after,
         meta=tuple(
-            {"meta_id": m.meta_id, "key": m.key, "before": m.before, "after": m.after}
+            {"meta_id": m.meta_id, "key": m.key, "op": m.op, "before": m.before, "after": m.after}
             for m in change.meta
         ),
         terms_added=tuple(t.as_dict() for t in change.terms_added),

@@ -192,7 +192,7 @@ def fold(events: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
             continue
         s["row"] = e["after"]
         for m in e["meta"]:
-            if m["after"] is None:
+            if m["op"] == "delete":
                 s["meta"].pop(m["meta_id"], None)
             else:
                 s["meta"][m["meta_id"]] = (m["key"], m["after"])

@@ -7,6 +7,7 @@ every change arrived once, in order.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import Counter
 from typing import Any
@@ -203,3 +204,33 @@ def test_zero_dates_and_nulls(connectors, wordpress) -> None:  # type: ignore[no
     assert event["after"]["post_date_gmt"] is None
     assert isinstance(event["after"]["post_date"], str)
     wait_until(lambda: c.running)
+
+
+def test_bytes_that_are_not_utf8_round_trip(connectors, stack) -> None:  # type: ignore[no-untyped-def]
+    """A site whose meta_value became a BLOB (plugins do this) holds arbitrary bytes: they arrive
+    exactly, as base64, and the stream goes on. (utf8mb4 columns cannot hold invalid UTF-8 in
+    MariaDB's strict mode; the lossless text decoding is covered by tests/unit/test_encode.py.)"""
+    conn = admin(stack.mysql, database="mysql")
+    with conn, conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS oddbytes")
+        cur.execute("CREATE DATABASE oddbytes CHARACTER SET utf8mb4")
+        for table in ("posts", "postmeta", "term_relationships", "terms", "term_taxonomy"):
+            cur.execute(f"CREATE TABLE oddbytes.wp_{table} LIKE wordpress.wp_{table}")
+        cur.execute("ALTER TABLE oddbytes.wp_postmeta MODIFY meta_value LONGBLOB")
+    c: Connector = connectors(database="oddbytes")
+    c.start()
+    raw = b"\xff\xfe\x00 not utf-8 \xc3\x28 \xf0\x9f\x98"
+    conn = admin(stack.mysql, database="oddbytes")
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO wp_posts (post_title, post_content, post_excerpt, to_ping, pinged, "
+                    "post_content_filtered, post_status, post_date, post_date_gmt, post_modified, "
+                    "post_modified_gmt) VALUES ('bytes', '', '', '', '', '', 'publish', NOW(), "
+                    "'0000-00-00 00:00:00', NOW(), NOW())")
+        pid = cur.lastrowid
+        cur.execute("INSERT INTO wp_postmeta (post_id, meta_key, meta_value) VALUES (%s, 'blob', %s)", (pid, raw))
+        cur.execute("INSERT INTO wp_postmeta (post_id, meta_key, meta_value) VALUES (%s, 'nul', NULL)", (pid,))
+    [event] = c.wait_events((1, pid), count=1)
+    meta = {m["key"]: m["after"] for m in event["meta"]}
+    assert base64.b64decode(meta["blob"]["$base64"]) == raw
+    assert meta["nul"] is None
+    assert event["after"]["post_date_gmt"] is None  # a zero date

@@ -224,3 +224,15 @@ def test_multisite_keys_by_blog() -> None:
     _, c2 = run(b2.insert_post(row), window=0)
     [e1], [e2] = events(c1), events(c2)
     assert (e1.key, e2.key) == ("1:5", "2:5")
+
+
+def test_a_meta_row_with_a_null_value_is_still_a_row() -> None:
+    b = Binlog()
+    row = post_row(300, post_status="publish")
+    asm, _ = run(b.insert_post(row), window=0)
+    [added] = events(run(b.add_meta(1, 300, "nul", None), asm=asm, window=0)[1])
+    [deleted] = events(run(b.delete_meta(1, 300, "nul", None), asm=asm, window=0)[1])
+    assert added.meta == ({"meta_id": 1, "key": "nul", "op": "add", "before": None, "after": None},)
+    assert deleted.meta == ({"meta_id": 1, "key": "nul", "op": "delete", "before": None, "after": None},)
+    # Added and deleted within one window: nothing happened.
+    assert run(b.add_meta(2, 300, "nul", None) + b.delete_meta(2, 300, "nul", None), asm=asm)[0].close_all() == []
