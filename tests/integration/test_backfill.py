@@ -134,3 +134,43 @@ def test_backfill_beside_concurrent_edits_ends_equal_to_the_database(connectors,
     for e in events:
         by_post.setdefault((e["blog_id"], e["post_id"]), []).append(e["op"])
     assert any(ops[0] == "snapshot" and len(ops) > 1 for ops in by_post.values())
+
+
+def test_backfill_of_a_subset(connectors, wordpress) -> None:  # type: ignore[no-untyped-def]
+    page = wordpress.create_post("a page on blog two", status="publish", type="page", blog=2)
+    post = wordpress.create_post("a post on blog two", status="publish", blog=2)
+    c: Connector = connectors(subcommand="backfill",
+                              extra=["--snapshot-blogs", "2", "--snapshot-post-types", "page"])
+    c.start(wait=False)
+    assert c.proc is not None and c.proc.wait(120) == 0, c.log()[-3000:]
+    snapshots = [e for e in c.events() if e["op"] == "snapshot"]
+    assert snapshots and {(e["blog_id"], e["post_type"]) for e in snapshots} == {(2, "page")}
+    assert (2, page) in {(e["blog_id"], e["post_id"]) for e in snapshots}
+    assert (2, post) not in {(e["blog_id"], e["post_id"]) for e in snapshots}
+
+
+def test_when_needed_snapshots_after_a_purged_binlog(connectors, wordpress, stack) -> None:  # type: ignore[no-untyped-def]
+    c: Connector = connectors(extra=["--snapshot", "when_needed", "--snapshot-post-types", "page"])
+    c.start()  # a new connector: when_needed takes the initial snapshot too
+    wait_until(lambda: (cp := c.checkpoint()) and cp.snapshot and cp.snapshot["finished_ms"], 120, 0.5,
+               "the initial snapshot")
+    assert c.stop() == 0
+    conn = pymysql.connect(host="127.0.0.1", port=stack.mysql, user="admin", password="admin-pw", autocommit=True)
+    with conn, conn.cursor() as cur:
+        before = len([e for e in c.events() if e["op"] == "snapshot"])
+        cur.execute("FLUSH BINARY LOGS")
+        pid = wordpress.create_post("written while wpcdc was down", status="publish", type="page")
+        cur.execute("SHOW MASTER STATUS")
+        cur.execute(f"PURGE BINARY LOGS TO '{cur.fetchone()[0]}'")
+        cur.execute("SHOW BINARY LOGS")
+        left = {r[0] for r in cur.fetchall()}
+    first = c.checkpoint()
+    assert first is not None and first.snapshot is not None
+    assert first.resume.file not in left, "the server kept the file (another replica is reading it)"
+    c.start(wait=False)
+    wait_until(lambda: (cp := c.checkpoint()) and cp.snapshot and cp.snapshot["id"] != first.snapshot["id"]
+               and cp.snapshot["finished_ms"], 120, 0.5, "the snapshot after the purge")
+    assert "starting over at the current end with a new snapshot" in c.log()
+    snapshots = [e for e in c.events() if e["op"] == "snapshot"]
+    assert len(snapshots) > before and (1, pid) in {(e["blog_id"], e["post_id"]) for e in snapshots}
+    assert c.stop() == 0

@@ -41,7 +41,7 @@ def database_state(port: int, post_ids: list[int], ignored: Any) -> dict[int, di
     return out
 
 
-@pytest.mark.parametrize("delivery", ["exactly-once"])
+@pytest.mark.parametrize("delivery", ["exactly-once", "at-least-once"])
 def test_kill_9_cycles_lose_nothing_and_repeat_nothing(connectors, wordpress, stack, delivery: str) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(20261127)
     # A window long against the workload's pace keeps several posts pending at once, so kills land
@@ -84,10 +84,14 @@ def test_kill_9_cycles_lose_nothing_and_repeat_nothing(connectors, wordpress, st
     assert reference.stop() == 0
 
     got, want = crashy.events(*keys), reference.events(*keys)
-    check_stream(got)
     check_stream(want)
     folded, folded_ref = fold(got), fold(want)
-    assert {k: s["rows"] for k, s in folded.items()} == {k: s["rows"] for k, s in folded_ref.items()}
+    rows, rows_ref = ({k: s["rows"] for k, s in f.items()} for f in (folded, folded_ref))
+    if delivery == "exactly-once":
+        check_stream(got)
+        assert rows == rows_ref
+    else:  # a crash may repeat the last flush, never skip a row
+        assert rows.keys() == rows_ref.keys() and all(rows[k] >= rows_ref[k] for k in rows)
 
     from cdc.wordpress import DEFAULT_IGNORED_META, KeyPattern
 
