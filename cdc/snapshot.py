@@ -148,6 +148,9 @@ class SnapshotReader:
             # bound: rows committed in between are in the snapshot *and* replayed by the stream
             # after it, which is harmless (events carry absolute values) and never loses one.
             before, _ = self.db.current_position()
+        # A consistent snapshot spans statements only under REPEATABLE READ, whatever the server's
+        # default isolation level is.
+        self.db.query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         self.db.query("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         try:
             position = before or self._position()
