@@ -57,8 +57,10 @@ lint: deps
 demo: up
 	$(PY) deploy/local/demo.py
 
+# BENCH_ARGS: e.g. --quick, --workloads wp-bulk,latency, --no-debezium (python -m bench.run -h).
 bench: up
 	@if [ -f bench/run.py ]; then \
+		$(PY) -c 'import psutil, matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[dev,bench]'; \
 		$(PY) -m bench.run $(BENCH_ARGS); \
 	else \
 		echo "make bench: bench/run.py does not exist yet; nothing to run"; \

@@ -67,12 +67,17 @@ class GtidState:
 
     def apply(self, gtid: str) -> None:
         self._by_domain[gtid.split("-")[0] if "-" in gtid else gtid] = gtid
+        self._text: str | None = None
 
     def __str__(self) -> str:
         return ",".join(self._by_domain[d] for d in sorted(self._by_domain))
 
     def text(self) -> str | None:
-        return str(self) or None
+        # Asked for at every transaction boundary (3 times per autocommit row): built once per GTID.
+        cached = getattr(self, "_text", None)
+        if cached is None:
+            cached = self._text = str(self)
+        return cached or None
 
 
 class BinlogSource:

@@ -72,7 +72,7 @@ def _datetime2(v: int) -> datetime.datetime | None:
 
 def _signature(columns: list[Any]) -> tuple[Any, ...] | None:
     """A hashable description of a table layout, or None when a column is out of our scope."""
-    sig = []
+    sig: list[tuple[str, int, Any]] = []
     for c in columns:
         t = c.type
         name = c.name
