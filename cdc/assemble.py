@@ -79,6 +79,7 @@ class Assembler:
         max_pending_bytes: int = 64 << 20,
         emitted: Mapping[PostKey, Position] | None = None,
         row_cache: RowCache | None = None,
+        done_upto: Position | None = None,
     ) -> None:
         if window < 0 or max_delay < window:
             raise ValueError("need 0 <= window <= max_delay")
@@ -89,6 +90,9 @@ class Assembler:
         self.max_pending_bytes = max_pending_bytes
         self.cache = row_cache or RowCache()
         self.emitted: dict[PostKey, Position] = dict(emitted or {})
+        # Every row at or before this position is in Kafka, whatever its post: set when the
+        # memory bound closes every pending change at once. One mark instead of one per post.
+        self.done_upto = done_upto
         self._pending: dict[PostKey, _Pending] = {}  # in order of first row
         self._by_last: OrderedDict[PostKey, None] = OrderedDict()  # in order of last row
         self._open_txn: TxnRef | None = None
@@ -105,7 +109,13 @@ class Assembler:
         for change in batch.changes:
             self._on_row(change, now)
         if self.pending_bytes > self.max_pending_bytes:
-            return self._close_oldest_until(self.max_pending_bytes // 2)
+            # Close everything, not just the oldest: then one position says it all (done_upto),
+            # where closing some would leave a mark per post in the checkpoint; a statement that
+            # changes a million rows would need hundreds of thousands of them.
+            closed = self.close_all()
+            self.done_upto = batch.position
+            self.emitted = {k: pos for k, pos in self.emitted.items() if pos > batch.position}
+            return closed
         return []
 
     def on_commit(self, commit: Commit) -> list[PostChange]:
@@ -144,10 +154,9 @@ class Assembler:
           there if it is still behind (they are in the document already).
         """
         key = (doc.blog_id, doc.post_id)
-        if key not in self.cache:
-            # Only when absent: a cached row is the newest the stream has read, which is as new
-            # as the document or newer; when the stream is behind, its rows refresh it in order.
-            self.cache.put(key, doc.row)
+        # The document's row is not cached: a backfill touches every post once, and caching them
+        # would only evict the rows of posts being edited (a later meta-only change of a
+        # documented post reads its row from the database instead).
         mark = self.emitted.get(key)
         if mark is not None and mark >= position:
             return None
@@ -167,6 +176,14 @@ class Assembler:
             terms_removed=(), revisions=(), first_pos=position, last_pos=position, gtid=None,
             ts=ts, rows=1 + len(doc.meta) + len(doc.term_taxonomy_ids), snapshot=True,
         )
+
+    def next_due(self) -> float | None:
+        """The ``now`` at which ``due`` will next close something (None: nothing is pending)."""
+        quiet = next(iter(self._by_last), None)
+        if quiet is None:
+            return None
+        oldest = next(iter(self._pending.values()))
+        return min(self._pending[quiet].last_at + self.window, oldest.first_at + self.max_delay)
 
     def close_all(self) -> list[PostChange]:
         return [c for c in (self._close(k) for k in list(self._pending)) if c is not None]
@@ -195,6 +212,8 @@ class Assembler:
             stale = [k for k, pos in self.emitted.items() if pos <= since]
             for k in stale:
                 del self.emitted[k]
+            if self.done_upto is not None and self.done_upto <= since:
+                self.done_upto = None
         return dict(self.emitted)
 
     @property
@@ -267,7 +286,7 @@ class Assembler:
 
     def _already_emitted(self, key: PostKey, position: Position) -> bool:
         mark = self.emitted.get(key)
-        if mark is not None and position <= mark:
+        if (mark is not None and position <= mark) or (self.done_upto is not None and position <= self.done_upto):
             self.rows_skipped += 1
             return True
         return False
@@ -317,16 +336,6 @@ class Assembler:
         else:
             entry[0] = row.get("meta_key")
             entry[2] = after
-
-    def _close_oldest_until(self, target: int) -> list[PostChange]:
-        closed = []
-        for key in list(self._pending):
-            if self.pending_bytes <= target:
-                break
-            c = self._close(key)
-            if c is not None:
-                closed.append(c)
-        return closed
 
     def _drop(self, key: PostKey) -> _Pending:
         p = self._pending.pop(key)

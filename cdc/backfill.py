@@ -47,13 +47,15 @@ def new_progress(reader: SnapshotReader) -> SnapshotProgress:
 class Backfill:
     def __init__(self, mysql: MysqlSettings, tables: TableNames, settings: SnapshotSettings,
                  progress: SnapshotProgress, assembler: Assembler,
-                 emit: Callable[[list[PostChange]], None], committed_resume: Callable[[], Position]) -> None:
+                 emit: Callable[[list[PostChange]], None], committed_resume: Callable[[], Position],
+                 unflushed: Callable[[], int] = lambda: 0) -> None:
         self.reader = SnapshotReader(mysql, tables, settings, skip_types(assembler.capture))
         self.settings = settings
         self.progress = progress
         self.assembler = assembler
         self.emit = emit
         self.committed_resume = committed_resume
+        self.unflushed = unflushed
         self._ahead: list[Position] = []  # positions of chunks not yet behind the resume point
         self._bar = _ProgressBar(progress)
 
@@ -119,12 +121,14 @@ class Backfill:
         return stale
 
     async def _wait_for_room(self) -> None:
+        """Read on only when the stream has room: few chunks ahead of the committed resume point
+        (bounded marks) and the last chunks' events flushed (bounded memory)."""
         while True:
             resume = self.committed_resume()
             self._ahead = [pos for pos in self._ahead if pos > resume]
-            if len(self._ahead) < self.settings.max_chunks_ahead:
+            if len(self._ahead) < self.settings.max_chunks_ahead and self.unflushed() < self.settings.chunk_size:
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
 
 
 class _ProgressBar:

@@ -30,6 +30,7 @@ class Checkpoint:
     server_id: int | None = None
     ts_ms: int = 0
     snapshot: dict[str, Any] | None = None
+    done_upto: Position | None = None  # every row up to here is in Kafka (see Assembler.done_upto)
 
     def __post_init__(self) -> None:
         for key, pos in self.emitted.items():
@@ -46,6 +47,7 @@ class Checkpoint:
                 "server_id": self.server_id,
                 "ts_ms": self.ts_ms or int(time.time() * 1000),
                 "snapshot": self.snapshot,
+                "done_upto": [self.done_upto.file, self.done_upto.pos] if self.done_upto else None,
             }
         )
 
@@ -80,6 +82,7 @@ class Checkpoint:
                 server_id=doc.get("server_id"),
                 ts_ms=int(doc.get("ts_ms") or 0),
                 snapshot=doc.get("snapshot"),
+                done_upto=Position(*doc["done_upto"]) if doc.get("done_upto") else None,
             )
         except CheckpointError:
             raise

@@ -15,6 +15,7 @@ compute the checkpoint (low watermark + per-post marks) → write events and che
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import queue
 import time
@@ -63,6 +64,7 @@ class Session:
             max_delay=settings.max_delay,
             max_pending_bytes=settings.max_pending_bytes,
             emitted=checkpoint.emitted,
+            done_upto=checkpoint.done_upto,
         )
         self.origin = Origin(settings.name, settings.mysql.database, settings.server_id)
         self.clock = Clock()
@@ -73,7 +75,7 @@ class Session:
         self.backfill: Backfill | None = None
         if backfill is not None and not backfill.done:
             self.backfill = Backfill(settings.mysql, self.tables, settings.snapshot, backfill, self.assembler,
-                                     self._closed_extend, lambda: self.checkpoint.resume)
+                                     self._closed_extend, lambda: self.checkpoint.resume, lambda: len(self._closed))
         self.exit_after_backfill = exit_after_backfill
         self.backfill_committed = False
 
@@ -123,7 +125,7 @@ class Session:
     async def _next_items(self, source: BinlogSource, limit: int = 20_000) -> list[object]:
         """Wait up to flush_interval for a chunk, then take whatever else is already queued."""
         try:
-            items = await asyncio.to_thread(source.queue.get, True, self.settings.flush_interval)
+            items = await asyncio.to_thread(source.queue.get, True, self._wait_time())
         except queue.Empty:
             return []
         while len(items) < limit:
@@ -132,6 +134,14 @@ class Session:
             except queue.Empty:
                 break
         return items
+
+    def _wait_time(self) -> float:
+        """Wait for input no longer than until the next pending change is due: an edit's event
+        then leaves when its window ends, not up to flush_interval later."""
+        due_at = self.assembler.next_due()
+        if due_at is None:
+            return self.settings.flush_interval
+        return min(self.settings.flush_interval, max(0.0, due_at - self.clock.now()))
 
     def _on_item(self, item: object) -> None:
         if isinstance(item, RowsBatch):
@@ -177,6 +187,7 @@ class Session:
             server_id=self.settings.server_id,
             ts_ms=int(time.time() * 1000),
             snapshot=self.backfill.state() if self.backfill else self.checkpoint.snapshot,
+            done_upto=self.assembler.done_upto,
         )
 
     async def _flush(self, force: bool = False) -> None:
@@ -188,8 +199,8 @@ class Session:
         records: list[Record] = []
         for event in events:
             records.extend(encode(event, self.settings.max_message_bytes))
-        moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot) != (
-            self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot
+        moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot, checkpoint.done_upto) != (
+            self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot, self.checkpoint.done_upto
         )
         if records or (force and moved):
             pass  # events always travel with the checkpoint that covers them
@@ -271,6 +282,10 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
     new connector, ``when_needed`` also one whose saved position was purged, ``never`` does not;
     an interrupted snapshot is always resumed.
     """
+    # Millions of short-lived row dicts: with CPython's default gen-0 threshold (700) the cyclic GC
+    # ran every few hundred rows and rescanned the row cache and pending changes, ~12 % of the CPU
+    # while catching up (docs/performance.md). Rows hold no reference cycles: collect less often.
+    gc.set_threshold(10_000, 20, 100)
     db = Database(settings.mysql)
     tables = TableNames(settings.table_prefix, settings.blog_ids)
     await asyncio.to_thread(preflight.run_all, db, tables, None)

@@ -11,7 +11,7 @@ from cdc.changes import Commit, PostChange, RowsBatch
 from cdc.events import Origin, PostEvent, build
 from cdc.position import Position
 from cdc.terms import TermCatalog
-from cdc.wordpress import Capture
+from cdc.wordpress import Capture, TableKind
 
 from .rows import FILE, Binlog, post_row
 
@@ -236,3 +236,34 @@ def test_a_meta_row_with_a_null_value_is_still_a_row() -> None:
     assert deleted.meta == ({"meta_id": 1, "key": "nul", "op": "delete", "before": None, "after": None},)
     # Added and deleted within one window: nothing happened.
     assert run(b.add_meta(2, 300, "nul", None) + b.delete_meta(2, 300, "nul", None), asm=asm)[0].close_all() == []
+
+
+def test_memory_bound_inside_one_huge_transaction_needs_one_mark() -> None:
+    """A statement changing a million meta rows: the memory bound closes everything at a rows
+    event; the checkpoint then says "all done up to here" instead of naming every post."""
+    b = Binlog()
+    txn = b.begin()
+    batches = []
+    for i in range(40):  # one transaction, forty rows events of 5 posts each
+        pairs = [(None, {"meta_id": i * 5 + k, "post_id": 1000 + i * 5 + k, "meta_key": "flag", "meta_value": "x" * 900})
+                 for k in range(5)]
+        batches.append(b.rows(TableKind.POSTMETA, "insert", pairs))
+    asm = Assembler(Capture(), TermCatalog(), window=2.0, max_delay=30, max_pending_bytes=20_000)
+    emitted_posts: list[int] = []
+    cut_at = None
+    for batch in batches[:25]:
+        closed = asm.on_batch(batch, 0.0)
+        emitted_posts += [c.post_id for c in closed]
+        if closed:
+            cut_at = batch.position
+    assert cut_at is not None and asm.done_upto == cut_at
+    resume, _ = asm.resume_point()  # type: ignore[misc]
+    assert resume == txn.start and asm.marks(resume) == {}  # no per-post marks: one position
+    # Crash. Replay the whole transaction from its start with the checkpoint's done_upto.
+    replay = Assembler(Capture(), TermCatalog(), window=2.0, max_delay=30, max_pending_bytes=20_000,
+                       done_upto=asm.done_upto)
+    again: list[int] = []
+    for batch in batches:
+        again += [c.post_id for c in replay.on_batch(batch, 0.0)]
+    again += [c.post_id for c in replay.close_all()]
+    assert sorted(emitted_posts + again) == [1000 + n for n in range(200)]  # each post exactly once
