@@ -8,6 +8,7 @@ STACK := deploy/local/stack.py
 STACK_DIR ?= $(or $(WPCDC_STACK_DIR),.stack)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+BACKFILL_ARGS ?=
 
 .PHONY: help deps up down status test test-unit lint demo bench clean
 
@@ -61,7 +62,7 @@ demo: up
 bench: up
 	@if [ -f bench/run.py ]; then \
 		$(PY) -c 'import psutil, matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[dev,bench]'; \
-		$(PY) -m bench.run $(BENCH_ARGS); \
+		$(PY) -m bench.run $(BENCH_ARGS) && $(PY) -m bench.backfill $(BACKFILL_ARGS); \
 	else \
 		echo "make bench: bench/run.py does not exist yet; nothing to run"; \
 	fi

@@ -80,6 +80,7 @@ class Assembler:
         emitted: Mapping[PostKey, Position] | None = None,
         row_cache: RowCache | None = None,
         done_upto: Position | None = None,
+        max_marks: int = 5_000,
     ) -> None:
         if window < 0 or max_delay < window:
             raise ValueError("need 0 <= window <= max_delay")
@@ -93,6 +94,7 @@ class Assembler:
         # Every row at or before this position is in Kafka, whatever its post: set when the
         # memory bound closes every pending change at once. One mark instead of one per post.
         self.done_upto = done_upto
+        self.max_marks = max_marks
         self._pending: dict[PostKey, _Pending] = {}  # in order of first row
         self._by_last: OrderedDict[PostKey, None] = OrderedDict()  # in order of last row
         self._open_txn: TxnRef | None = None
@@ -108,10 +110,11 @@ class Assembler:
         self._open_txn = batch.txn
         for change in batch.changes:
             self._on_row(change, now)
-        if self.pending_bytes > self.max_pending_bytes:
+        if self.pending_bytes > self.max_pending_bytes or len(self.emitted) > self.max_marks:
             # Close everything, not just the oldest: then one position says it all (done_upto),
-            # where closing some would leave a mark per post in the checkpoint; a statement that
-            # changes a million rows would need hundreds of thousands of them.
+            # where closing some would leave a mark per post in the checkpoint. Inside one huge
+            # transaction (a statement changing a million rows) the resume point cannot move, so
+            # the marks of posts emitted meanwhile are folded into done_upto the same way.
             closed = self.close_all()
             self.done_upto = batch.position
             self.emitted = {k: pos for k, pos in self.emitted.items() if pos > batch.position}

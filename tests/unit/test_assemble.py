@@ -267,3 +267,20 @@ def test_memory_bound_inside_one_huge_transaction_needs_one_mark() -> None:
         again += [c.post_id for c in replay.on_batch(batch, 0.0)]
     again += [c.post_id for c in replay.close_all()]
     assert sorted(emitted_posts + again) == [1000 + n for n in range(200)]  # each post exactly once
+
+
+def test_marks_of_one_open_transaction_fold_into_done_upto() -> None:
+    """Windows close posts while a huge transaction is still being read: their marks pile up
+    (the resume point cannot move); past max_marks they fold into one position."""
+    b = Binlog()
+    b.begin()
+    asm = Assembler(Capture(), TermCatalog(), window=0.5, max_delay=30, max_marks=10)
+    t = 0.0
+    for i in range(30):
+        pair = (None, {"meta_id": i, "post_id": 2000 + i, "meta_key": "flag", "meta_value": "x"})
+        batch = b.rows(TableKind.POSTMETA, "insert", [pair])
+        asm.on_batch(batch, t)
+        asm.due(t)
+        t += 1.0  # each post goes quiet before the next row arrives
+        assert len(asm.emitted) <= 11
+    assert asm.done_upto is not None
