@@ -140,7 +140,6 @@ class KafkaSink:
         )
         self.transactions_committed = 0
         self.transactions_aborted = 0
-        self.records_sent = 0
 
     async def start(self) -> None:
         try:
@@ -177,7 +176,6 @@ class KafkaSink:
             raise _fenced_or_sink(exc, self.settings, "accept events") from None
         finally:
             metrics.write_finished()
-        self.records_sent += len(records)
 
     async def _write_transaction(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
         producer = self._producer

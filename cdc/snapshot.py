@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,16 +199,3 @@ class SnapshotReader:
     def _spend(self, rows: int) -> None:
         if self.settings.rows_per_second:
             self._budget_at = max(self._budget_at, time.monotonic()) + rows / self.settings.rows_per_second
-
-    def chunks(self, progress: SnapshotProgress) -> Iterator[SnapshotChunk]:
-        """Every remaining chunk, blog by blog, from the progress on."""
-        for blog in progress.blogs:
-            if blog in progress.done_blogs:
-                continue
-            cursor = progress.last_id.get(blog, 0)
-            while True:
-                chunk = self.read_chunk(blog, cursor)
-                yield chunk
-                cursor = chunk.last_id
-                if chunk.exhausted:
-                    break

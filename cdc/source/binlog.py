@@ -117,7 +117,6 @@ class BinlogSource:
         self.position = start  # last position read (reader thread writes, others read)
         self.rows_seen = 0
         self.rows_by_table: dict[str, int] = {}
-        self.last_event_ts = 0
         self.fastpath = True  # decode WordPress's tables with cdc/source/fastpath.py
 
     def start(self) -> None:
@@ -252,7 +251,6 @@ class BinlogSource:
                     self.position = Position(file, end)
                     if txn is None:  # rows without a transaction start: resume at this event
                         txn = TxnRef(Position(file, end - event.packet.event_size), None, self._gtid.text())
-                    self.last_event_ts = event.timestamp
                     batch = (fastpath.rows_batch(self.tables, event, op, self.position, txn, event.timestamp)
                              if self.fastpath else fastpath.UNSUPPORTED)
                     if batch is fastpath.UNSUPPORTED:  # a layout the fast path leaves to the library

@@ -46,11 +46,6 @@ class Flavor:
         """MySQL's compressed transaction payloads are not decoded by mysql-replication."""
         return None if self.is_mariadb else "binlog_transaction_compression"
 
-    @property
-    def replication_grants(self) -> tuple[str, ...]:
-        """Privileges whose presence we check in SHOW GRANTS (any one of each tuple row)."""
-        return ("REPLICATION SLAVE", "REPLICATION CLIENT")
-
     def monitor_grant_names(self) -> tuple[str, ...]:
         # MariaDB 10.5 split REPLICATION CLIENT into BINLOG MONITOR (the old name is an alias).
         return ("REPLICATION CLIENT", "BINLOG MONITOR") if self.is_mariadb else ("REPLICATION CLIENT",)
