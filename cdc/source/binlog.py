@@ -1,8 +1,8 @@
 """The binlog reader: mysql-replication in a thread, feeding a bounded queue of chunks.
 
 Why a thread: the library is blocking. Why chunks: one hand-off per few hundred items keeps the
-thread and the event loop from waiting on each other. The queue is bounded, so a slow Kafka
-slows the reader instead of filling memory.
+thread and the event loop from waiting on each other. The queue is bounded by the binlog bytes
+it holds (cdc/source/handoff.py), so a slow Kafka slows the reader instead of filling memory.
 
 Positions are ours: we start the library at an explicit (file, pos) that is always a
 transaction boundary (the checkpoint's resume point), and we never let it reconnect by itself
