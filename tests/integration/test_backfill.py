@@ -82,13 +82,14 @@ def test_backfill_gives_one_complete_document_per_post(connectors, wordpress, st
 
 
 def test_killed_backfill_resumes_where_it_stood(connectors, wordpress, stack) -> None:  # type: ignore[no-untyped-def]
+    wordpress.seed(40, with_terms=True, with_meta=True)  # enough posts to be killed mid-way, whatever ran before
     c: Connector = connectors(subcommand="backfill",
-                              extra=["--snapshot-chunk-size", "5", "--snapshot-rows-per-second", "150"])
+                              extra=["--snapshot-chunk-size", "5", "--snapshot-rows-per-second", "80"])
     c.start(wait=False)
 
     def midway() -> bool:
         cp = c.checkpoint()
-        return bool(cp and cp.snapshot and cp.snapshot["posts_done"] >= 20 and not cp.snapshot["finished_ms"])
+        return bool(cp and cp.snapshot and cp.snapshot["posts_done"] >= 15 and not cp.snapshot["finished_ms"])
 
     wait_until(midway, 120, 0.2, "the backfill to be partly done")
     c.kill()
