@@ -27,12 +27,11 @@ import asyncio
 import json
 import random
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from bench.common import CACHE, REPO, ProcWatch, Stack, create_topics, log
+from bench.common import CACHE, REPO, ProcWatch, Stack, create_topics, log, stop_process
 from bench.wpcdc_run import RunResult
 
 VERSIONS = ("3.6.1.Final", "3.5.0.Final")
@@ -192,15 +191,6 @@ topic.creation.default.partitions=1
             time.sleep(0.05)
         raise RuntimeError(f"Debezium did not start streaming within {timeout}s; see {self.logfile}")
 
-    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
     def _offset_tool(self, *args: str) -> str:
         java = shutil.which("java") or "java"
         return subprocess.run([java, str(OFFSET_TOOL), *args], check=True, capture_output=True,
@@ -213,7 +203,7 @@ topic.creation.default.partitions=1
         try:
             self._wait_streaming(proc)
         finally:
-            self._stop(proc)
+            stop_process(proc, 60)
         if not self.history.exists() or not self.history.stat().st_size:
             raise RuntimeError(f"Debezium recorded no schema history while priming; see {self.logfile}")
 
@@ -251,7 +241,7 @@ topic.creation.default.partitions=1
             done, first, timed_out = asyncio.run(_wait_count(self.st.kafka, topics, expected, proc, timeout))
         finally:
             watch.finish()
-            self._stop(proc)
+            stop_process(proc, 60)
         res = RunResult("debezium", started, ready, done, first, watch.cpu, watch.peak_rss, expected,
                         timed_out, cpu_ready, extra={"version": self.version, "prefix": self.prefix})
         res.rss_samples = watch.samples

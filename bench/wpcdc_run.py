@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import PY, REPO, Pos, ProcWatch, Stack, TopicScan, create_topics, scan_topics
+from bench.common import PY, REPO, Pos, ProcWatch, Stack, TopicScan, create_topics, scan_topics, stop_process
 from bench.common import stack as stackmod
 
 CHECKPOINT_TOPIC = "bench.wpcdc.checkpoints"
@@ -134,13 +133,7 @@ def run(st: Stack, *, label: str, database: str, start: Pos, end: Pos | None, wi
         done, timed_out = asyncio.run(_wait_checkpoint(st.kafka, name, end, proc, timeout, logfile, max_restarts))
     finally:
         watch.finish()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 30)
         out.close()
     scan = scan_topics(st.kafka, [topic], keep_values=during is not None)[topic]
     res = RunResult("wpcdc", started, ready, done, (scan.first_ts or 0) / 1000 or None, watch.cpu,

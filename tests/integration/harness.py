@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pymysql
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cdc.checkpoint import Checkpoint
 from cdc.config import KafkaSettings
 from cdc.sink import load_checkpoint
+from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, KeyPattern
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT_TOPIC = "wpcdc.checkpoints"
@@ -257,3 +259,29 @@ def check_stream(events: list[dict[str, Any]]) -> None:
         key = (e["blog_id"], e["post_id"])
         assert e["seq"] > last.get(key, -1), f"seq of {key} went backwards"
         last[key] = e["seq"]
+
+
+_IGNORED = KeyPattern(DEFAULT_IGNORED_META)
+
+
+def database_state(port: int) -> dict[tuple[int, int], dict[str, Any]]:
+    """Every post wpcdc would publish, per (blog, post): row fields, meta, term ids."""
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database="wordpress",
+                           cursorclass=pymysql.cursors.DictCursor)
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    with conn, conn.cursor() as cur:
+        for blog, prefix in ((1, "wp_"), (2, "wp_2_")):
+            cur.execute(f"SELECT ID, post_title, post_status, post_type, post_content FROM {prefix}posts")
+            for r in cur.fetchall():
+                if r["post_type"] in DEFAULT_EXCLUDED_POST_TYPES or r["post_status"] == "auto-draft":
+                    continue
+                out[(blog, r["ID"])] = {"row": r, "meta": {}, "terms": set()}
+            cur.execute(f"SELECT meta_id, post_id, meta_key, meta_value FROM {prefix}postmeta")
+            for m in cur.fetchall():
+                if (blog, m["post_id"]) in out and m["meta_key"] not in _IGNORED:
+                    out[(blog, m["post_id"])]["meta"][m["meta_id"]] = (m["meta_key"], m["meta_value"])
+            cur.execute(f"SELECT object_id, term_taxonomy_id FROM {prefix}term_relationships")
+            for t in cur.fetchall():
+                if (blog, t["object_id"]) in out:
+                    out[(blog, t["object_id"])]["terms"].add(t["term_taxonomy_id"])
+    return out

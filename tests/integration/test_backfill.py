@@ -9,34 +9,9 @@ from typing import Any
 import pymysql
 import pytest
 
-from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, KeyPattern
-from tests.integration.harness import Connector, Workload, check_stream, fold, wait_until
+from tests.integration.harness import Connector, Workload, check_stream, database_state, fold, wait_until
 
 pytestmark = pytest.mark.integration
-IGNORED = KeyPattern(DEFAULT_IGNORED_META)
-
-
-def database(port: int) -> dict[tuple[int, int], dict[str, Any]]:
-    """Every post wpcdc would publish, per (blog, post): row fields, meta, term ids."""
-    conn = pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database="wordpress",
-                           cursorclass=pymysql.cursors.DictCursor)
-    out: dict[tuple[int, int], dict[str, Any]] = {}
-    with conn, conn.cursor() as cur:
-        for blog, prefix in ((1, "wp_"), (2, "wp_2_")):
-            cur.execute(f"SELECT ID, post_title, post_status, post_type FROM {prefix}posts")
-            for r in cur.fetchall():
-                if r["post_type"] in DEFAULT_EXCLUDED_POST_TYPES or r["post_status"] == "auto-draft":
-                    continue
-                out[(blog, r["ID"])] = {"row": r, "meta": {}, "terms": set()}
-            cur.execute(f"SELECT meta_id, post_id, meta_key, meta_value FROM {prefix}postmeta")
-            for m in cur.fetchall():
-                if (blog, m["post_id"]) in out and m["meta_key"] not in IGNORED:
-                    out[(blog, m["post_id"])]["meta"][m["meta_id"]] = (m["meta_key"], m["meta_value"])
-            cur.execute(f"SELECT object_id, term_taxonomy_id FROM {prefix}term_relationships")
-            for t in cur.fetchall():
-                if (blog, t["object_id"]) in out:
-                    out[(blog, t["object_id"])]["terms"].add(t["term_taxonomy_id"])
-    return out
 
 
 def _comparable(value: Any, like: Any = None) -> Any:
@@ -49,7 +24,7 @@ def _comparable(value: Any, like: Any = None) -> Any:
 
 
 def assert_matches_database(events: list[dict[str, Any]], port: int) -> None:
-    state, db = fold(events), database(port)
+    state, db = fold(events), database_state(port)
     missing = sorted(set(db) - set(state))
     assert not missing, f"{len(missing)} posts never reached the topic: {missing[:10]}"
     for key, want in db.items():
