@@ -63,7 +63,9 @@ def set_offsets(settings: StreamSettings, position: Position | None) -> int:
         gtid = None
         if position is None:
             position, gtid = db.current_position()
-        preflight.check_position(db, position)
+            preflight.check_position(db, position)
+        else:
+            position = preflight.transaction_start(db, position)
     finally:
         db.close()
     checkpoint = Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id)

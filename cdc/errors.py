@@ -79,3 +79,17 @@ class CheckpointError(WpcdcError):
 
     exit_code = 40
     retriable = True
+
+
+class UnsupportedChangeError(SourceError):
+    """The binlog holds a change of a captured table that wpcdc cannot turn into correct events
+    (a partial row image, a statement, a compressed event, a TRUNCATE/DROP/RENAME): the stream
+    stops there, after writing everything before it, instead of skipping it in silence."""
+
+    exit_code = 23
+    retriable = False
+
+    def __init__(self, message: str, *, position: object = None, end: object = None) -> None:
+        super().__init__(message)
+        self.position = position
+        self.end = end

@@ -16,27 +16,43 @@ import logging
 import queue
 import struct
 import threading
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader, binlogstream
 from pymysqlreplication.event import (
+    ExecuteLoadQueryEvent,
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
+    NotImplementedEvent,
     QueryEvent,
     RotateEvent,
+    XAPrepareEvent,
     XidEvent,
 )
-from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    PartialUpdateRowsEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
 
 from cdc.changes import Commit, Idle, TxnRef
 from cdc.config import MysqlSettings
-from cdc.errors import BinlogPurgedError, InvalidPositionError, ReplicaReplacedError, SourceError
+from cdc.errors import (
+    BinlogPurgedError,
+    InvalidPositionError,
+    ReplicaReplacedError,
+    SourceError,
+    UnsupportedChangeError,
+)
 from cdc.normalize import normalize_rows
 from cdc.position import Position
 from cdc.source import decoding, fastpath, handoff
+from cdc.source.statements import QueryKind, classify
 from cdc.wordpress import TableNames
 
 log = logging.getLogger(__name__)
@@ -46,8 +62,25 @@ log = logging.getLogger(__name__)
 binlogstream.MYSQL_EXPECTED_ERROR_CODES = []
 
 _OPS = {WriteRowsEvent: "insert", UpdateRowsEvent: "update", DeleteRowsEvent: "delete"}
+# NotImplementedEvent: every event type the library does not parse reaches us too, so one that can
+# carry rows (MariaDB's compressed events) is never dropped unseen. PartialUpdateRowsEvent and
+# ExecuteLoadQueryEvent likewise: rows we cannot decode must stop the stream, not vanish.
 _EVENTS = [WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, RotateEvent,
-           MariadbGtidEvent, GtidEvent, HeartbeatLogEvent]
+           MariadbGtidEvent, GtidEvent, HeartbeatLogEvent, NotImplementedEvent, PartialUpdateRowsEvent,
+           ExecuteLoadQueryEvent, XAPrepareEvent]
+
+# MariaDB's log_bin_compress: QUERY_COMPRESSED_EVENT, then the rows events' compressed forms
+# (WRITE/UPDATE/DELETE_ROWS_COMPRESSED_EVENT and their _V1 variants).
+_MARIADB_QUERY_COMPRESSED = 0xA5
+_MARIADB_ROWS_COMPRESSED = frozenset(range(0xA6, 0xAC))
+# MySQL 8.0.20+ binlog_transaction_compression: a whole transaction in one zstd payload.
+_MYSQL_TRANSACTION_PAYLOAD = 0x28
+_HEADER = 20  # the OK byte and the 19-byte event header before an event's body in a packet
+
+_REMEDY_SKIP = (
+    "Then skip this transaction and re-read the posts: `wpcdc offsets set {end}` (the end of the "
+    "transaction) and `wpcdc backfill` (--snapshot-blogs to re-read only some blogs)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +148,6 @@ class BinlogSource:
         self._reader: BinLogStreamReader | None = None
         self._gtid = GtidState(gtid)
         self.position = start  # last position read (reader thread writes, others read)
-        self.rows_seen = 0
-        self.rows_by_table: dict[str, int] = {}
         self.fastpath = True  # decode WordPress's tables with cdc/source/fastpath.py
 
     def start(self) -> None:
@@ -165,6 +196,13 @@ class BinlogSource:
     def _map_error(self, exc: Exception) -> Exception:
         if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] == 1236:
             message = str(exc.args[-1])
+            if "checksum" in message.lower():
+                # SET GLOBAL binlog_checksum rotated the binlog under a connection that negotiated
+                # the old setting: the position is fine, a new connection negotiates again.
+                return SourceError(
+                    f"the server's binlog_checksum changed at {self.position} ({message}); "
+                    "reconnecting from the checkpoint to negotiate it again"
+                )
             if "purged" not in message and "find first log file" not in message:
                 return InvalidPositionError(
                     f"the server refused binlog position {self.position} ({message}): it is not "
@@ -213,11 +251,16 @@ class BinlogSource:
         )
         file = start.file
         txn: TxnRef | None = None
+        xa = False  # inside an XA transaction (its rows are logged before it commits)
+        # What this transaction holds that we cannot turn into events: we read on to its end, so
+        # the error can name the position to skip to, and then stop (see _unsupported).
+        problem: tuple[Position, str, str] | None = None
         while not self._stop.is_set():
             event = reader.fetchone()
             if event is None:
                 raise SourceError("the server closed the binlog stream")
             end = event.packet.log_pos
+            ended = False  # this event ends a transaction
             if isinstance(event, RotateEvent):
                 file = event.next_binlog
                 self.position = Position(file, event.position)
@@ -231,38 +274,56 @@ class BinlogSource:
                 gtid = str(event.gtid)
                 self._gtid.apply(gtid)
                 txn = TxnRef(begin, gtid, prev)
+                xa = False
                 self.position = Position(file, end)
-            elif isinstance(event, XidEvent):
+            elif isinstance(event, (XidEvent, XAPrepareEvent)):
                 self.position = Position(file, end)
-                chunk.append(Commit(self.position, self._gtid.text(), event.timestamp))
-                txn = None
-            elif isinstance(event, QueryEvent):
-                query = event.query.strip().upper() if isinstance(event.query, str) else ""
+                ended = True
+            elif isinstance(event, (QueryEvent, NotImplementedEvent, ExecuteLoadQueryEvent)):
+                query = self._query_text(event)
                 self.position = Position(file, end)
-                if query == "BEGIN":
+                if query is None:
+                    if event.event_type in _MARIADB_ROWS_COMPRESSED or event.event_type == _MYSQL_TRANSACTION_PAYLOAD:
+                        table = self._compressed_table(event)
+                        if table is not None and problem is None:
+                            problem = (_start(file, event), table, "compressed")
+                    continue  # another event type without rows (ANNOTATE_ROWS, …)
+                schema = event.schema.decode(errors="replace") if isinstance(event.schema, bytes) else event.schema
+                meaning = classify(query, schema or None, self.settings.database, self.tables)
+                kind = meaning.kind
+                if kind is QueryKind.BEGIN or kind is QueryKind.XA_START:
                     if txn is None:
                         txn = TxnRef(Position(file, end - event.packet.event_size), None, self._gtid.text())
-                else:  # COMMIT of a non-transactional table, or a DDL: both end a transaction
-                    chunk.append(Commit(self.position, self._gtid.text(), event.timestamp))
-                    txn = None
+                    xa = xa or kind is QueryKind.XA_START
+                elif kind is QueryKind.DML:
+                    if meaning.captured and problem is None:
+                        problem = (_start(file, event), ", ".join(meaning.captured), "statement")
+                    if txn is None:  # a statement without BEGIN (a non-transactional table) ends here
+                        ended = True
+                elif kind is not QueryKind.INSIDE:  # COMMIT, ROLLBACK, or a DDL (an implicit commit)
+                    if meaning.captured and problem is None:
+                        problem = (_start(file, event), ", ".join(meaning.captured), meaning.verb)
+                    ended = True
             else:
                 op = _OPS.get(type(event))
-                if op is not None:
+                if op is not None or isinstance(event, PartialUpdateRowsEvent):
                     self.position = Position(file, end)
                     if txn is None:  # rows without a transaction start: resume at this event
                         txn = TxnRef(Position(file, end - event.packet.event_size), None, self._gtid.text())
-                    batch = (fastpath.rows_batch(self.tables, event, op, self.position, txn, event.timestamp)
-                             if self.fastpath else fastpath.UNSUPPORTED)
-                    if batch is fastpath.UNSUPPORTED:  # a layout the fast path leaves to the library
-                        batch = normalize_rows(self.tables, event.table, op, event.rows, self.position,
-                                               txn, event.timestamp)
-                    if batch is not None:
-                        self.rows_seen += len(batch.changes)
-                        self.rows_by_table[event.table] = (
-                            self.rows_by_table.get(event.table, 0) + len(batch.changes)
-                        )
-                        chunk.append(batch)
-                        self._chunk_weight += event.packet.event_size
+                    if problem is None and self.tables.parse(event.table) is not None:
+                        why = _image_problem(event, op)
+                        if why is None and xa:
+                            why = "xa"
+                        if why is not None:
+                            problem = (_start(file, event), event.table, why)
+                    if problem is None and op is not None:
+                        self._rows(chunk, event, op, txn)
+            if ended:
+                if problem is not None:
+                    raise _unsupported(problem, txn, self.position)
+                chunk.append(Commit(self.position, self._gtid.text(), event.timestamp))
+                txn = None
+                xa = False
             # Hand a chunk over at every transaction end (a held chunk would wait for the next
             # binlog event, up to a heartbeat, when the server goes quiet), when it is full, or
             # when the source is idle. The consumer drains all queued chunks per wake-up, so
@@ -272,3 +333,119 @@ class BinlogSource:
                 self._put(list(chunk), self._chunk_weight)
                 chunk.clear()
                 self._chunk_weight = 0
+
+    def _rows(self, chunk: list[Any], event: Any, op: str, txn: TxnRef) -> None:
+        batch = (fastpath.rows_batch(self.tables, event, op, self.position, txn, event.timestamp)
+                 if self.fastpath else fastpath.UNSUPPORTED)
+        if batch is fastpath.UNSUPPORTED:  # a layout the fast path leaves to the library
+            batch = normalize_rows(self.tables, event.table, op, event.rows, self.position, txn, event.timestamp)
+        if batch is not None:
+            chunk.append(batch)
+            self._chunk_weight += event.packet.event_size
+
+    @staticmethod
+    def _query_text(event: Any) -> str | None:
+        """The statement of a query event (a compressed one inflated), or None for other events."""
+        if isinstance(event, (QueryEvent, ExecuteLoadQueryEvent)):
+            query = event.query
+            return query if isinstance(query, str) else bytes(query or b"").decode(errors="replace")
+        if event.event_type != _MARIADB_QUERY_COMPRESSED:
+            return None
+        body = _body(event)
+        # Post-header: thread id (4), exec time (4), schema length (1), error code (2), status
+        # variables length (2); then the status variables, the schema and a NUL, then the text.
+        schema_len = body[8]
+        status_len = int.from_bytes(body[11:13], "little")
+        at = 13 + status_len
+        event.schema = body[at:at + schema_len]
+        return _inflate(body[at + schema_len + 1:]).decode(errors="replace")
+
+    def _compressed_table(self, event: Any) -> str | None:
+        """The captured table a compressed rows event (or MySQL's compressed transaction) writes,
+        if any. Compressed rows keep their table id in clear (the first 6 bytes of the body), and the
+        library keeps the table maps of captured tables only, so an unknown id is not ours."""
+        if event.event_type == _MYSQL_TRANSACTION_PAYLOAD:
+            return "(a compressed transaction)"  # its contents are not looked into: stop anyway
+        table_id = int.from_bytes(_body(event)[:6], "little")
+        table = self._reader.table_map.get(table_id) if self._reader is not None else None
+        if table is None or self.tables.parse(table.table) is None:
+            return None
+        return str(table.table)
+
+
+def _start(file: str, event: Any) -> Position:
+    """Where an event begins (what SHOW BINLOG EVENTS lists as its Pos)."""
+    return Position(file, event.packet.log_pos - event.packet.event_size)
+
+
+def _body(event: Any) -> bytes:
+    """An event's body as the server sent it (the library has skipped over it)."""
+    data = event.packet.packet._data  # noqa: SLF001 - the raw packet of an event the library skips
+    return bytes(data[_HEADER:_HEADER + event.event_size])
+
+
+def _inflate(buf: bytes) -> bytes:
+    """MariaDB's compressed binlog data: one byte (0x80 | n), the length in n bytes, then zlib."""
+    if not buf or not buf[0] & 0x80:
+        raise SourceError("a compressed binlog event has an unknown format")
+    n = buf[0] & 0x07
+    try:
+        return zlib.decompressobj().decompress(buf[1 + n:])
+    except zlib.error as exc:
+        raise SourceError(f"a compressed binlog event cannot be inflated: {exc}") from None
+
+
+def _full(bitmap: bytes, n: int) -> bool:
+    return int.from_bytes(bitmap, "little") & ((1 << n) - 1) == (1 << n) - 1
+
+
+def _image_problem(event: Any, op: str | None) -> str | None:
+    """Why the rows of this event cannot become events (None: full row images, decodable)."""
+    if op is None:
+        return "partial_json"
+    n = event.number_of_columns
+    if not _full(event.columns_present_bitmap, n):
+        return "image"
+    if op == "update" and not _full(event.columns_present_bitmap2, n):
+        return "image"
+    return None
+
+
+_WHY = {
+    "image": ("the rows event carries a partial row image (the writing session ran with "
+              "binlog_row_image=MINIMAL or NOBLOB)",
+              "make every session log full rows: binlog_row_image=FULL in my.cnf, and find the plugin or "
+              "job that runs SET SESSION binlog_row_image"),
+    "statement": ("the change was logged as a statement, not as rows (the writing session ran with "
+                  "binlog_format=STATEMENT or MIXED)",
+                  "make every session log rows: binlog_format=ROW in my.cnf, and find the plugin or job "
+                  "that runs SET SESSION binlog_format"),
+    "compressed": ("the rows are in a compressed binlog event (log_bin_compress=ON, or MySQL's "
+                   "binlog_transaction_compression=ON)",
+                   "turn binlog compression off: SET GLOBAL log_bin_compress=OFF (MariaDB) or "
+                   "binlog_transaction_compression=OFF (MySQL), and in my.cnf"),
+    "partial_json": ("the rows event is a partial JSON update (binlog_row_value_options=PARTIAL_JSON)",
+                     "set binlog_row_value_options='' in my.cnf and in the writing sessions"),
+    "xa": ("the rows belong to an XA transaction, logged before it is decided",
+           "write WordPress's tables outside XA transactions"),
+}
+
+
+def _unsupported(problem: tuple[Position, str, str], txn: TxnRef | None, end: Position) -> UnsupportedChangeError:
+    """The stop, with where, why and what to do (the reader read on to the transaction's end)."""
+    at, table, why = problem
+    begins = f"; the transaction starts at {txn.start} (GTID {txn.gtid})" if txn and txn.gtid else (
+        f"; the transaction starts at {txn.start}" if txn else "")
+    if why in _WHY:
+        cause, fix = _WHY[why]
+        what = f"{table}: {cause}"
+    else:  # a DDL verb: TRUNCATE TABLE, DROP TABLE, RENAME TABLE, …
+        what = f"{why} of {table} removed or replaced its rows without row events"
+        fix = ("if that was intended, the posts it touched must be re-read (posts removed this way get "
+               "no delete event: drop them downstream)")
+    return UnsupportedChangeError(
+        f"wpcdc cannot turn the binlog at {at} into post events: {what}{begins}, ends at {end}. "
+        f"Nothing after it was read and everything before it is in Kafka. To go on: {fix}. "
+        + _REMEDY_SKIP.format(end=end),
+        position=at, end=end,
+    )

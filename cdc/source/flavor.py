@@ -42,9 +42,16 @@ class Flavor:
         return self.version >= ((10, 5, 0) if self.is_mariadb else (8, 0, 14))
 
     @property
-    def compression_variable(self) -> str | None:
-        """MySQL's compressed transaction payloads are not decoded by mysql-replication."""
-        return None if self.is_mariadb else "binlog_transaction_compression"
+    def compression_variable(self) -> str:
+        """The setting that makes the server write compressed binlog events, which wpcdc does not
+        decode: MariaDB's log_bin_compress (compressed query and rows events), MySQL's
+        binlog_transaction_compression (a transaction in one zstd payload, MySQL >= 8.0.20)."""
+        return "log_bin_compress" if self.is_mariadb else "binlog_transaction_compression"
+
+    @property
+    def partial_json_variable(self) -> str | None:
+        """MySQL's binlog_row_value_options=PARTIAL_JSON logs JSON updates as diffs, not rows."""
+        return None if self.is_mariadb else "binlog_row_value_options"
 
     def monitor_grant_names(self) -> tuple[str, ...]:
         # MariaDB 10.5 split REPLICATION CLIENT into BINLOG MONITOR (the old name is an alias).

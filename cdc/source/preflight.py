@@ -7,6 +7,7 @@ docs/operations.md).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import pymysql
 
 from cdc.errors import PreflightError, SourceError
 from cdc.position import Position
+from cdc.source import boundary
 from cdc.source.database import Database
 from cdc.wordpress import TableKind, TableNames
 
@@ -26,6 +28,8 @@ EXIT_PRIVILEGES = 15
 EXIT_TABLES = 16
 EXIT_COMPRESSION = 17
 EXIT_POSITION = 21
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,27 @@ def check_binlog_settings(db: Database) -> list[CheckResult]:
             check="binlog_row_metadata", exit_code=EXIT_ROW_METADATA,
         )
     var = db.flavor.compression_variable
-    if var:
-        value = db.variable(var)
-        if value is not None and value.upper() == "ON":
+    value = db.variable(var)
+    if value is not None and value.upper() in ("ON", "1"):
+        raise PreflightError(
+            f"{var}=ON: wpcdc does not decode compressed binlog events and would stop at the first "
+            f"one; set {var}=OFF (SET GLOBAL {var}=OFF, and in my.cnf)", check=var, exit_code=EXIT_COMPRESSION,
+        )
+    results.append(CheckResult(var, True, value or "OFF"))
+    partial = db.flavor.partial_json_variable
+    if partial:
+        value = db.variable(partial) or ""
+        if "PARTIAL_JSON" in value.upper():
             raise PreflightError(
-                f"{var}=ON: compressed transaction payloads cannot be decoded by wpcdc and would "
-                f"be skipped; set {var}=OFF", check=var, exit_code=EXIT_COMPRESSION,
+                f"{partial}={value}: JSON updates would be logged as diffs wpcdc cannot apply; set "
+                f"{partial}='' in my.cnf", check=partial, exit_code=EXIT_FORMAT,
             )
+        results.append(CheckResult(partial, True, value or "''"))
+    # Any checksum works (the reader negotiates it); a change rotates the binlog and the stream
+    # reconnects by itself. Shown so an operator sees what the stream negotiates.
+    checksum = db.variable("binlog_checksum")
+    if checksum is not None:
+        results.append(CheckResult("binlog_checksum", True, f"{checksum} (a change makes wpcdc reconnect)"))
     return results
 
 
@@ -186,6 +204,17 @@ def check_position(db: Database, position: Position | None) -> CheckResult:
             check="position", exit_code=EXIT_POSITION,
         )
     return CheckResult("position", True, str(position))
+
+
+def transaction_start(db: Database, position: Position) -> Position:
+    """A position given by hand, checked: on the server, the start of an event, and moved back to
+    the start of its transaction when it lies inside one (see cdc/source/boundary.py)."""
+    check_position(db, position)
+    found = boundary.transaction_start(db.binlog_events(position.file), position)
+    if found.moved:
+        log.warning("binlog position %s is inside a transaction: moved to its start %s, so none of its "
+                    "rows is lost", position, found.position)
+    return found.position
 
 
 def run_all(db: Database, tables: TableNames, position: Position | None) -> list[CheckResult]:

@@ -15,14 +15,14 @@ from cdc.source.flavor import Flavor
 
 @pytest.mark.parametrize(("version", "name", "parsed", "status_sql", "gtid_sql", "compression"), [
     ("10.11.19-MariaDB-0+deb12u1-log", "mariadb", (10, 11, 19), "SHOW MASTER STATUS",
-     "SELECT @@GLOBAL.gtid_binlog_pos", None),
+     "SELECT @@GLOBAL.gtid_binlog_pos", "log_bin_compress"),
     ("8.0.36", "mysql", (8, 0, 36), "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_executed",
      "binlog_transaction_compression"),
     ("8.4.0-commercial", "mysql", (8, 4, 0), "SHOW BINARY LOG STATUS", "SELECT @@GLOBAL.gtid_executed",
      "binlog_transaction_compression"),
 ])
 def test_flavor_from_version(version: str, name: str, parsed: tuple[int, int, int], status_sql: str,
-                             gtid_sql: str, compression: str | None) -> None:
+                             gtid_sql: str, compression: str) -> None:
     f = Flavor.from_version(version)
     assert (f.name, f.version, f.binlog_status_sql, f.gtid_position_sql, f.compression_variable) == (
         name, parsed, status_sql, gtid_sql, compression)
@@ -67,7 +67,26 @@ def test_mysql_84_with_compressed_transactions_is_refused() -> None:
         preflight.check_binlog_settings(server)  # type: ignore[arg-type]
     assert err.value.exit_code == preflight.EXIT_COMPRESSION
     ok = RecordedServer("8.4.0", {**GOOD, "binlog_transaction_compression": "OFF"}, [])
-    assert len(preflight.check_binlog_settings(ok)) == 4  # type: ignore[arg-type]
+    names = [r.name for r in preflight.check_binlog_settings(ok)]  # type: ignore[arg-type]
+    assert names == ["log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata",
+                     "binlog_transaction_compression", "binlog_row_value_options"]
+
+
+def test_mariadb_with_compressed_binlog_is_refused() -> None:
+    server = RecordedServer("10.11.6-MariaDB", {**GOOD, "log_bin_compress": "ON", "binlog_checksum": "CRC32"}, [])
+    with pytest.raises(PreflightError, match="log_bin_compress=OFF") as err:
+        preflight.check_binlog_settings(server)  # type: ignore[arg-type]
+    assert err.value.exit_code == preflight.EXIT_COMPRESSION
+    ok = RecordedServer("10.11.6-MariaDB", {**GOOD, "log_bin_compress": "OFF", "binlog_checksum": "NONE"}, [])
+    results = {r.name: r.detail for r in preflight.check_binlog_settings(ok)}  # type: ignore[arg-type]
+    assert results["log_bin_compress"] == "OFF" and results["binlog_checksum"].startswith("NONE")
+
+
+def test_mysql_partial_json_is_refused() -> None:
+    server = RecordedServer("8.0.36", {**GOOD, "binlog_row_value_options": "PARTIAL_JSON"}, [])
+    with pytest.raises(PreflightError, match="binlog_row_value_options") as err:
+        preflight.check_binlog_settings(server)  # type: ignore[arg-type]
+    assert err.value.exit_code == preflight.EXIT_FORMAT
 
 
 def test_log_bin_off_names_the_fix() -> None:
