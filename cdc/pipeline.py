@@ -32,7 +32,7 @@ from cdc.checkpoint import Checkpoint
 from cdc.clock import Clock
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode
-from cdc.errors import PreflightError, SinkError, SourceError
+from cdc.errors import PreflightError, SinkError, SourceError, UnsupportedChangeError
 from cdc.events import Origin, PostEvent, build
 from cdc.position import Position
 from cdc.sink import KafkaSink, ensure_topics, load_checkpoint
@@ -102,17 +102,25 @@ class Session:
                  len(self.checkpoint.emitted), extra={"position": str(self.checkpoint.resume)})
         backfill_task = asyncio.create_task(self.backfill.run()) if self.backfill else None
         try:
-            while not stop.is_set():
-                for item in await self._next_items(source):
-                    self._on_item(item)
-                self._closed.extend(self.assembler.due(self.clock.now()))
-                if backfill_task is not None and backfill_task.done():
-                    backfill_task.result()  # raises what the backfill raised
-                await self._maybe_flush()
-                metrics.heartbeat()
-                if self.exit_after_backfill and self.backfill_committed:
-                    log.info("backfill committed; stopping as asked")
-                    break
+            try:
+                while not stop.is_set():
+                    for item in await self._next_items(source):
+                        self._on_item(item)
+                    self._closed.extend(self.assembler.due(self.clock.now()))
+                    if backfill_task is not None and backfill_task.done():
+                        backfill_task.result()  # raises what the backfill raised
+                    await self._maybe_flush()
+                    metrics.heartbeat()
+                    if self.exit_after_backfill and self.backfill_committed:
+                        log.info("backfill committed; stopping as asked")
+                        break
+            except UnsupportedChangeError:
+                # The source stopped at a change it cannot turn into events. Everything before it
+                # is in hand: write it, so the checkpoint stands right at that transaction and the
+                # operator's remedy (skip it, backfill) loses nothing else. Then stop loudly.
+                self._closed.extend(self.assembler.close_all())
+                await self._flush(force=True)
+                raise
             # Clean stop: close what is pending so consumers get it now, then checkpoint.
             self._closed.extend(self.assembler.close_all())
             await self._flush(force=True)
@@ -257,7 +265,8 @@ async def starting_checkpoint(settings: StreamSettings, db: Database, start: str
     if saved is not None and start == "checkpoint":
         return saved, False
     if start not in ("checkpoint", "end"):
-        return Checkpoint(settings.name, Position.parse(start), server_id=settings.server_id), True
+        position = await asyncio.to_thread(preflight.transaction_start, db, Position.parse(start))
+        return Checkpoint(settings.name, position, server_id=settings.server_id), True
     position, gtid = await asyncio.to_thread(db.current_position)
     return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id), True
 
