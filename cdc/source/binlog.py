@@ -16,7 +16,6 @@ import logging
 import queue
 import struct
 import threading
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +50,7 @@ from cdc.errors import (
 )
 from cdc.normalize import normalize_rows
 from cdc.position import Position
-from cdc.source import decoding, fastpath, handoff
+from cdc.source import compressed, decoding, fastpath, handoff
 from cdc.source.statements import QueryKind, classify
 from cdc.wordpress import TableNames
 
@@ -69,10 +68,11 @@ _EVENTS = [WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEven
            MariadbGtidEvent, GtidEvent, HeartbeatLogEvent, NotImplementedEvent, PartialUpdateRowsEvent,
            ExecuteLoadQueryEvent, XAPrepareEvent]
 
-# MariaDB's log_bin_compress: QUERY_COMPRESSED_EVENT, then the rows events' compressed forms
-# (WRITE/UPDATE/DELETE_ROWS_COMPRESSED_EVENT and their _V1 variants).
-_MARIADB_QUERY_COMPRESSED = 0xA5
-_MARIADB_ROWS_COMPRESSED = frozenset(range(0xA6, 0xAC))
+# MariaDB's log_bin_compress: QUERY_COMPRESSED_EVENT, then the rows events' compressed forms.
+# cdc/source/compressed.py inflates them before the library parses them; one that reaches the
+# reader still compressed is one it could not read.
+_MARIADB_QUERY_COMPRESSED = compressed.QUERY_COMPRESSED
+_MARIADB_ROWS_COMPRESSED = frozenset(compressed.ROWS)
 # MySQL 8.0.20+ binlog_transaction_compression: a whole transaction in one zstd payload.
 _MYSQL_TRANSACTION_PAYLOAD = 0x28
 _HEADER = 20  # the OK byte and the 19-byte event header before an event's body in a packet
@@ -131,6 +131,7 @@ class BinlogSource:
         chunk_bytes: int = 512 << 10,
     ) -> None:
         decoding.install()
+        compressed.install()  # MariaDB's log_bin_compress events, inflated (cdc/source/compressed.py)
         fastpath.install()  # a cache of parsed table maps (see cdc/source/fastpath.py)
         self.settings = settings
         self.tables = tables
@@ -283,17 +284,18 @@ class BinlogSource:
                 query = self._query_text(event)
                 self.position = Position(file, end)
                 if query is None:
-                    if event.event_type in _MARIADB_ROWS_COMPRESSED or event.event_type == _MYSQL_TRANSACTION_PAYLOAD:
-                        table = self._compressed_table(event)
-                        if table is not None and problem is None:
-                            problem = (_start(file, event), table, "compressed")
-                    continue  # another event type without rows (ANNOTATE_ROWS, …)
+                    table = self._compressed_table(event)
+                    if table is not None and problem is None:
+                        problem = (_start(file, event), table, "compressed")
+                    if event.event_type != _MARIADB_QUERY_COMPRESSED:
+                        continue  # another event type without rows (ANNOTATE_ROWS, …)
+                    query = "COMMIT"  # an unreadable statement ends its transaction: stop there
                 schema = event.schema.decode(errors="replace") if isinstance(event.schema, bytes) else event.schema
                 meaning = classify(query, schema or None, self.settings.database, self.tables)
                 kind = meaning.kind
                 if kind is QueryKind.BEGIN or kind is QueryKind.XA_START:
                     if txn is None:
-                        txn = TxnRef(Position(file, end - event.packet.event_size), None, self._gtid.text())
+                        txn = TxnRef(_start(file, event), None, self._gtid.text())
                     xa = xa or kind is QueryKind.XA_START
                 elif kind is QueryKind.DML:
                     if meaning.captured and problem is None:
@@ -309,7 +311,7 @@ class BinlogSource:
                 if op is not None or isinstance(event, PartialUpdateRowsEvent):
                     self.position = Position(file, end)
                     if txn is None:  # rows without a transaction start: resume at this event
-                        txn = TxnRef(Position(file, end - event.packet.event_size), None, self._gtid.text())
+                        txn = TxnRef(_start(file, event), None, self._gtid.text())
                     if problem is None and self.tables.parse(event.table) is not None:
                         why = _image_problem(event, op)
                         if why is None and xa:
@@ -345,27 +347,23 @@ class BinlogSource:
 
     @staticmethod
     def _query_text(event: Any) -> str | None:
-        """The statement of a query event (a compressed one inflated), or None for other events."""
+        """The statement of a query event, or None for other events."""
         if isinstance(event, (QueryEvent, ExecuteLoadQueryEvent)):
             query = event.query
             return query if isinstance(query, str) else bytes(query or b"").decode(errors="replace")
-        if event.event_type != _MARIADB_QUERY_COMPRESSED:
-            return None
-        body = _body(event)
-        # Post-header: thread id (4), exec time (4), schema length (1), error code (2), status
-        # variables length (2); then the status variables, the schema and a NUL, then the text.
-        schema_len = body[8]
-        status_len = int.from_bytes(body[11:13], "little")
-        at = 13 + status_len
-        event.schema = body[at:at + schema_len]
-        return _inflate(body[at + schema_len + 1:]).decode(errors="replace")
+        return None
 
     def _compressed_table(self, event: Any) -> str | None:
-        """The captured table a compressed rows event (or MySQL's compressed transaction) writes,
-        if any. Compressed rows keep their table id in clear (the first 6 bytes of the body), and the
-        library keeps the table maps of captured tables only, so an unknown id is not ours."""
+        """What a compressed event that could not be inflated may have written, if it may be a
+        captured table: compressed rows keep their table id in clear (the first 6 bytes of the
+        body), and the library keeps the table maps of captured tables only, so an unknown id is
+        not ours. A query or MySQL's compressed transaction cannot be looked into: stop anyway."""
         if event.event_type == _MYSQL_TRANSACTION_PAYLOAD:
-            return "(a compressed transaction)"  # its contents are not looked into: stop anyway
+            return "(a compressed transaction)"
+        if event.event_type == _MARIADB_QUERY_COMPRESSED:
+            return "(a compressed statement)"
+        if event.event_type not in _MARIADB_ROWS_COMPRESSED:
+            return None
         table_id = int.from_bytes(_body(event)[:6], "little")
         table = self._reader.table_map.get(table_id) if self._reader is not None else None
         if table is None or self.tables.parse(table.table) is None:
@@ -374,25 +372,16 @@ class BinlogSource:
 
 
 def _start(file: str, event: Any) -> Position:
-    """Where an event begins (what SHOW BINLOG EVENTS lists as its Pos)."""
-    return Position(file, event.packet.log_pos - event.packet.event_size)
+    """Where an event begins (what SHOW BINLOG EVENTS lists as its Pos), from its size as written
+    (an inflated event's size is not: see cdc/source/compressed.py)."""
+    size = getattr(event.packet, "compressed_size", None) or event.packet.event_size
+    return Position(file, event.packet.log_pos - size)
 
 
 def _body(event: Any) -> bytes:
     """An event's body as the server sent it (the library has skipped over it)."""
     data = event.packet.packet._data  # noqa: SLF001 - the raw packet of an event the library skips
     return bytes(data[_HEADER:_HEADER + event.event_size])
-
-
-def _inflate(buf: bytes) -> bytes:
-    """MariaDB's compressed binlog data: one byte (0x80 | n), the length in n bytes, then zlib."""
-    if not buf or not buf[0] & 0x80:
-        raise SourceError("a compressed binlog event has an unknown format")
-    n = buf[0] & 0x07
-    try:
-        return zlib.decompressobj().decompress(buf[1 + n:])
-    except zlib.error as exc:
-        raise SourceError(f"a compressed binlog event cannot be inflated: {exc}") from None
 
 
 def _full(bitmap: bytes, n: int) -> bool:
@@ -420,10 +409,10 @@ _WHY = {
                   "binlog_format=STATEMENT or MIXED)",
                   "make every session log rows: binlog_format=ROW in my.cnf, and find the plugin or job "
                   "that runs SET SESSION binlog_format"),
-    "compressed": ("the rows are in a compressed binlog event (log_bin_compress=ON, or MySQL's "
-                   "binlog_transaction_compression=ON)",
-                   "turn binlog compression off: SET GLOBAL log_bin_compress=OFF (MariaDB) or "
-                   "binlog_transaction_compression=OFF (MySQL), and in my.cnf"),
+    "compressed": ("the change is in a compressed binlog event wpcdc cannot read (MySQL's "
+                   "binlog_transaction_compression=ON, or a MariaDB compressed event of an unknown format)",
+                   "turn binlog compression off: SET GLOBAL binlog_transaction_compression=OFF (MySQL) or "
+                   "log_bin_compress=OFF (MariaDB), and in my.cnf"),
     "partial_json": ("the rows event is a partial JSON update (binlog_row_value_options=PARTIAL_JSON)",
                      "set binlog_row_value_options='' in my.cnf and in the writing sessions"),
     "xa": ("the rows belong to an XA transaction, logged before it is decided",

@@ -49,6 +49,12 @@ class Flavor:
         return "log_bin_compress" if self.is_mariadb else "binlog_transaction_compression"
 
     @property
+    def reads_compression(self) -> bool:
+        """MariaDB's compressed events are inflated (cdc/source/compressed.py); MySQL's zstd
+        transaction payloads are not read: the setting must be off."""
+        return self.is_mariadb
+
+    @property
     def partial_json_variable(self) -> str | None:
         """MySQL's binlog_row_value_options=PARTIAL_JSON logs JSON updates as diffs, not rows."""
         return None if self.is_mariadb else "binlog_row_value_options"

@@ -74,12 +74,13 @@ def check_binlog_settings(db: Database) -> list[CheckResult]:
         )
     var = db.flavor.compression_variable
     value = db.variable(var)
-    if value is not None and value.upper() in ("ON", "1"):
+    if value is not None and value.upper() in ("ON", "1") and not db.flavor.reads_compression:
         raise PreflightError(
             f"{var}=ON: wpcdc does not decode compressed binlog events and would stop at the first "
             f"one; set {var}=OFF (SET GLOBAL {var}=OFF, and in my.cnf)", check=var, exit_code=EXIT_COMPRESSION,
         )
-    results.append(CheckResult(var, True, value or "OFF"))
+    on = value is not None and value.upper() in ("ON", "1")
+    results.append(CheckResult(var, True, "ON (compressed events are inflated)" if on else value or "OFF"))
     partial = db.flavor.partial_json_variable
     if partial:
         value = db.variable(partial) or ""
