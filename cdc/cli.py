@@ -182,6 +182,8 @@ Exit status:
   20     the binlog could not be read
   21     the saved position is gone (binlog purged): see docs/operations.md
   22     the server refused the saved position
+  23     the binlog holds a change wpcdc cannot turn into events (the message
+         names the position, the cause and the remedy)
   30     Kafka did not accept a write or could not be read
   31     fenced: another instance with the same --name took over
   40     the checkpoint record is unreadable
