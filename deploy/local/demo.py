@@ -51,12 +51,30 @@ def describe(key: str, value: dict | None) -> str:
     return f"  {key:>8}  " + "  ".join(bits)
 
 
+async def wait_for_topic(bootstrap: str, topic: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until the connector has created its topic: a consumer started earlier fills the screen with
+    "topic not found" warnings that a newcomer reads as errors."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while topic not in await admin.list_topics():
+            if proc.poll() is not None or asyncio.get_running_loop().time() > deadline:
+                return  # the caller reports the connector's exit
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+
 async def consume(bootstrap: str, topic: str, stop: asyncio.Event) -> None:
     import orjson
     from aiokafka import AIOKafkaConsumer
 
+    # No consumer group: the demo reads the whole topic itself (and needs no group coordinator).
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                auto_offset_reset="earliest", group_id=f"demo-{uuid.uuid4().hex[:6]}")
+                                auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     try:
         while not stop.is_set():
@@ -84,6 +102,7 @@ async def main() -> int:
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
     stop = asyncio.Event()
+    await wait_for_topic(env["WPCDC_KAFKA_BOOTSTRAP"], topic, proc)
     consumer = asyncio.create_task(consume(env["WPCDC_KAFKA_BOOTSTRAP"], topic, stop))
     try:
         print(f"Kafka:     reading {topic} (read_committed); first the snapshot of existing posts\n", flush=True)
