@@ -15,7 +15,7 @@ from cdc.checkpoint import Checkpoint
 from cdc.config import StreamSettings
 from cdc.errors import PreflightError, SinkError
 from cdc.position import Position
-from cdc.sink import KafkaSink, ensure_topics, load_checkpoint
+from cdc.sink import KafkaSink, ensure_topics, find_checkpoint, topic_offsets
 from cdc.source import preflight
 from cdc.source.database import Database
 from cdc.wordpress import TableNames
@@ -33,10 +33,17 @@ def run_checks(settings: StreamSettings) -> int:
         for r in results:
             click.echo(f"ok    {r.name}: {r.detail}")
         try:
-            saved = asyncio.run(load_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name))
+            saved, found_in = asyncio.run(find_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name))
+            held = 0 if saved else asyncio.run(topic_offsets(settings.kafka, settings.topic))
         except SinkError as exc:
             raise PreflightError(f"Kafka: {exc}", check="kafka", exit_code=18) from None
         click.echo(f"ok    kafka: {settings.kafka.bootstrap}")
+        if saved is None and held:
+            raise PreflightError(
+                f"no checkpoint in {settings.checkpoint_topic}, but {settings.topic} holds {held} offsets: "
+                "`wpcdc stream` would stop (exit 41); see docs/operations.md, \"A lost checkpoint\"",
+                check="checkpoint", exit_code=41)
+        click.echo(f"ok    checkpoint: {describe(saved, found_in)}")
         r = preflight.check_position(db, saved.resume if saved else None)
         click.echo(f"ok    {r.name}: {r.detail}")
     except PreflightError as exc:
@@ -47,11 +54,20 @@ def run_checks(settings: StreamSettings) -> int:
     return 0
 
 
+def describe(saved: Checkpoint | None, found_in: str) -> str:
+    if saved is None:
+        return "none yet (a new connector starts at the binlog's end)"
+    return f"resumes at {saved.resume} (in {found_in})"
+
+
 def show_offsets(settings: StreamSettings) -> int:
-    saved = asyncio.run(load_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name))
+    saved, found_in = asyncio.run(find_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name))
     if saved is None:
         click.echo(f"no checkpoint for connector {settings.name!r} in {settings.checkpoint_topic}")
         return 3
+    if found_in != settings.checkpoint_topic:
+        click.echo(f"# in the shared topic {found_in}; the next `wpcdc stream` moves it to {settings.checkpoint_topic}",
+                   err=True)
     click.echo(orjson.dumps(orjson.loads(saved.encode()), option=orjson.OPT_INDENT_2).decode())
     return 0
 

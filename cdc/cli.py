@@ -24,6 +24,7 @@ from cdc.config import (
     SnapshotSettings,
     StreamSettings,
     build_capture,
+    default_checkpoint_topic,
     default_server_id,
     load_toml,
     read_secret,
@@ -65,7 +66,8 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
         opt("--kafka-sasl-password-file", type=click.Path(dir_okay=False), default=None),
         opt("--kafka-ssl-ca", default=None, help="CA file for Kafka over TLS."),
         opt("--topic", default=None, help="Event topic [default: wpcdc.<name>.posts]."),
-        opt("--checkpoint-topic", default="wpcdc.checkpoints", show_default=True),
+        opt("--checkpoint-topic", default=None,
+            help="Compacted topic for this connector's position [default: wpcdc.<name>.checkpoints]."),
     ]):
         f = decorator(f)
     return f
@@ -117,7 +119,7 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
     settings = StreamSettings(
         name=name, mysql=mysql, kafka=kafka, table_prefix=kw["table_prefix"], blog_ids=_blogs(kw["blogs"]),
         server_id=kw.get("server_id") or default_server_id(name),
-        topic=kw["topic"] or f"wpcdc.{name}.posts", checkpoint_topic=kw["checkpoint_topic"],
+        topic=kw["topic"] or f"wpcdc.{name}.posts", checkpoint_topic=kw["checkpoint_topic"] or default_checkpoint_topic(name),
         partitions=kw.get("partitions", 1), delivery=kw.get("delivery", "exactly-once"),
         window=kw.get("window", 2.0), max_delay=kw.get("max_delay", 30.0),
         max_pending_bytes=kw.get("max_pending_mb", 64) << 20,
@@ -186,8 +188,11 @@ Exit status:
          names the position, the cause and the remedy)
   30     Kafka did not accept a write or could not be read
   31     fenced: another instance with the same --name took over
-  40     the checkpoint record is unreadable
-`stream` retries 20 and 30 by itself (with backoff, until it works) and exits on the others.
+  40     the checkpoint record is unreadable, or hidden behind another producer's
+         open transaction (a shared checkpoint topic; retried by stream)
+  41     no checkpoint, but the event topic holds events: the checkpoint was lost
+         (resume with `offsets set`, or --start end, or backfill)
+`stream` retries 20, 30 and a hidden checkpoint by itself (with backoff, until it works) and exits on the others.
 Runbook, metrics, alerts: docs/operations.md."""
 
 

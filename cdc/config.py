@@ -20,6 +20,14 @@ from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, Cap
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
+LEGACY_CHECKPOINT_TOPIC = "wpcdc.checkpoints"  # shared by every connector before per-connector topics
+
+
+def default_checkpoint_topic(connector: str) -> str:
+    """Each connector's own checkpoint topic: no other producer's transaction can hide its records."""
+    return f"wpcdc.{connector}.checkpoints"
+
+
 @dataclass(frozen=True)
 class MysqlSettings:
     host: str = "127.0.0.1"
@@ -211,6 +219,10 @@ def validate(s: StreamSettings) -> StreamSettings:
         raise ConfigError(f"--partitions {s.partitions}: must be >= 1")
     if s.max_message_bytes < 10_000:
         raise ConfigError(f"--max-message-bytes {s.max_message_bytes}: must be >= 10000")
+    if s.max_message_bytes > 100 << 20:
+        raise ConfigError(f"--max-message-bytes {s.max_message_bytes}: must be 10000..104857600 (100 MiB); "
+                          "it must also be <= the broker's message.max.bytes and the topic's max.message.bytes, "
+                          "or Kafka refuses the larger events")
     if not 1 <= s.server_id < 2**32:
         raise ConfigError(f"--server-id {s.server_id}: must be 1..4294967295 and unique among replicas")
     if s.start not in ("checkpoint", "end") and ":" not in s.start:

@@ -78,7 +78,23 @@ class CheckpointError(WpcdcError):
     """The checkpoint topic could not be read or holds a record we cannot use."""
 
     exit_code = 40
+    retriable = False
+
+
+class CheckpointBlockedError(CheckpointError):
+    """A transaction another producer left open on the checkpoint topic hides newer records
+    (under read_committed nothing past its first offset is visible): resuming from what is
+    visible would repeat events, so the connector waits and retries instead."""
+
     retriable = True
+
+
+class CheckpointMissingError(CheckpointError):
+    """No checkpoint for this connector, yet its event topic holds events: the checkpoint was lost
+    (a deleted topic, another --checkpoint-topic or --name). Starting at the end would skip every
+    change since in silence, so the connector stops unless told how to start."""
+
+    exit_code = 41
 
 
 class UnsupportedChangeError(SourceError):

@@ -23,7 +23,7 @@ from cdc.checkpoint import Checkpoint
 from cdc.config import KafkaSettings, StreamSettings
 from cdc.errors import SourceError
 from cdc.position import Position, file_number
-from cdc.sink import load_checkpoint
+from cdc.sink import find_checkpoint
 from cdc.source.database import Database
 
 EXIT_NO_CHECKPOINT = 3
@@ -137,10 +137,10 @@ async def topic_report(settings: KafkaSettings, topic: str) -> dict[str, Any]:
 
 def gather(settings: StreamSettings) -> dict[str, Any]:
     now = time.time()
-    cp = asyncio.run(load_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name))
+    cp, found_in = asyncio.run(find_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name))
     report: dict[str, Any] = {
         "connector": settings.name,
-        "checkpoint_topic": settings.checkpoint_topic,
+        "checkpoint_topic": found_in,
         "checkpoint": checkpoint_report(cp, now) if cp else None,
     }
     try:

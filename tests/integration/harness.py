@@ -26,12 +26,11 @@ import pymysql
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cdc.checkpoint import Checkpoint
-from cdc.config import KafkaSettings
+from cdc.config import KafkaSettings, default_checkpoint_topic
 from cdc.sink import load_checkpoint
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, KeyPattern
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKPOINT_TOPIC = "wpcdc.checkpoints"
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,8 @@ class Connector:
         self.topic = f"wpcdc.{self.name}.posts"
         self.window = window
         self.extra = list(extra or [])
+        self.checkpoint_topic = (self.extra[self.extra.index("--checkpoint-topic") + 1]
+                                 if "--checkpoint-topic" in self.extra else default_checkpoint_topic(self.name))
         self.subcommand = subcommand
         import stack as local_stack
 
@@ -124,7 +125,7 @@ class Connector:
         return self
 
     def checkpoint(self) -> Checkpoint | None:
-        return asyncio.run(load_checkpoint(KafkaSettings(self.bootstrap), CHECKPOINT_TOPIC, self.name))
+        return asyncio.run(load_checkpoint(KafkaSettings(self.bootstrap), self.checkpoint_topic, self.name))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Ready once the connector saved its first checkpoint (it does before reading rows)."""
