@@ -64,6 +64,7 @@ class _Pending:
     meta: dict[int, list[Any]] = field(default_factory=dict)  # meta_id → [key, before, after]
     terms: dict[int, int] = field(default_factory=dict)  # term_taxonomy_id → net +/-
     revisions: dict[int, RevisionNote] = field(default_factory=dict)
+    reopened: bool = False  # closed once with its post row gone from the database, then held
 
 
 class Assembler:
@@ -98,6 +99,11 @@ class Assembler:
         self._pending: dict[PostKey, _Pending] = {}  # in order of first row
         self._by_last: OrderedDict[PostKey, None] = OrderedDict()  # in order of last row
         self._open_txn: TxnRef | None = None
+        # Changes closed without a post row (cache miss): kept until the pipeline's lookup says
+        # whether the post still exists, with the mark the close replaced (see reopen).
+        self._unresolved: dict[PostKey, tuple[_Pending, Position | None]] = {}
+        # Reopened changes waiting for their post's delete row: key → give-up time.
+        self._held: dict[PostKey, float] = {}
         self._last_commit: Commit | None = None
         self.pending_bytes = 0
         self.rows_skipped = 0  # replayed rows already in Kafka
@@ -115,7 +121,7 @@ class Assembler:
             # where closing some would leave a mark per post in the checkpoint. Inside one huge
             # transaction (a statement changing a million rows) the resume point cannot move, so
             # the marks of posts emitted meanwhile are folded into done_upto the same way.
-            closed = self.close_all()
+            closed = self.close_all(include_held=True)
             self.done_upto = batch.position
             self.emitted = {k: pos for k, pos in self.emitted.items() if pos > batch.position}
             return closed
@@ -141,6 +147,9 @@ class Assembler:
             if p.first_at > deadline:
                 break
             keys[key] = None
+        if self._held:
+            keys = {k: None for k in keys if k not in self._held}
+            keys.update((k, None) for k, until in self._held.items() if until <= now)
         return [c for c in (self._close(k) for k in keys) if c is not None]
 
     def on_snapshot(self, doc: PostDoc, position: Position, ts: int = 0) -> PostChange | None:
@@ -182,14 +191,63 @@ class Assembler:
 
     def next_due(self) -> float | None:
         """The ``now`` at which ``due`` will next close something (None: nothing is pending)."""
-        quiet = next(iter(self._by_last), None)
-        if quiet is None:
-            return None
-        oldest = next(iter(self._pending.values()))
-        return min(self._pending[quiet].last_at + self.window, oldest.first_at + self.max_delay)
+        held = self._held
+        quiet = next((k for k in self._by_last if k not in held), None)
+        oldest = next((p for k, p in self._pending.items() if k not in held), None)
+        times = [t for t in held.values()]
+        if quiet is not None:
+            times.append(self._pending[quiet].last_at + self.window)
+        if oldest is not None:
+            times.append(oldest.first_at + self.max_delay)
+        return min(times) if times else None
 
-    def close_all(self) -> list[PostChange]:
-        return [c for c in (self._close(k) for k in list(self._pending)) if c is not None]
+    def close_all(self, include_held: bool = False) -> list[PostChange]:
+        """Close every pending change; one held for its post's delete row only when asked (the
+        memory bound): at a commit with ``window == 0`` or a clean stop it stays pending, and the
+        checkpoint's resume point keeps its rows."""
+        keys = [k for k in self._pending if include_held or k not in self._held]
+        return [c for c in (self._close(k) for k in keys) if c is not None]
+
+    def reopen(self, key: PostKey, now: float) -> bool:
+        """The post of a change closed without its row is gone from the database: take the change
+        back, to fold into the post's delete row that follows (WordPress deletes meta, terms and
+        revisions in transactions of their own before the post row). Returns False when it was
+        taken back once already and no delete came within ``max_delay``: an orphan (rows of a post
+        that no longer exists, or never did), which the caller drops loudly.
+
+        The change is held (not closed by the window, a commit or a clean stop) until a posts row
+        of it arrives or ``max_delay`` passes; its mark goes back to what it was, so the
+        checkpoint's resume point and marks keep its rows until it is really emitted.
+        """
+        p, mark = self._unresolved.pop(key)
+        if p.reopened:
+            return False
+        p.reopened = True
+        later = self._pending.pop(key, None)
+        if later is not None:  # rows that came after the close: fold them in, after the others
+            self._by_last.pop(key, None)
+            self.pending_bytes -= later.nbytes
+            self._merge(p, later)
+        if mark is None:
+            self.emitted.pop(key, None)
+        else:
+            self.emitted[key] = mark
+        if self.done_upto is not None and self.done_upto >= p.first_pos:
+            # done_upto would skip these rows on a replay; dropping it may repeat events after a
+            # crash (the marks it replaced are gone), never lose them.
+            self.done_upto = None
+        p.last_at = now
+        self._pending[key] = p
+        self._pending = dict(sorted(self._pending.items(), key=lambda kv: kv[1].first_at))
+        self._by_last[key] = None
+        self.pending_bytes += p.nbytes
+        if not p.posts_row:
+            self._held[key] = now + self.max_delay
+        return True
+
+    def settle(self) -> None:
+        """The pipeline looked up every change closed without its row: forget what it kept."""
+        self._unresolved.clear()
 
     # ---------------------------------------------------------------- queries
 
@@ -295,6 +353,8 @@ class Assembler:
         return False
 
     def _touch(self, key: PostKey, change: RowChange, now: float) -> _Pending:
+        if change.table.kind is TableKind.POSTS and change.table.blog_id == key[0] and change.post_id == key[1]:
+            self._held.pop(key, None)  # its post row came: the usual window closes it now
         p = self._pending.get(key)
         if p is None:
             p = _Pending(key, change.txn, now, now, change.position, change.position,
@@ -343,11 +403,36 @@ class Assembler:
     def _drop(self, key: PostKey) -> _Pending:
         p = self._pending.pop(key)
         del self._by_last[key]
+        self._held.pop(key, None)
         self.pending_bytes -= p.nbytes
         return p
 
+    def _merge(self, p: _Pending, later: _Pending) -> None:
+        """Fold ``later`` (the same post's rows after ``p``'s) into ``p``."""
+        p.last_at, p.last_pos, p.gtid, p.ts = later.last_at, later.last_pos, later.gtid, later.ts
+        p.rows += later.rows
+        p.nbytes += later.nbytes
+        if later.posts_row:
+            if not p.posts_row:
+                p.posts_row, p.before, p.inserted = True, later.before, later.inserted
+            p.deleted, p.after = later.deleted, later.after
+        for meta_id, (k, _, after) in later.meta.items():
+            entry = p.meta.get(meta_id)
+            if entry is None:
+                p.meta[meta_id] = list(later.meta[meta_id])
+            else:
+                entry[0], entry[2] = k, after
+        for ttid, n in later.terms.items():
+            net = p.terms.get(ttid, 0) + n
+            if net:
+                p.terms[ttid] = net
+            else:
+                p.terms.pop(ttid, None)
+        p.revisions.update(later.revisions)
+
     def _close(self, key: PostKey) -> PostChange | None:
         p = self._drop(key)
+        mark_before = self.emitted.get(key)
         self.emitted[key] = p.last_pos
         blog, post_id = key
         meta = tuple(
@@ -367,6 +452,12 @@ class Assembler:
             before = None
         if not (p.posts_row or meta or added or removed or p.revisions):
             return None
+        if not row_known:
+            previous = self._unresolved.get(key)
+            if previous is None:
+                self._unresolved[key] = (p, mark_before)
+            else:  # closed twice before the lookup: one change to take back, in row order
+                self._merge(previous[0], p)
         return PostChange(
             blog_id=blog,
             post_id=post_id,

@@ -78,6 +78,9 @@ KAFKA_ERRORS = Counter("wpcdc_kafka_errors_total", "Kafka operations that failed
 TXN_COMMITTED = Counter("wpcdc_kafka_transactions_committed_total", "Kafka transactions committed")
 TXN_ABORTED = Counter("wpcdc_kafka_transactions_aborted_total", "Kafka transactions aborted")
 CHECKPOINTS = Counter("wpcdc_checkpoints_total", "Checkpoints written to Kafka")
+ORPHANS = Counter("wpcdc_orphan_changes_total",
+                  "Changes of a post that is not in the database and got no delete row within --max-delay "
+                  "(rows of a post deleted long ago, or never created): dropped with a warning")
 RECONNECTS = Counter("wpcdc_reconnects_total", "Sessions restarted from the checkpoint after a failure",
                      ["cause"])
 BEHIND = Gauge("wpcdc_seconds_behind_source",
@@ -216,6 +219,10 @@ def write_finished() -> None:
 
 def transaction(committed: bool) -> None:
     (TXN_COMMITTED if committed else TXN_ABORTED).inc()
+
+
+def orphan_change() -> None:
+    ORPHANS.inc()
 
 
 def kafka_error(operation: str) -> None:

@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from dataclasses import replace
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
 from cdc import metrics
 from cdc.assemble import Assembler
@@ -32,10 +32,10 @@ from cdc.checkpoint import Checkpoint
 from cdc.clock import Clock
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode
-from cdc.errors import PreflightError, SinkError, SourceError, UnsupportedChangeError
+from cdc.errors import CheckpointMissingError, PreflightError, UnsupportedChangeError, WpcdcError
 from cdc.events import Origin, PostEvent, build
 from cdc.position import Position
-from cdc.sink import KafkaSink, ensure_topics, load_checkpoint
+from cdc.sink import KafkaSink, ensure_topics, find_checkpoint, topic_offsets
 from cdc.snapshot import SnapshotProgress, SnapshotReader
 from cdc.source import preflight
 from cdc.source.binlog import BinlogSource, SourceFailed
@@ -201,9 +201,10 @@ class Session:
     async def _flush(self, force: bool = False) -> None:
         # The checkpoint is taken at the same instant as the changes it covers: the backfill task
         # may add changes (and progress) while this flush awaits, and those belong to the next.
+        looked_up = await self._look_up_rows()
         closed, self._closed = self._closed, []
         checkpoint = self._current_checkpoint()
-        events = await self._build(closed)
+        events = self._build(closed, looked_up)
         records: list[Record] = []
         for event in events:
             records.extend(encode(event, self.settings.max_message_bytes))
@@ -230,21 +231,48 @@ class Session:
         if checkpoint.snapshot and checkpoint.snapshot.get("finished_ms") and self.backfill is not None:
             self.backfill_committed = True
 
-    async def _build(self, closed: list[PostChange]) -> list[PostEvent]:
-        if not closed:
-            return []
-        missing: dict[int, list[int]] = defaultdict(list)
-        for c in closed:
-            if not c.row_known:
-                missing[c.blog_id].append(c.post_id)
-        looked_up: dict[tuple[int, int], dict] = {}
-        if missing:
-            def lookup() -> None:
-                for blog, ids in missing.items():
-                    for pid, row in self.db.post_rows(self.tables, blog, ids).items():
-                        looked_up[(blog, pid)] = row
+    async def _look_up_rows(self) -> dict[tuple[int, int], dict]:
+        """The post rows of closed changes that carried none (a meta-only change of a post not in
+        the row cache), read from the database.
 
-            await asyncio.to_thread(lookup)
+        A post that is no longer there was deleted after those rows (WordPress deletes meta,
+        terms and revisions before the post row): its change goes back to the assembler to fold
+        into the delete that follows, so no event says ``update`` without a row. This runs before
+        the flush takes its checkpoint, so that checkpoint keeps the rows it took back.
+        """
+        unknown = {c.key for c in self._closed if not c.row_known}
+        if not unknown:
+            return {}
+        found: dict[tuple[int, int], dict] = {}
+
+        def lookup() -> None:
+            by_blog: dict[int, list[int]] = defaultdict(list)
+            for blog, pid in unknown:
+                by_blog[blog].append(pid)
+            for blog, ids in by_blog.items():
+                for pid, row in self.db.post_rows(self.tables, blog, ids).items():
+                    found[(blog, pid)] = row
+
+        await asyncio.to_thread(lookup)
+        gone = unknown - found.keys()
+        if gone:
+            now = self.clock.now()
+            taken = [c for c in self._closed if not c.row_known and c.key in gone]
+            self._closed = [c for c in self._closed if c.row_known or c.key not in gone]
+            for key in gone:
+                if not self.assembler.reopen(key, now):
+                    rows = [c for c in taken if c.key == key]
+                    metrics.orphan_change()
+                    log.warning(
+                        "post %s:%s is not in the database and no delete row of it came within --max-delay: "
+                        "dropping its change of %d row(s) at %s..%s (meta, terms or revisions of a post "
+                        "deleted earlier, or never created; nothing to attach them to)",
+                        key[0], key[1], sum(c.rows for c in rows), rows[0].first_pos, rows[-1].last_pos,
+                        extra={"position": str(rows[-1].last_pos)})
+        self.assembler.settle()
+        return found
+
+    def _build(self, closed: list[PostChange], looked_up: dict[tuple[int, int], dict]) -> list[PostEvent]:
         now_ms = int(time.time() * 1000)
         events = []
         for c in closed:
@@ -254,19 +282,42 @@ class Session:
         return events
 
 
-async def starting_checkpoint(settings: StreamSettings, db: Database, start: str) -> tuple[Checkpoint, bool]:
+async def starting_checkpoint(settings: StreamSettings, db: Database, start: str,
+                              fresh_ok: bool = False) -> tuple[Checkpoint, bool]:
     """(checkpoint to start from, whether it is new and must be saved before streaming).
 
     The committed checkpoint, or for a new connector one at the current end of the binlog (or at
     ``--start FILE:POS``). A new one is written before the first row is read, so a crash before
-    the first event still resumes from there instead of from a later "end".
+    the first event still resumes from there instead of from a later "end". A checkpoint found
+    only in the legacy shared topic is taken and written to the connector's own.
+
+    No checkpoint while the event topic already holds events means the checkpoint was lost:
+    starting at the end would skip every change since in silence, so that stops with
+    CheckpointMissingError unless the operator said how to start (``--start end|FILE:POS``) or a
+    snapshot will re-read every post anyway (``fresh_ok``).
     """
-    saved = await load_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name)
+    saved, found_in = await find_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name)
     if saved is not None and start == "checkpoint":
+        if found_in != settings.checkpoint_topic:
+            log.warning("checkpoint of connector %s found in the shared topic %s: moving it to the "
+                        "connector's own topic %s", settings.name, found_in, settings.checkpoint_topic)
+            return saved, True
         return saved, False
     if start not in ("checkpoint", "end"):
         position = await asyncio.to_thread(preflight.transaction_start, db, Position.parse(start))
         return Checkpoint(settings.name, position, server_id=settings.server_id), True
+    if start == "checkpoint" and not fresh_ok:
+        held = await topic_offsets(settings.kafka, settings.topic)
+        if held:
+            raise CheckpointMissingError(
+                f"no checkpoint for connector {settings.name!r} in {settings.checkpoint_topic}, but its event "
+                f"topic {settings.topic} already holds {held} offsets: the checkpoint was lost (a deleted or "
+                "recreated topic, another --checkpoint-topic or --name?). Starting at the binlog's end would "
+                "skip every change since in silence. Choose one: `wpcdc offsets set FILE:POS` to resume where "
+                "the events end (`wpcdc status` shows the newest event's position; an earlier position "
+                "repeats events, which consumers drop by seq), `--start end` to start at the end on purpose, "
+                "or `wpcdc backfill` to re-read every post"
+            )
     position, gtid = await asyncio.to_thread(db.current_position)
     return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id), True
 
@@ -280,7 +331,34 @@ def _new_snapshot(settings: StreamSettings, tables: TableNames) -> SnapshotProgr
 
 
 def _retriable(exc: BaseException) -> bool:
-    return isinstance(exc, (SourceError, SinkError)) and getattr(exc, "retriable", False)
+    return isinstance(exc, WpcdcError) and getattr(exc, "retriable", False)
+
+
+class Backoff:
+    """Exponential backoff over *consecutive* failures (tenacity ``wait``).
+
+    tenacity counts every attempt since the start, so a connector that failed a few times in its
+    first week would wait the 30 s maximum after every later Kafka blip. A session that streamed
+    for ``healthy_after`` seconds resets the count; one that fails right after connecting does
+    not, so a persistent fault still backs off.
+    """
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, healthy_after: float = 30.0) -> None:
+        self.base, self.cap, self.healthy_after = base, cap, healthy_after
+        self.failures = 0
+        self._streaming_since: float | None = None
+
+    def streaming(self, now: float | None = None) -> None:
+        """The session connected both ends and started streaming."""
+        self._streaming_since = time.monotonic() if now is None else now
+
+    def __call__(self, state: RetryCallState | None = None, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        if self._streaming_since is not None and now - self._streaming_since >= self.healthy_after:
+            self.failures = 0
+        self._streaming_since = None
+        self.failures += 1
+        return float(min(self.cap, self.base * 2 ** (self.failures - 1)))
 
 
 async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_now: bool = False) -> None:
@@ -305,6 +383,7 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
 
     start = settings.start
     want_backfill = backfill_now
+    backoff = Backoff()
 
     async def one_session() -> None:
         nonlocal start, want_backfill
@@ -320,7 +399,8 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
         # we read is the last word.
         await sink.start()
         try:
-            checkpoint, is_new = await starting_checkpoint(settings, db, start)
+            fresh_ok = want_backfill or settings.snapshot_mode in ("initial", "when_needed")
+            checkpoint, is_new = await starting_checkpoint(settings, db, start, fresh_ok)
             snapshot_new = want_backfill or (is_new and settings.snapshot_mode in ("initial", "when_needed"))
             try:
                 await asyncio.to_thread(preflight.check_position, db, checkpoint.resume)
@@ -344,6 +424,7 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
             exit_after = want_backfill
             want_backfill = False
             metrics.ready(True)
+            backoff.streaming()
             await Session(settings, checkpoint, db, sink, progress, exit_after_backfill=exit_after).run(stop)
         finally:
             metrics.ready(False)
@@ -356,7 +437,7 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
 
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(_retriable),
-        wait=wait_exponential(multiplier=0.5, max=30),
+        wait=backoff,
         stop=stop_never,
         before_sleep=before_sleep,
         reraise=True,
@@ -364,7 +445,6 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
         with attempt:
             if stop.is_set():
                 return
-            # A session that ran and failed resets the backoff: only consecutive failures grow it.
             await one_session()
     db.close()
 

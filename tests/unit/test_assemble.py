@@ -284,3 +284,61 @@ def test_marks_of_one_open_transaction_fold_into_done_upto() -> None:
         t += 1.0  # each post goes quiet before the next row arrives
         assert len(asm.emitted) <= 11
     assert asm.done_upto is not None
+
+
+# ---------------------------------------------------------------- a post deleted under its meta
+
+
+def test_meta_of_a_post_deleted_meanwhile_folds_into_its_delete() -> None:
+    """wp_delete_post with window 0, read after WordPress finished (a connector catching up): the
+    meta deletions close first, the pipeline finds no post row and hands them back; they fold into
+    the post's delete, so the post's last event is one delete covering every row."""
+    b = Binlog()
+    row = post_row(40, post_status="publish")
+    asm = Assembler(Capture(), TermCatalog(), window=0, max_delay=30)
+    _, closed = run(b.delete_meta(1, 40, "color", "red") + b.delete_meta(2, 40, "size", "xl"), asm=asm, now=1.0)
+    assert [c.row_known for c in closed] == [False, False]  # not in the row cache
+    for key in {c.key for c in closed}:
+        assert asm.reopen(key, now=1.0)  # the pipeline's lookup found no post row
+    asm.settle()
+    resume, _ = asm.resume_point()  # type: ignore[misc]
+    assert resume == Position(FILE, 1000), "the checkpoint must keep the taken-back rows"
+    assert asm.emitted == {}, "no mark may say those rows are in Kafka"
+    # A commit with window 0, a clean stop: the held change waits for its delete row.
+    _, more = run(b.relate(40, 7, op="delete"), asm=asm, now=2.0)
+    assert more == [] and asm.close_all() == [] and asm.due(5.0) == []
+    _, final = run(b.delete_post(row), asm=asm, now=3.0)
+    [event] = events(final)
+    assert (event.op, event.action, event.before, event.after) == ("delete", "deleted", row, None)
+    assert sorted(m["key"] for m in event.meta) == ["color", "size"]
+    assert event.source.rows == 4 and event.source.first_pos == 1300
+
+
+def test_a_change_of_a_post_that_never_comes_back_is_an_orphan_after_max_delay() -> None:
+    b = Binlog()
+    asm = Assembler(Capture(), TermCatalog(), window=2, max_delay=30)
+    run(b.add_meta(1, 41, "color", "red"), asm=asm, now=0.0)
+    [change] = asm.due(2.0)
+    assert not change.row_known
+    assert asm.reopen(change.key, now=2.0)
+    asm.settle()
+    assert asm.due(31.9) == [] and asm.next_due() == 32.0
+    [again] = asm.due(32.0)  # held for max_delay after being taken back: closes once more
+    assert again.key == (1, 41) and again.rows == 1
+    assert not asm.reopen(again.key, now=32.0), "taken back once: the caller drops it loudly"
+    asm.settle()
+    assert asm.pending_posts == 0 and asm.emitted == {(1, 41): again.last_pos}
+
+
+def test_rows_after_a_close_fold_into_the_change_taken_back() -> None:
+    """Closed twice before the lookup (window 0 while catching up), then more rows: one change."""
+    b = Binlog()
+    row = post_row(42, post_status="publish")
+    asm = Assembler(Capture(), TermCatalog(), window=0, max_delay=30)
+    _, closed = run(b.delete_meta(1, 42, "a", "1") + b.delete_meta(2, 42, "b", "2"), asm=asm, now=0.0)
+    _, pending = run([b.rows(TableKind.POSTS, "delete", [(row, None)])], asm=asm, now=0.5)  # not committed yet
+    assert len(closed) == 2 and pending == []
+    assert asm.reopen((1, 42), now=1.0)
+    asm.settle()
+    [event] = events(asm.on_commit(b.commit()))
+    assert event.op == "delete" and sorted(m["key"] for m in event.meta) == ["a", "b"] and event.source.rows == 3
