@@ -96,6 +96,9 @@ class Assembler:
         # memory bound closes every pending change at once. One mark instead of one per post.
         self.done_upto = done_upto
         self.max_marks = max_marks
+        # Posts whose mark a backfill document set: the backfill bounds those itself (it waits for
+        # the stream to pass its chunks), so they do not count toward max_marks.
+        self._documented: set[PostKey] = set()
         self._pending: dict[PostKey, _Pending] = {}  # in order of first row
         self._by_last: OrderedDict[PostKey, None] = OrderedDict()  # in order of last row
         self._open_txn: TxnRef | None = None
@@ -116,7 +119,7 @@ class Assembler:
         self._open_txn = batch.txn
         for change in batch.changes:
             self._on_row(change, now)
-        if self.pending_bytes > self.max_pending_bytes or len(self.emitted) > self.max_marks:
+        if self.pending_bytes > self.max_pending_bytes or self.stream_marks > self.max_marks:
             # Close everything, not just the oldest: then one position says it all (done_upto),
             # where closing some would leave a mark per post in the checkpoint. Inside one huge
             # transaction (a statement changing a million rows) the resume point cannot move, so
@@ -124,6 +127,7 @@ class Assembler:
             closed = self.close_all(include_held=True)
             self.done_upto = batch.position
             self.emitted = {k: pos for k, pos in self.emitted.items() if pos > batch.position}
+            self._documented &= self.emitted.keys()
             return closed
         return []
 
@@ -176,6 +180,7 @@ class Assembler:
         if pending is not None and pending.last_pos <= position:
             self._drop(key)
         self.emitted[key] = position
+        self._documented.add(key)
         capture = self.capture
         meta = tuple(
             MetaDelta(int(m["meta_id"]), m["meta_key"], None, m["meta_value"], "add")
@@ -273,9 +278,15 @@ class Assembler:
             stale = [k for k, pos in self.emitted.items() if pos <= since]
             for k in stale:
                 del self.emitted[k]
+                self._documented.discard(k)
             if self.done_upto is not None and self.done_upto <= since:
                 self.done_upto = None
         return dict(self.emitted)
+
+    @property
+    def stream_marks(self) -> int:
+        """Marks set by the stream's own closes (not by backfill documents)."""
+        return len(self.emitted) - len(self._documented)
 
     @property
     def pending_posts(self) -> int:
@@ -434,6 +445,7 @@ class Assembler:
         p = self._drop(key)
         mark_before = self.emitted.get(key)
         self.emitted[key] = p.last_pos
+        self._documented.discard(key)
         blog, post_id = key
         meta = tuple(
             MetaDelta.between(mid, k, b, a) for mid, (k, b, a) in p.meta.items()

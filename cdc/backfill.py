@@ -44,6 +44,17 @@ def new_progress(reader: SnapshotReader) -> SnapshotProgress:
                             started_ms=int(time.time() * 1000))
 
 
+def has_room(ahead: list[tuple[Position, int]], settings: SnapshotSettings, unflushed: int) -> bool:
+    """Whether the next chunk may be read, given the chunks still ahead of the committed resume
+    point as (position, posts). Few chunks and posts ahead (every documented post keeps a mark in
+    the checkpoint until the stream passes its chunk: a bounded record), and the last chunks'
+    events flushed (bounded memory). With nothing ahead one chunk may always go."""
+    posts_ahead = sum(n for _, n in ahead)
+    return (len(ahead) < settings.max_chunks_ahead
+            and (not posts_ahead or posts_ahead + settings.chunk_size <= settings.max_posts_ahead)
+            and unflushed < settings.chunk_size)
+
+
 class Backfill:
     def __init__(self, mysql: MysqlSettings, tables: TableNames, settings: SnapshotSettings,
                  progress: SnapshotProgress, assembler: Assembler,
@@ -56,7 +67,7 @@ class Backfill:
         self.emit = emit
         self.committed_resume = committed_resume
         self.unflushed = unflushed
-        self._ahead: list[Position] = []  # positions of chunks not yet behind the resume point
+        self._ahead: list[tuple[Position, int]] = []  # (position, posts) of chunks not yet behind the resume point
         self._bar = _ProgressBar(progress)
 
     def state(self) -> dict[str, object]:
@@ -114,19 +125,17 @@ class Backfill:
                 changes.append(change)
         self.emit(changes)  # together with the progress below, before any await
         self.progress.posts_done += len(chunk.docs) - len(stale)
-        self._ahead.append(chunk.position)
+        self._ahead.append((chunk.position, len(chunk.docs)))
         metrics.snapshot_rows("posts", chunk.rows_read)
         metrics.snapshot_progress(self.progress.posts_done)
         self._bar.update(self.progress.posts_done)
         return stale
 
     async def _wait_for_room(self) -> None:
-        """Read on only when the stream has room: few chunks ahead of the committed resume point
-        (bounded marks) and the last chunks' events flushed (bounded memory)."""
         while True:
             resume = self.committed_resume()
-            self._ahead = [pos for pos in self._ahead if pos > resume]
-            if len(self._ahead) < self.settings.max_chunks_ahead and self.unflushed() < self.settings.chunk_size:
+            self._ahead = [(pos, n) for pos, n in self._ahead if pos > resume]
+            if has_room(self._ahead, self.settings, self.unflushed()):
                 return
             await asyncio.sleep(0.01)
 

@@ -292,7 +292,8 @@ def snapshot_options(f: Callable[..., Any]) -> Callable[..., Any]:
         opt("--snapshot-blogs", default="", help="Backfill only these blog ids (comma-separated)."),
         opt("--snapshot-post-types", default="", help="Backfill only these post types (comma-separated)."),
         opt("--snapshot-id-range", default="", help="Backfill only post IDs in MIN:MAX (either side may be empty)."),
-        opt("--snapshot-chunk-size", type=int, default=500, show_default=True, help="Posts per consistent read."),
+        opt("--snapshot-chunk-size", type=int, default=500, show_default=True,
+            help="Posts per consistent read (1..10000)."),
         opt("--snapshot-rows-per-second", type=float, default=None,
             help="Throttle the backfill's reads (posts + meta + term rows per second)."),
     ]):

@@ -92,10 +92,14 @@ class SnapshotSettings:
     chunk_size: int = 500
     rows_per_second: float | None = None
     max_chunks_ahead: int = 8
+    # Posts documented ahead of the stream's resume point: each carries a mark in the checkpoint
+    # record (about 12 bytes), so this bounds the record (~50 KB) whatever the chunk size.
+    max_posts_ahead: int = 4_000
 
     def __post_init__(self) -> None:
-        if not 1 <= self.chunk_size <= 100_000:
-            raise ConfigError(f"--chunk-size {self.chunk_size}: must be 1..100000")
+        if not 1 <= self.chunk_size <= 10_000:
+            raise ConfigError(f"--snapshot-chunk-size {self.chunk_size}: must be 1..10000 (every post of a "
+                              "chunk carries a mark in the checkpoint until the stream passes the chunk)")
         if self.rows_per_second is not None and self.rows_per_second <= 0:
             raise ConfigError(f"--rows-per-second {self.rows_per_second}: must be > 0")
         if self.id_max is not None and self.id_max < self.id_min:
