@@ -188,6 +188,8 @@ Exit status:
          names the position, the cause and the remedy)
   30     Kafka did not accept a write or could not be read
   31     fenced: another instance with the same --name took over
+  32     Kafka refused an event as too large: the topic's max.message.bytes is
+         below --max-message-bytes (the message has the command to raise it)
   40     the checkpoint record is unreadable, or hidden behind another producer's
          open transaction (a shared checkpoint topic; retried by stream)
   41     no checkpoint, but the event topic holds events: the checkpoint was lost

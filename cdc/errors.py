@@ -74,6 +74,14 @@ class FencedError(SinkError):
     retriable = False
 
 
+class RecordTooLargeError(SinkError):
+    """Kafka refused a record as too large: the topic (or broker) accepts less than
+    --max-message-bytes. Retrying cannot help; the operator raises the limit or lowers ours."""
+
+    exit_code = 32
+    retriable = False
+
+
 class CheckpointError(WpcdcError):
     """The checkpoint topic could not be read or holds a record we cannot use."""
 

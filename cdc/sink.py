@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaError,
+    MessageSizeTooLargeError,
     ProducerFenced,
     TopicAlreadyExistsError,
 )
@@ -26,12 +27,21 @@ from cdc import metrics
 from cdc.checkpoint import Checkpoint
 from cdc.config import LEGACY_CHECKPOINT_TOPIC, KafkaSettings, default_checkpoint_topic
 from cdc.encode import Record
-from cdc.errors import CheckpointBlockedError, FencedError, SinkError
+from cdc.errors import CheckpointBlockedError, FencedError, RecordTooLargeError, SinkError
 
 log = logging.getLogger(__name__)
 
 
-def _fenced_or_sink(exc: BaseException, settings: KafkaSettings, what: str) -> Exception:
+def _fenced_or_sink(exc: BaseException, settings: KafkaSettings, what: str, topic: str = "",
+                    max_message_bytes: int = 0) -> Exception:
+    if isinstance(exc, MessageSizeTooLargeError):
+        return RecordTooLargeError(
+            f"Kafka at {settings.bootstrap} refused a record of topic {topic} as too large ({exc!r}): the "
+            f"topic's max.message.bytes (or the broker's message.max.bytes) is below --max-message-bytes "
+            f"{max_message_bytes}. Raise it (kafka-configs.sh --alter --entity-type topics --entity-name "
+            f"{topic} --add-config max.message.bytes={max_message_bytes + 65536}) or lower --max-message-bytes; "
+            "nothing after the last checkpoint was committed, so a restart loses nothing"
+        )
     if isinstance(exc, ProducerFenced) or "fenced" in type(exc).__name__.lower():
         return FencedError(
             "another wpcdc instance with the same --name took over (its transactional id fenced "
@@ -40,17 +50,23 @@ def _fenced_or_sink(exc: BaseException, settings: KafkaSettings, what: str) -> E
     return SinkError(f"Kafka at {settings.bootstrap} failed to {what}: {exc!r}")
 
 
-async def ensure_topics(settings: KafkaSettings, topic: str, checkpoint_topic: str, partitions: int) -> None:
-    """Create the event topic (compacted, keyed by post) and the checkpoint topic if missing."""
+async def ensure_topics(settings: KafkaSettings, topic: str, checkpoint_topic: str, partitions: int,
+                        max_message_bytes: int = 900_000) -> None:
+    """Create the event topic (compacted, keyed by post) and the checkpoint topic if missing.
+
+    A --max-message-bytes above what Kafka takes by default (about 1 MiB) raises the new event
+    topic's max.message.bytes to match; an existing topic is the operator's (see RecordTooLargeError).
+    """
     admin = AIOKafkaAdminClient(**settings.client_kwargs())
     try:
         await admin.start()
         existing = set(await admin.list_topics())
         wanted = []
         if topic not in existing:
-            wanted.append(NewTopic(topic, partitions, 1, topic_configs={
-                "cleanup.policy": "compact", "min.compaction.lag.ms": "3600000",
-            }))
+            configs = {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"}
+            if max_message_bytes + (64 << 10) > 1_048_588:
+                configs["max.message.bytes"] = str(max_message_bytes + (64 << 10))
+            wanted.append(NewTopic(topic, partitions, 1, topic_configs=configs))
         if checkpoint_topic not in existing:
             wanted.append(NewTopic(checkpoint_topic, 1, 1, topic_configs={
                 "cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
@@ -183,7 +199,7 @@ class KafkaSink:
     """One producer; ``write`` sends a flush (records + checkpoint) with the configured guarantee."""
 
     def __init__(self, settings: KafkaSettings, *, topic: str, checkpoint_topic: str, connector: str,
-                 transactional_id: str | None, max_request_size: int = 1_048_576,
+                 transactional_id: str | None, max_message_bytes: int = 900_000,
                  write_timeout: float = 60.0) -> None:
         self.settings = settings
         self.topic = topic
@@ -191,6 +207,10 @@ class KafkaSink:
         self.connector_key = connector.encode()
         self.transactional = transactional_id is not None
         self.write_timeout = write_timeout
+        self.max_message_bytes = max_message_bytes
+        # Room for the largest event the size policy lets through, its key and batch framing; never
+        # below Kafka's usual 1 MiB, so the checkpoint record and small batches always fit.
+        max_request_size = max(1 << 20, max_message_bytes + (64 << 10))
         self._producer = AIOKafkaProducer(
             **settings.client_kwargs(),
             enable_idempotence=True,
@@ -240,7 +260,7 @@ class KafkaSink:
             ) from None
         except KafkaError as exc:
             metrics.kafka_error("write")
-            raise _fenced_or_sink(exc, self.settings, "accept events") from None
+            raise _fenced_or_sink(exc, self.settings, "accept events", self.topic, self.max_message_bytes) from None
         finally:
             metrics.write_finished()
 
