@@ -16,6 +16,7 @@ import pymysql.cursors
 from cdc.config import MysqlSettings
 from cdc.errors import SourceError
 from cdc.position import Position
+from cdc.source import decoding
 from cdc.source.flavor import Flavor
 from cdc.wordpress import TableKind, TableNames
 
@@ -29,6 +30,10 @@ def connect(settings: MysqlSettings, *, database: str | None = None) -> pymysql.
             database=database,
             autocommit=True,
             cursorclass=pymysql.cursors.DictCursor,
+            # Rows read here (a meta-only change's post row, a backfill) must equal rows from the
+            # binlog: the same odd dates, BITs as integers, TIMESTAMPs in UTC as the binlog has them.
+            conv=decoding.sql_conversions(),
+            init_command="SET time_zone = '+00:00'",
         )
     except pymysql.err.OperationalError as exc:
         code = exc.args[0] if exc.args else 0

@@ -39,6 +39,7 @@ from pymysqlreplication.row_event import RowsEvent, TableMapEvent
 
 from cdc.changes import RowChange, RowsBatch, TxnRef
 from cdc.position import Position
+from cdc.source import decoding
 from cdc.wordpress import TableNames
 
 UNSUPPORTED: Any = object()
@@ -61,13 +62,14 @@ _cache: dict[tuple[Any, ...], Decoder | None] = {}
 _CACHE_MAX = 4096
 
 
-def _datetime2(v: int) -> datetime.datetime | None:
-    """DATETIME2 without fractional seconds, as the library reads it (None when invalid)."""
+def _datetime2(v: int) -> datetime.datetime | str | None:
+    """DATETIME2 without fractional seconds, as the library reads it with cdc/source/decoding.py:
+    None for the zero date, the text of a date Python cannot hold (2024-02-30, year 0)."""
     ym = (v >> 22) & 0x1FFFF
     try:
         return datetime.datetime(ym // 13, ym % 13, (v >> 17) & 31, (v >> 12) & 31, (v >> 6) & 63, v & 63)
     except ValueError:
-        return None
+        return decoding.odd_datetime(ym // 13, ym % 13, (v >> 17) & 31, (v >> 12) & 31, (v >> 6) & 63, v & 63)
 
 
 def _signature(columns: list[Any]) -> tuple[Any, ...] | None:
