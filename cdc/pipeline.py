@@ -46,6 +46,9 @@ from cdc.wordpress import TableNames
 log = logging.getLogger(__name__)
 
 
+MAX_CLOSED_PER_FLUSH = 1000  # closed changes one flush (one Kafka transaction) takes at most
+
+
 class Session:
     """One run of the pipeline from one checkpoint."""
 
@@ -106,6 +109,11 @@ class Session:
                 while not stop.is_set():
                     for item in await self._next_items(source):
                         self._on_item(item)
+                        if len(self._closed) >= MAX_CLOSED_PER_FLUSH:
+                            # A statement over many posts (a term removed from 100,000) closes them
+                            # by the memory bound: write them now, not after the whole chunk, so the
+                            # posts looked up, the events and their records stay bounded too.
+                            await self._flush()
                     self._closed.extend(self.assembler.due(self.clock.now()))
                     if backfill_task is not None and backfill_task.done():
                         backfill_task.result()  # raises what the backfill raised
@@ -199,9 +207,11 @@ class Session:
         )
 
     async def _flush(self, force: bool = False) -> None:
+        while sum(1 for c in self._closed if not c.snapshot) >= 2 * MAX_CLOSED_PER_FLUSH:
+            await self._flush_piece()
         # The checkpoint is taken at the same instant as the changes it covers: the backfill task
         # may add changes (and progress) while this flush awaits, and those belong to the next.
-        looked_up = await self._look_up_rows()
+        self._closed, looked_up = await self._look_up_rows(self._closed)
         closed, self._closed = self._closed, []
         checkpoint = self._current_checkpoint()
         events = self._build(closed, looked_up)
@@ -219,6 +229,36 @@ class Session:
             checkpoint = replace(self.checkpoint, ts_ms=int(time.time() * 1000))
         else:
             return
+        await self._write(events, records, checkpoint)
+        if checkpoint.snapshot and checkpoint.snapshot.get("finished_ms") and self.backfill is not None:
+            self.backfill_committed = True
+
+    async def _flush_piece(self) -> None:
+        """Write the first MAX_CLOSED_PER_FLUSH closed stream changes on their own.
+
+        The memory bound can close tens of thousands of posts at once (a statement over every
+        post's term rows); looking them all up, building and encoding them in one go would hold
+        all of it at once. A piece's checkpoint is the last committed one plus a mark for each
+        post it wrote: replaying from there skips exactly those rows and re-forms the rest, so a
+        crash between pieces repeats nothing and loses nothing. Backfill documents wait for the
+        full flush (their progress is in its checkpoint).
+        """
+        piece = [c for c in self._closed if not c.snapshot][:MAX_CLOSED_PER_FLUSH]
+        taken = {id(c) for c in piece}
+        self._closed = [c for c in self._closed if id(c) not in taken]
+        piece, looked_up = await self._look_up_rows(piece)
+        events = self._build(piece, looked_up)
+        records: list[Record] = []
+        for event in events:
+            records.extend(encode(event, self.settings.max_message_bytes))
+        base = self.checkpoint
+        marks = dict(base.emitted)
+        for c in piece:
+            if c.last_pos > base.resume and (base.done_upto is None or c.last_pos > base.done_upto):
+                marks[c.key] = max(c.last_pos, marks.get(c.key, c.last_pos))
+        await self._write(events, records, replace(base, emitted=marks, ts_ms=int(time.time() * 1000)))
+
+    async def _write(self, events: list[PostEvent], records: list[Record], checkpoint: Checkpoint) -> None:
         started = time.perf_counter()
         await self.sink.write(records, checkpoint)
         metrics.flushed(events, time.perf_counter() - started)
@@ -228,21 +268,19 @@ class Session:
         self.checkpoint = checkpoint
         self._last_checkpoint_at = time.monotonic()
         metrics.checkpointed(checkpoint)
-        if checkpoint.snapshot and checkpoint.snapshot.get("finished_ms") and self.backfill is not None:
-            self.backfill_committed = True
 
-    async def _look_up_rows(self) -> dict[tuple[int, int], dict]:
-        """The post rows of closed changes that carried none (a meta-only change of a post not in
-        the row cache), read from the database.
+    async def _look_up_rows(self, closed: list[PostChange]) -> tuple[list[PostChange], dict[tuple[int, int], dict]]:
+        """(the changes to emit, the post rows of those that carried none) for ``closed``.
 
-        A post that is no longer there was deleted after those rows (WordPress deletes meta,
-        terms and revisions before the post row): its change goes back to the assembler to fold
-        into the delete that follows, so no event says ``update`` without a row. This runs before
-        the flush takes its checkpoint, so that checkpoint keeps the rows it took back.
+        A meta-only change of a post not in the row cache carries no row: it is read from the
+        database. A post that is no longer there was deleted after those rows (WordPress deletes
+        meta, terms and revisions before the post row): its change goes back to the assembler to
+        fold into the delete that follows, so no event says ``update`` without a row. This runs
+        before the flush takes its checkpoint, so that checkpoint keeps the rows it took back.
         """
-        unknown = {c.key for c in self._closed if not c.row_known}
+        unknown = {c.key for c in closed if not c.row_known}
         if not unknown:
-            return {}
+            return closed, {}
         found: dict[tuple[int, int], dict] = {}
 
         def lookup() -> None:
@@ -257,8 +295,8 @@ class Session:
         gone = unknown - found.keys()
         if gone:
             now = self.clock.now()
-            taken = [c for c in self._closed if not c.row_known and c.key in gone]
-            self._closed = [c for c in self._closed if c.row_known or c.key not in gone]
+            taken = [c for c in closed if not c.row_known and c.key in gone]
+            closed = [c for c in closed if c.row_known or c.key not in gone]
             for key in gone:
                 if not self.assembler.reopen(key, now):
                     rows = [c for c in taken if c.key == key]
@@ -270,7 +308,7 @@ class Session:
                         key[0], key[1], sum(c.rows for c in rows), rows[0].first_pos, rows[-1].last_pos,
                         extra={"position": str(rows[-1].last_pos)})
         self.assembler.settle()
-        return found
+        return closed, found
 
     def _build(self, closed: list[PostChange], looked_up: dict[tuple[int, int], dict]) -> list[PostEvent]:
         now_ms = int(time.time() * 1000)
