@@ -219,15 +219,18 @@ class Assembler:
         """The post of a change closed without its row is gone from the database: take the change
         back, to fold into the post's delete row that follows (WordPress deletes meta, terms and
         revisions in transactions of their own before the post row). Returns False when it was
-        taken back once already and no delete came within ``max_delay``: an orphan (rows of a post
-        that no longer exists, or never did), which the caller drops loudly.
+        taken back once already and no delete came within ``max_delay`` (an orphan: rows of a post
+        that no longer exists, or never did), or when the memory bound's ``done_upto`` already
+        covers its rows; the caller then emits it as the post's delete, loudly.
 
         The change is held (not closed by the window, a commit or a clean stop) until a posts row
         of it arrives or ``max_delay`` passes; its mark goes back to what it was, so the
         checkpoint's resume point and marks keep its rows until it is really emitted.
         """
         p, mark = self._unresolved.pop(key)
-        if p.reopened:
+        if p.reopened or (self.done_upto is not None and self.done_upto >= p.first_pos):
+            # Taken back once already, or done_upto (the memory bound) already says its rows are in
+            # Kafka: a replay would skip them, so it cannot wait for its delete row.
             return False
         p.reopened = True
         later = self._pending.pop(key, None)
@@ -235,26 +238,28 @@ class Assembler:
             self._by_last.pop(key, None)
             self.pending_bytes -= later.nbytes
             self._merge(p, later)
-        if mark is None:
-            self.emitted.pop(key, None)
-        else:
-            self.emitted[key] = mark
-        if self.done_upto is not None and self.done_upto >= p.first_pos:
-            # done_upto would skip these rows on a replay; dropping it may repeat events after a
-            # crash (the marks it replaced are gone), never lose them.
-            self.done_upto = None
+        if self.emitted.get(key) == p.last_pos:  # not moved on by a later change of the post
+            if mark is None:
+                self.emitted.pop(key, None)
+            else:
+                self.emitted[key] = mark
         p.last_at = now
+        # Appended, so _pending is only roughly in first-row order: a held change is closed by
+        # its own deadline (_held), and once its post row came, by the window.
         self._pending[key] = p
-        self._pending = dict(sorted(self._pending.items(), key=lambda kv: kv[1].first_at))
         self._by_last[key] = None
         self.pending_bytes += p.nbytes
         if not p.posts_row:
             self._held[key] = now + self.max_delay
         return True
 
-    def settle(self) -> None:
-        """The pipeline looked up every change closed without its row: forget what it kept."""
-        self._unresolved.clear()
+    def settle(self, keys: set[PostKey] | None = None) -> None:
+        """The pipeline looked up these posts (None: all) closed without their row: forget what it kept."""
+        if keys is None:
+            self._unresolved.clear()
+        else:
+            for key in keys:
+                self._unresolved.pop(key, None)
 
     # ---------------------------------------------------------------- queries
 
@@ -313,6 +318,10 @@ class Assembler:
             else:
                 self.cache.put(key, row)
             post_type = row.get("post_type")
+            if key in self._held and not self.capture.wants_type(post_type):
+                # Meta of a post the policy drops (a revision's), held for its delete row: here it is.
+                self.emitted[key] = change.position
+                self._drop(key)
             if post_type == "revision" and self.capture.revisions != "events":
                 self._on_revision(change, now)
                 return

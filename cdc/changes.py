@@ -181,3 +181,51 @@ class PostChange:
     @property
     def key(self) -> PostKey:
         return (self.blog_id, self.post_id)
+
+
+def fold_into(earlier: PostChange, later: PostChange) -> PostChange:
+    """One change out of two consecutive ones of the same post (``earlier``'s rows all before
+    ``later``'s): the net meta, terms and revisions over both, ``later``'s row and outcome.
+
+    Used when a meta-only change whose post is gone meets, in the same flush, the change that
+    deleted the post: they become one delete.
+    """
+    meta: dict[int, list[Any]] = {}
+    for m in earlier.meta:
+        meta[m.meta_id] = [m.key, ABSENT if m.op == "add" else m.before, ABSENT if m.op == "delete" else m.after]
+    for m in later.meta:
+        entry = meta.get(m.meta_id)
+        after = ABSENT if m.op == "delete" else m.after
+        if entry is None:
+            meta[m.meta_id] = [m.key, ABSENT if m.op == "add" else m.before, after]
+        else:
+            entry[0], entry[2] = m.key, after
+    net = tuple(MetaDelta.between(mid, k, b, a) for mid, (k, b, a) in meta.items()
+                if (b is ABSENT) != (a is ABSENT) or (b is not ABSENT and b != a))
+    terms: dict[int, tuple[int, Term]] = {}
+    for change in (earlier, later):
+        for sign, group in ((1, change.terms_added), (-1, change.terms_removed)):
+            for t in group:
+                n = terms.get(t.term_taxonomy_id, (0, t))[0] + sign
+                terms[t.term_taxonomy_id] = (n, t)
+    revisions = {r.revision_id: r for r in (*earlier.revisions, *later.revisions)}
+    return PostChange(
+        blog_id=later.blog_id, post_id=later.post_id, inserted=earlier.inserted or later.inserted,
+        deleted=later.deleted, before=later.before if later.posts_row_changed else earlier.before,
+        after=later.after, row_known=later.row_known, posts_row_changed=later.posts_row_changed,
+        meta=net, terms_added=tuple(t for n, t in terms.values() if n > 0),
+        terms_removed=tuple(t for n, t in terms.values() if n < 0), revisions=tuple(revisions.values()),
+        first_pos=earlier.first_pos, last_pos=later.last_pos, gtid=later.gtid, ts=later.ts,
+        rows=earlier.rows + later.rows,
+    )
+
+
+def gone(change: PostChange) -> PostChange:
+    """``change`` as the delete of a post that is not in the database: its rows can wait for no
+    delete row (see Assembler.reopen), so the stream says the post is gone (``before`` unknown)."""
+    return PostChange(
+        blog_id=change.blog_id, post_id=change.post_id, inserted=False, deleted=True, before=None, after=None,
+        row_known=True, posts_row_changed=False, meta=change.meta, terms_added=change.terms_added,
+        terms_removed=change.terms_removed, revisions=change.revisions, first_pos=change.first_pos,
+        last_pos=change.last_pos, gtid=change.gtid, ts=change.ts, rows=change.rows,
+    )

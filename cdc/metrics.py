@@ -80,7 +80,7 @@ TXN_ABORTED = Counter("wpcdc_kafka_transactions_aborted_total", "Kafka transacti
 CHECKPOINTS = Counter("wpcdc_checkpoints_total", "Checkpoints written to Kafka")
 ORPHANS = Counter("wpcdc_orphan_changes_total",
                   "Changes of a post that is not in the database and got no delete row within --max-delay "
-                  "(rows of a post deleted long ago, or never created): dropped with a warning")
+                  "(rows of a post deleted long ago, or never created): emitted as its delete, with a warning")
 RECONNECTS = Counter("wpcdc_reconnects_total", "Sessions restarted from the checkpoint after a failure",
                      ["cause"])
 BEHIND = Gauge("wpcdc_seconds_behind_source",

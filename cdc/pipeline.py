@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_nev
 from cdc import metrics
 from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
-from cdc.changes import Commit, Idle, PostChange, RowsBatch
+from cdc.changes import Commit, Idle, PostChange, RowsBatch, fold_into, gone
 from cdc.checkpoint import Checkpoint
 from cdc.clock import Clock
 from cdc.config import StreamSettings
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_CLOSED_PER_FLUSH = 1000  # closed changes one flush (one Kafka transaction) takes at most
+MAX_PIECE_MARKS = 40_000  # marks a piece's checkpoint may carry (~12 bytes each: under 1 MiB)
 
 
 class Session:
@@ -207,10 +208,10 @@ class Session:
         )
 
     async def _flush(self, force: bool = False) -> None:
-        while sum(1 for c in self._closed if not c.snapshot) >= 2 * MAX_CLOSED_PER_FLUSH:
-            await self._flush_piece()
-        # The checkpoint is taken at the same instant as the changes it covers: the backfill task
-        # may add changes (and progress) while this flush awaits, and those belong to the next.
+        while len(self._closed) >= 2 * MAX_CLOSED_PER_FLUSH and await self._flush_piece():
+            pass
+        # The checkpoint is taken at the same instant as the changes it covers (after the lookup's
+        # await, so what the backfill task added meanwhile is in both), before the next await.
         self._closed, looked_up = await self._look_up_rows(self._closed)
         closed, self._closed = self._closed, []
         checkpoint = self._current_checkpoint()
@@ -233,30 +234,41 @@ class Session:
         if checkpoint.snapshot and checkpoint.snapshot.get("finished_ms") and self.backfill is not None:
             self.backfill_committed = True
 
-    async def _flush_piece(self) -> None:
-        """Write the first MAX_CLOSED_PER_FLUSH closed stream changes on their own.
+    async def _flush_piece(self) -> bool:
+        """Write some closed stream changes on their own; False when none can go alone.
 
         The memory bound can close tens of thousands of posts at once (a statement over every
         post's term rows); looking them all up, building and encoding them in one go would hold
         all of it at once. A piece's checkpoint is the last committed one plus a mark for each
         post it wrote: replaying from there skips exactly those rows and re-forms the rest, so a
-        crash between pieces repeats nothing and loses nothing. Backfill documents wait for the
-        full flush (their progress is in its checkpoint).
+        crash between pieces repeats nothing and loses nothing. A piece takes every closed change
+        of its posts (a post's changes stay together and in order) and no post with a backfill
+        document waiting (the document goes first, in the full flush). Past MAX_PIECE_MARKS marks
+        the checkpoint record would grow too big: the rest waits for the full flush.
         """
-        piece = [c for c in self._closed if not c.snapshot][:MAX_CLOSED_PER_FLUSH]
-        taken = {id(c) for c in piece}
-        self._closed = [c for c in self._closed if id(c) not in taken]
+        base = self.checkpoint
+        documented = {c.key for c in self._closed if c.snapshot}
+        keys: dict[tuple[int, int], None] = {}
+        for c in self._closed:
+            if c.key not in documented:
+                keys[c.key] = None
+                if len(keys) >= MAX_CLOSED_PER_FLUSH:
+                    break
+        if len(keys) < MAX_CLOSED_PER_FLUSH or len(base.emitted) + len(keys) > MAX_PIECE_MARKS:
+            return False
+        piece = [c for c in self._closed if c.key in keys]
+        self._closed = [c for c in self._closed if c.key not in keys]
         piece, looked_up = await self._look_up_rows(piece)
         events = self._build(piece, looked_up)
         records: list[Record] = []
         for event in events:
             records.extend(encode(event, self.settings.max_message_bytes))
-        base = self.checkpoint
         marks = dict(base.emitted)
         for c in piece:
             if c.last_pos > base.resume and (base.done_upto is None or c.last_pos > base.done_upto):
                 marks[c.key] = max(c.last_pos, marks.get(c.key, c.last_pos))
         await self._write(events, records, replace(base, emitted=marks, ts_ms=int(time.time() * 1000)))
+        return True
 
     async def _write(self, events: list[PostEvent], records: list[Record], checkpoint: Checkpoint) -> None:
         started = time.perf_counter()
@@ -292,23 +304,38 @@ class Session:
                     found[(blog, pid)] = row
 
         await asyncio.to_thread(lookup)
-        gone = unknown - found.keys()
-        if gone:
-            now = self.clock.now()
-            taken = [c for c in closed if not c.row_known and c.key in gone]
-            closed = [c for c in closed if c.row_known or c.key not in gone]
-            for key in gone:
-                if not self.assembler.reopen(key, now):
-                    rows = [c for c in taken if c.key == key]
-                    metrics.orphan_change()
-                    log.warning(
-                        "post %s:%s is not in the database and no delete row of it came within --max-delay: "
-                        "dropping its change of %d row(s) at %s..%s (meta, terms or revisions of a post "
-                        "deleted earlier, or never created; nothing to attach them to)",
-                        key[0], key[1], sum(c.rows for c in rows), rows[0].first_pos, rows[-1].last_pos,
-                        extra={"position": str(rows[-1].last_pos)})
-        self.assembler.settle()
+        missing = unknown - found.keys()
+        if missing:
+            closed = self._fold_gone(closed, missing)
+        self.assembler.settle(unknown)
         return closed, found
+
+    def _fold_gone(self, closed: list[PostChange], missing: set[tuple[int, int]]) -> list[PostChange]:
+        """Changes without a row whose post is not in the database: fold each into a later change
+        of the post in this list (the delete), else hand it back to the assembler to wait for
+        the delete row; one that cannot wait becomes the post's delete (see Assembler.reopen)."""
+        out: list[PostChange] = []
+        carried: dict[tuple[int, int], PostChange] = {}
+        for c in closed:
+            key = c.key
+            if key in carried:
+                c = fold_into(carried.pop(key), c)
+            if key in missing and not c.row_known:
+                carried[key] = c
+            else:
+                out.append(c)
+        now = self.clock.now()
+        for key, c in carried.items():
+            if self.assembler.reopen(key, now):
+                continue
+            metrics.orphan_change()
+            log.warning(
+                "post %s:%s is not in the database and its delete row did not follow within --max-delay (or "
+                "the memory bound already wrote past it): its change of %d row(s) at %s..%s is emitted as "
+                "the post's delete", key[0], key[1], c.rows, c.first_pos, c.last_pos,
+                extra={"position": str(c.last_pos)})
+            out.append(gone(c))
+        return out
 
     def _build(self, closed: list[PostChange], looked_up: dict[tuple[int, int], dict]) -> list[PostEvent]:
         now_ms = int(time.time() * 1000)
@@ -321,8 +348,8 @@ class Session:
 
 
 async def starting_checkpoint(settings: StreamSettings, db: Database, start: str,
-                              fresh_ok: bool = False) -> tuple[Checkpoint, bool]:
-    """(checkpoint to start from, whether it is new and must be saved before streaming).
+                              fresh_ok: bool = False) -> tuple[Checkpoint, bool, bool]:
+    """(checkpoint to start from, whether it must be saved before streaming, whether it is new).
 
     The committed checkpoint, or for a new connector one at the current end of the binlog (or at
     ``--start FILE:POS``). A new one is written before the first row is read, so a crash before
@@ -339,11 +366,11 @@ async def starting_checkpoint(settings: StreamSettings, db: Database, start: str
         if found_in != settings.checkpoint_topic:
             log.warning("checkpoint of connector %s found in the shared topic %s: moving it to the "
                         "connector's own topic %s", settings.name, found_in, settings.checkpoint_topic)
-            return saved, True
-        return saved, False
+            return saved, True, False
+        return saved, False, False
     if start not in ("checkpoint", "end"):
         position = await asyncio.to_thread(preflight.transaction_start, db, Position.parse(start))
-        return Checkpoint(settings.name, position, server_id=settings.server_id), True
+        return Checkpoint(settings.name, position, server_id=settings.server_id), True, True
     if start == "checkpoint" and not fresh_ok:
         held = await topic_offsets(settings.kafka, settings.topic)
         if held:
@@ -357,7 +384,7 @@ async def starting_checkpoint(settings: StreamSettings, db: Database, start: str
                 "or `wpcdc backfill` to re-read every post"
             )
     position, gtid = await asyncio.to_thread(db.current_position)
-    return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id), True
+    return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id), True, True
 
 
 def _new_snapshot(settings: StreamSettings, tables: TableNames) -> SnapshotProgress:
@@ -440,7 +467,7 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
         await sink.start()
         try:
             fresh_ok = want_backfill or settings.snapshot_mode in ("initial", "when_needed")
-            checkpoint, is_new = await starting_checkpoint(settings, db, start, fresh_ok)
+            checkpoint, must_write, is_new = await starting_checkpoint(settings, db, start, fresh_ok)
             snapshot_new = want_backfill or (is_new and settings.snapshot_mode in ("initial", "when_needed"))
             try:
                 await asyncio.to_thread(preflight.check_position, db, checkpoint.resume)
@@ -450,15 +477,15 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
                 log.warning("%s; starting over at the current end with a new snapshot", exc)
                 position, gtid = await asyncio.to_thread(db.current_position)
                 checkpoint = Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id)
-                is_new = snapshot_new = True
+                must_write = snapshot_new = True
             progress = None
             if checkpoint.snapshot and not checkpoint.snapshot.get("finished_ms"):
                 progress = SnapshotProgress.from_dict(checkpoint.snapshot)  # resume an interrupted one
             elif snapshot_new:
                 progress = await asyncio.to_thread(_new_snapshot, settings, tables)
                 checkpoint = replace(checkpoint, snapshot=progress.as_dict())
-                is_new = True
-            if is_new:
+                must_write = True
+            if must_write:
                 await sink.write([], checkpoint)
             start = "checkpoint"  # --start applies once; every later session resumes from Kafka
             exit_after = want_backfill

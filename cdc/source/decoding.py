@@ -216,6 +216,9 @@ def install() -> None:
 
     def read_values_name(self: Any, column: Any, null_bitmap: Any, null_bitmap_index: int, is_partial: bool,
                          cols_bitmap: Any, unsigned: bool, i: int) -> Any:
+        if column.type == FIELD_TYPE.JSON:
+            value = original(self, column, null_bitmap, null_bitmap_index, is_partial, cols_bitmap, unsigned, i)
+            return json_text(value)
         read = readers.get(column.type)
         if read is None or not BitGet(cols_bitmap, i) or self._is_null(null_bitmap, null_bitmap_index):
             return original(self, column, null_bitmap, null_bitmap_index, is_partial, cols_bitmap, unsigned, i)
@@ -224,6 +227,27 @@ def install() -> None:
     rows_event._RowsEvent__read_values_name = read_values_name  # type: ignore[attr-defined]
     rows_event._RowsEvent__read_string = _read_string  # type: ignore[attr-defined]
     _installed = True
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return decode_text(bytes(value), None)
+    if isinstance(value, dict):
+        return {str(_plain(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def json_text(value: Any) -> Any:
+    """A MySQL JSON column (binary JSON, which the library parses into dicts with bytes keys) as
+    its JSON text, as MariaDB stores it and SQL reads it: one shape for both flavours, and a
+    string the event schema takes. None stays None (SQL NULL)."""
+    if value is None or isinstance(value, str):
+        return value
+    import orjson
+
+    return orjson.dumps(_plain(value)).decode()
 
 
 # ------------------------------------------------------------------------------------ SQL side

@@ -342,3 +342,43 @@ def test_rows_after_a_close_fold_into_the_change_taken_back() -> None:
     asm.settle()
     [event] = events(asm.on_commit(b.commit()))
     assert event.op == "delete" and sorted(m["key"] for m in event.meta) == ["a", "b"] and event.source.rows == 3
+
+
+def test_a_change_whose_post_is_gone_folds_into_the_delete_closed_in_the_same_flush() -> None:
+    """window 0, both closed before one lookup: the taken-back meta change and the delete become one."""
+    from cdc.changes import fold_into
+
+    b = Binlog()
+    row = post_row(43, post_status="publish")
+    asm = Assembler(Capture(), TermCatalog(), window=0, max_delay=30)
+    _, closed = run(b.delete_meta(1, 43, "color", "red") + b.relate(43, 7, op="delete") + b.delete_post(row),
+                    asm=asm, now=0.0)
+    meta_only, terms_only, deleted = closed
+    assert not meta_only.row_known and not terms_only.row_known and deleted.deleted
+    [event] = events([fold_into(fold_into(meta_only, terms_only), deleted)])
+    assert (event.op, event.before, event.after) == ("delete", row, None)
+    assert [(m["key"], m["op"]) for m in event.meta] == [("color", "delete")]
+    assert [t["term_taxonomy_id"] for t in event.terms_removed] == [7]
+    assert event.source.rows == 3 and event.source.first_pos == 1300
+
+
+def test_a_change_that_cannot_wait_for_its_delete_row_is_the_posts_delete() -> None:
+    from cdc.changes import gone
+
+    b = Binlog()
+    asm = Assembler(Capture(), TermCatalog(), window=0, max_delay=30)
+    _, [change] = run(b.delete_meta(1, 44, "color", "red"), asm=asm, now=0.0)
+    [event] = events([gone(change)])
+    assert (event.op, event.action, event.before, event.after) == ("delete", "deleted", None, None)
+    assert [m["key"] for m in event.meta] == ["color"]
+
+
+def test_meta_of_a_revision_held_for_its_delete_row_goes_quietly() -> None:
+    b = Binlog()
+    revision = post_row(45, post_type="revision", post_parent=10, post_status="inherit")
+    asm = Assembler(Capture(), TermCatalog(), window=0, max_delay=30)
+    _, [change] = run(b.delete_meta(1, 45, "_wp_old_thing", "x"), asm=asm, now=0.0)
+    assert asm.reopen(change.key, now=0.0)
+    asm.settle({change.key})
+    _, closed = run(b.delete_post(revision), asm=asm, now=1.0)
+    assert closed == [] and asm.pending_posts == 0 and asm.emitted[(1, 45)] > change.last_pos
