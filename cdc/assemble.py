@@ -21,7 +21,7 @@ No I/O: time comes in as ``now`` (see pipeline.Clock).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from cdc.rowcache import RowCache, row_size
 from cdc.terms import TermCatalog
 from cdc.wordpress import Capture, TableKind, is_autosave
 
+HISTORY_MAX = 200_000  # pruned marks a session remembers for backfill documents (~150 bytes each)
 PENDING_OVERHEAD = 800  # bytes of one pending change beyond its rows (~730 measured with tracemalloc for a term row)
 
 
@@ -84,6 +85,7 @@ class Assembler:
         row_cache: RowCache | None = None,
         done_upto: Position | None = None,
         max_marks: int = 5_000,
+        pruned_upto: Position | None = None,
     ) -> None:
         if window < 0 or max_delay < window:
             raise ValueError("need 0 <= window <= max_delay")
@@ -98,6 +100,14 @@ class Assembler:
         # memory bound closes every pending change at once. One mark instead of one per post.
         self.done_upto = done_upto
         self.max_marks = max_marks
+        # Marks the checkpoint no longer needs (the resume point passed them, or the memory bound
+        # folded them into done_upto) are remembered here for this session, so a backfill
+        # document older than a change already emitted is still recognised as stale; past
+        # HISTORY_MAX posts the oldest are forgotten and ``pruned_upto`` says up to where a
+        # post may have been emitted without anything saying so (the checkpoint's resume point
+        # at the start: nothing before it is known).
+        self._history: OrderedDict[PostKey, Position] = OrderedDict()
+        self.pruned_upto = pruned_upto
         # Posts whose mark a backfill document set: the backfill bounds those itself (it waits for
         # the stream to pass its chunks), so they do not count toward max_marks.
         self._documented: set[PostKey] = set()
@@ -128,10 +138,23 @@ class Assembler:
             # the marks of posts emitted meanwhile are folded into done_upto the same way.
             closed = self.close_all(include_held=True)
             self.done_upto = batch.position
+            self._remember(k for k, pos in self.emitted.items() if pos <= batch.position)
             self.emitted = {k: pos for k, pos in self.emitted.items() if pos > batch.position}
             self._documented &= self.emitted.keys()
             return closed
         return []
+
+    def on_idle(self, position: Position | None, gtid: str | None) -> None:
+        """The source is caught up at ``position`` outside any transaction: resuming there skips
+        nothing, so with nothing pending the resume point moves there (a quiet server after a
+        rotation would otherwise keep it at the new file's start, and a backfill chunk read at the
+        end of the file would wait for the next write to be behind it)."""
+        if position is None or self._open_txn is not None:
+            return
+        last = self._last_commit
+        if last is None or last.end < position:
+            self._last_commit = Commit(position, gtid if gtid is not None else (last.gtid if last else None),
+                                       last.ts if last else 0)
 
     def on_commit(self, commit: Commit) -> list[PostChange]:
         """A transaction ended. With ``window == 0`` every pending change closes here."""
@@ -175,12 +198,16 @@ class Assembler:
         # The document's row is not cached: a backfill touches every post once, and caching them
         # would only evict the rows of posts being edited (a later meta-only change of a
         # documented post reads its row from the database instead).
-        mark = self.emitted.get(key)
-        if mark is not None and mark >= position:
-            return None
+        if self.emitted_since(key, position):
+            return None  # a newer change is in Kafka already: read the post again, later
         pending = self._pending.get(key)
         if pending is not None and pending.last_pos <= position:
             self._drop(key)
+        elif pending is not None and pending.inserted:
+            # Its insert is in the document (the post existed at ``position``); what follows is a
+            # change of that post, not its birth: a delete in the same window must still be told.
+            pending.inserted = False
+            pending.before = doc.row
         self.emitted[key] = position
         self._documented.add(key)
         capture = self.capture
@@ -283,12 +310,34 @@ class Assembler:
         if since is not None:
             # A replay from ``since`` (a transaction boundary) only meets rows after it.
             stale = [k for k, pos in self.emitted.items() if pos <= since]
+            self._remember(stale)
             for k in stale:
                 del self.emitted[k]
                 self._documented.discard(k)
             if self.done_upto is not None and self.done_upto <= since:
                 self.done_upto = None
         return dict(self.emitted)
+
+    def _remember(self, keys: Iterable[PostKey]) -> None:
+        """Keep the marks of ``keys`` (about to be pruned) in the session's history."""
+        history = self._history
+        for key in list(keys):
+            history[key] = self.emitted[key]
+            history.move_to_end(key)
+        while len(history) > HISTORY_MAX:
+            _, pos = history.popitem(last=False)
+            if self.pruned_upto is None or self.pruned_upto < pos:
+                self.pruned_upto = pos
+
+    def emitted_since(self, key: PostKey, position: Position) -> bool:
+        """Whether a change of the post past ``position`` may already be in Kafka."""
+        mark = self.emitted.get(key)
+        if mark is not None and mark >= position:
+            return True
+        seen = self._history.get(key)
+        if seen is not None and seen >= position:
+            return True
+        return self.pruned_upto is not None and position < self.pruned_upto
 
     @property
     def stream_marks(self) -> int:

@@ -16,15 +16,18 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from cdc import metrics
 from cdc.assemble import Assembler
 from cdc.changes import PostChange
-from cdc.config import MysqlSettings
 from cdc.position import Position
 from cdc.snapshot import SnapshotChunk, SnapshotProgress, SnapshotReader, SnapshotSettings
-from cdc.wordpress import Capture, TableNames
+
+if TYPE_CHECKING:
+    from cdc.ports import ChunkReader
+from cdc.wordpress import Capture
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +59,15 @@ def has_room(ahead: list[tuple[Position, int]], settings: SnapshotSettings, unfl
 
 
 class Backfill:
-    def __init__(self, mysql: MysqlSettings, tables: TableNames, settings: SnapshotSettings,
+    def __init__(self, reader: ChunkReader, settings: SnapshotSettings,
                  progress: SnapshotProgress, assembler: Assembler,
                  emit: Callable[[list[PostChange]], None], committed_resume: Callable[[], Position],
-                 unflushed: Callable[[], int] = lambda: 0) -> None:
-        self.reader = SnapshotReader(mysql, tables, settings, skip_types(assembler.capture))
+                 unflushed: Callable[[], int] = lambda: 0, *,
+                 blocking: Callable[..., Awaitable[Any]] | None = None,
+                 pause: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.reader = reader
+        self.blocking = blocking or asyncio.to_thread
+        self.pause = pause
         self.settings = settings
         self.progress = progress
         self.assembler = assembler
@@ -89,28 +96,33 @@ class Backfill:
             self._bar.close()
             log.info("backfill %s finished: %d posts", p.id, p.posts_done)
         finally:
-            await asyncio.to_thread(self.reader.close)
+            await self.blocking(self.reader.close)
 
     async def _blog(self, blog: int) -> None:
-        cursor = self.progress.last_id.get(blog, 0)
-        stale: list[int] = []
+        progress = self.progress
+        cursor = progress.last_id.get(blog, 0)
+        # Stale documents to read again are progress like the cursor: kept in the checkpoint, set
+        # in the same instant as the cursor moves past them, so a crash cannot skip them.
+        rereads = progress.rereads.setdefault(blog, [])
         while True:
             await self._wait_for_room()
-            chunk = await asyncio.to_thread(self.reader.read_chunk, blog, cursor)
-            stale += self._apply(chunk)
+            chunk = await self.blocking(self.reader.read_chunk, blog, cursor)
+            rereads.extend(self._apply(chunk))
             cursor = chunk.last_id
-            self.progress.last_id[blog] = cursor
+            progress.last_id[blog] = cursor
             if chunk.exhausted:
                 break
         for _ in range(MAX_REREADS):
-            if not stale:
+            if not rereads:
                 break
             # A change newer than the snapshot was emitted first: read those posts again, from
             # a newer snapshot, so each still gets its complete document.
             await self._wait_for_room()
-            stale = self._apply(await asyncio.to_thread(self.reader.reread, blog, stale))
-        if stale:
-            log.warning("backfill: posts %s of blog %d kept changing; their stream events stand in", stale, blog)
+            chunk = await self.blocking(self.reader.reread, blog, list(rereads))
+            rereads[:] = self._apply(chunk)
+        if rereads:
+            log.warning("backfill: posts %s of blog %d kept changing; their stream events stand in", rereads, blog)
+            rereads.clear()
 
     def _apply(self, chunk: SnapshotChunk) -> list[int]:
         """Hand the chunk's documents to the assembler; returns the ids found stale."""
@@ -137,7 +149,7 @@ class Backfill:
             self._ahead = [(pos, n) for pos, n in self._ahead if pos > resume]
             if has_room(self._ahead, self.settings, self.unflushed()):
                 return
-            await asyncio.sleep(0.01)
+            await self.pause(0.01)
 
 
 class _ProgressBar:

@@ -85,9 +85,14 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class Idle:
-    """The source has nothing new: it is caught up at ``position``."""
+    """The source has nothing new: it is caught up at ``position`` (with GTID state ``gtid``).
+
+    Outside a transaction that position is a safe resume point even when no transaction ended
+    there (after a rotation, the new file's header events): see Assembler.on_idle.
+    """
 
     position: Position | None
+    gtid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import queue
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -34,6 +33,7 @@ from cdc.config import StreamSettings
 from cdc.encode import Record, encode
 from cdc.errors import CheckpointMissingError, PreflightError, UnsupportedChangeError, WpcdcError
 from cdc.events import Origin, PostEvent, build
+from cdc.ports import ChangeSource, Ports
 from cdc.position import Position
 from cdc.sink import KafkaSink, ensure_topics, find_checkpoint, topic_offsets
 from cdc.snapshot import SnapshotProgress, SnapshotReader
@@ -51,14 +51,19 @@ MAX_PIECE_MARKS = 40_000  # marks a piece's checkpoint may carry (~12 bytes each
 
 
 class Session:
-    """One run of the pipeline from one checkpoint."""
+    """One run of the pipeline from one checkpoint.
 
-    def __init__(self, settings: StreamSettings, checkpoint: Checkpoint, db: Database, sink: KafkaSink,
+    It takes its collaborators as ports (cdc/ports.py) and decides everything else itself, so the
+    same code runs against the real servers and in the deterministic simulation (tests/sim).
+    """
+
+    def __init__(self, settings: StreamSettings, checkpoint: Checkpoint, ports: Ports,
                  backfill: SnapshotProgress | None = None, exit_after_backfill: bool = False) -> None:
         self.settings = settings
         self.checkpoint = checkpoint
-        self.db = db
-        self.sink = sink
+        self.ports = ports
+        self.db = ports.store
+        self.sink = ports.sink
         self.tables = TableNames(settings.table_prefix, settings.blog_ids)
         self.catalog = TermCatalog()
         self.assembler = Assembler(
@@ -69,17 +74,19 @@ class Session:
             max_pending_bytes=settings.max_pending_bytes,
             emitted=checkpoint.emitted,
             done_upto=checkpoint.done_upto,
+            pruned_upto=checkpoint.resume,
         )
         self.origin = Origin(settings.name, settings.mysql.database, settings.server_id)
-        self.clock = Clock()
-        self.source: BinlogSource | None = None
+        self.clock = Clock(ports.monotonic)
+        self.source: ChangeSource | None = None
         self._closed: list[PostChange] = []
-        self._last_checkpoint_at = time.monotonic()
+        self._last_checkpoint_at = ports.monotonic()
         self._last_flush_at = 0.0
         self.backfill: Backfill | None = None
         if backfill is not None and not backfill.done:
-            self.backfill = Backfill(settings.mysql, self.tables, settings.snapshot, backfill, self.assembler,
-                                     self._closed_extend, lambda: self.checkpoint.resume, lambda: len(self._closed))
+            self.backfill = Backfill(ports.chunk_reader(), settings.snapshot, backfill, self.assembler,
+                                     self._closed_extend, lambda: self.checkpoint.resume, lambda: len(self._closed),
+                                     blocking=ports.blocking, pause=ports.pause)
         self.exit_after_backfill = exit_after_backfill
         self.backfill_committed = False
 
@@ -92,16 +99,14 @@ class Session:
                 if self.tables.blog_ids is None or blog in self.tables.blog_ids:
                     self.catalog.load(blog, self.db.term_rows(self.tables, blog))
 
-        await asyncio.to_thread(load)
+        await self.ports.blocking(load)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._load_terms()
-        self.source = source = BinlogSource(
-            self.settings.mysql, self.tables, server_id=self.settings.server_id,
-            start=self.checkpoint.resume, gtid=self.checkpoint.gtid,
-        )
+        self.source = source = self.ports.source(self.checkpoint.resume, self.checkpoint.gtid)
         source.start()
-        metrics.attach(self)
+        if self.ports.observe:
+            metrics.attach(self)
         log.info("streaming from %s (%d posts already emitted past it)", self.checkpoint.resume,
                  len(self.checkpoint.emitted), extra={"position": str(self.checkpoint.resume)})
         backfill_task = asyncio.create_task(self.backfill.run()) if self.backfill else None
@@ -136,21 +141,13 @@ class Session:
         finally:
             if backfill_task is not None and not backfill_task.done():
                 backfill_task.cancel()
-            metrics.detach(self)
+            if self.ports.observe:
+                metrics.detach(self)
             source.stop()
 
-    async def _next_items(self, source: BinlogSource, limit: int = 20_000) -> list[object]:
-        """Wait up to flush_interval for a chunk, then take whatever else is already queued."""
-        try:
-            items = await asyncio.to_thread(source.queue.get, True, self._wait_time())
-        except queue.Empty:
-            return []
-        while len(items) < limit:
-            try:
-                items.extend(source.queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
+    async def _next_items(self, source: ChangeSource) -> list[object]:
+        """Wait up to flush_interval (or until the next change is due) for what the source has."""
+        return await source.next_items(self._wait_time())
 
     def _wait_time(self) -> float:
         """Wait for input no longer than until the next pending change is due: an edit's event
@@ -175,15 +172,16 @@ class Session:
             self._closed.extend(self.assembler.on_commit(item))
             metrics.position(item.end, item.ts)
         elif isinstance(item, Idle):
+            self.assembler.on_idle(item.position, item.gtid)
             metrics.idle()
         elif isinstance(item, SourceFailed):
             raise item.error
 
     async def _maybe_flush(self) -> None:
-        now = time.monotonic()
+        now = self.ports.monotonic()
         due_checkpoint = now - self._last_checkpoint_at >= self.settings.checkpoint_interval
         if (self._closed and not due_checkpoint and len(self._closed) < 1000 and self.source is not None
-                and self.source.queue.qsize() and now - self._last_flush_at < self.settings.flush_interval):
+                and self.source.backlog() and now - self._last_flush_at < self.settings.flush_interval):
             # Catching up (more is queued already): one Kafka transaction per flush_interval, not
             # one per loop turn; a transaction's round trips cost more than a small flush's events.
             return
@@ -224,7 +222,7 @@ class Session:
         )
         if records or (force and moved):
             pass  # events always travel with the checkpoint that covers them
-        elif time.monotonic() - self._last_checkpoint_at >= self.settings.checkpoint_keepalive:
+        elif self.ports.monotonic() - self._last_checkpoint_at >= self.settings.checkpoint_keepalive:
             # Rewrite the same place now and then: it keeps the checkpoint's age honest and makes
             # a fenced instance (another one took over the transactional id) find out and stop.
             checkpoint = replace(self.checkpoint, ts_ms=int(time.time() * 1000))
@@ -278,7 +276,7 @@ class Session:
             log.debug("%s %s post %s:%s seq=%s (%s)", event.op, event.post_type, event.blog_id,
                       event.post_id, event.seq, event.action)
         self.checkpoint = checkpoint
-        self._last_checkpoint_at = time.monotonic()
+        self._last_checkpoint_at = self.ports.monotonic()
         metrics.checkpointed(checkpoint)
 
     async def _look_up_rows(self, closed: list[PostChange]) -> tuple[list[PostChange], dict[tuple[int, int], dict]]:
@@ -303,7 +301,7 @@ class Session:
                 for pid, row in self.db.post_rows(self.tables, blog, ids).items():
                     found[(blog, pid)] = row
 
-        await asyncio.to_thread(lookup)
+        await self.ports.blocking(lookup)
         missing = unknown - found.keys()
         if missing:
             closed = self._fold_gone(closed, missing)
@@ -492,7 +490,14 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
             want_backfill = False
             metrics.ready(True)
             backoff.streaming()
-            await Session(settings, checkpoint, db, sink, progress, exit_after_backfill=exit_after).run(stop)
+            ports = Ports(
+                source=lambda position, gtid: BinlogSource(settings.mysql, tables, server_id=settings.server_id,
+                                                           start=position, gtid=gtid),
+                sink=sink, store=db,
+                chunk_reader=lambda: SnapshotReader(settings.mysql, tables, settings.snapshot,
+                                                    skip_types(settings.capture)),
+            )
+            await Session(settings, checkpoint, ports, progress, exit_after_backfill=exit_after).run(stop)
         finally:
             metrics.ready(False)
             await sink.stop()

@@ -37,6 +37,7 @@ class SnapshotProgress:
     blogs: list[int]
     last_id: dict[int, int] = field(default_factory=dict)
     done_blogs: list[int] = field(default_factory=list)
+    rereads: dict[int, list[int]] = field(default_factory=dict)  # stale documents to read again, per blog
     posts_done: int = 0
     total: int = 0
     started_ms: int = 0
@@ -49,9 +50,11 @@ class SnapshotProgress:
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "blogs": self.blogs,
+            # Copies: the checkpoint is encoded later, while the backfill task goes on appending.
+            "blogs": list(self.blogs),
             "last_id": {str(b): i for b, i in self.last_id.items()},
-            "done_blogs": self.done_blogs,
+            "done_blogs": list(self.done_blogs),
+            "rereads": {str(b): list(ids) for b, ids in self.rereads.items() if ids},
             "posts_done": self.posts_done,
             "total": self.total,
             "started_ms": self.started_ms,
@@ -65,6 +68,7 @@ class SnapshotProgress:
             blogs=[int(b) for b in doc["blogs"]],
             last_id={int(b): int(i) for b, i in doc.get("last_id", {}).items()},
             done_blogs=[int(b) for b in doc.get("done_blogs", [])],
+            rereads={int(b): [int(i) for i in ids] for b, ids in (doc.get("rereads") or {}).items()},
             posts_done=int(doc.get("posts_done", 0)),
             total=int(doc.get("total", 0)),
             started_ms=int(doc.get("started_ms", 0)),

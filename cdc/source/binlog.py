@@ -12,6 +12,7 @@ disconnect ends the reader with a SourceError; the pipeline restarts from the ch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import struct
@@ -171,6 +172,22 @@ class BinlogSource:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
+        """Wait up to ``timeout`` for a chunk (in a thread), then take whatever else is queued."""
+        try:
+            items: list[Any] = await asyncio.to_thread(self.queue.get, True, timeout)
+        except queue.Empty:
+            return []
+        while len(items) < limit:
+            try:
+                items.extend(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def backlog(self) -> bool:
+        return bool(self.queue.qsize())
+
     # ------------------------------------------------------------- the thread
 
     def _put(self, chunk: list[Any], weight: int = 1) -> None:
@@ -271,7 +288,13 @@ class BinlogSource:
                 if txn is None:
                     chunk.append(Commit(self.position, self._gtid.text(), event.timestamp))
             elif isinstance(event, HeartbeatLogEvent):
-                chunk.append(Idle(self.position))
+                # A heartbeat comes when the server has sent everything: its log_pos is the end of
+                # the binlog file, past header events we never see (a fresh file's format
+                # description, GTID list). Outside a transaction that is where we stand.
+                ident = event.ident.decode(errors="replace") if isinstance(event.ident, bytes) else event.ident
+                if txn is None and ident == file and end > self.position.pos and self.position.file == file:
+                    self.position = Position(file, end)
+                chunk.append(Idle(self.position, self._gtid.text()))
             elif isinstance(event, (MariadbGtidEvent, GtidEvent)):
                 begin = Position(file, end - event.packet.event_size)
                 prev = self._gtid.text()
