@@ -166,14 +166,15 @@ class Assembler:
 
     def due(self, now: float) -> list[PostChange]:
         """Changes whose post has been quiet for ``window`` or waited ``max_delay``."""
+        # The same sums as next_due's, so a change is due exactly when next_due says (a float
+        # difference instead would leave it pending at its due time: a zero wait, a busy loop).
         keys: dict[PostKey, None] = {}
         for key in self._by_last:
-            if now - self._pending[key].last_at < self.window:
+            if now < self._pending[key].last_at + self.window:
                 break
             keys[key] = None
-        deadline = now - self.max_delay
         for key, p in self._pending.items():
-            if p.first_at > deadline:
+            if now < p.first_at + self.max_delay:
                 break
             keys[key] = None
         if self._held:

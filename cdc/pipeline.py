@@ -46,7 +46,7 @@ from cdc.wordpress import TableNames
 log = logging.getLogger(__name__)
 
 
-MAX_CLOSED_PER_FLUSH = 1000  # closed changes one flush (one Kafka transaction) takes at most
+MAX_CLOSED_PER_FLUSH = 500  # closed changes one flush (one Kafka transaction) takes at most
 MAX_PIECE_MARKS = 40_000  # marks a piece's checkpoint may carry (~12 bytes each: under 1 MiB)
 
 

@@ -49,7 +49,7 @@ BULK_POSTS = 100_000
 BULK_BASE = 10_000_000
 BULK_TERM = 900_001
 MAX_PENDING_MB = 16
-RSS_BOUND_MB = 45 + 3 * MAX_PENDING_MB  # docs/design.md "Memory", docs/performance.md
+RSS_BOUND_MB = 45 + 4 * MAX_PENDING_MB  # docs/design.md "Memory": the idle process plus 3-4 x the setting
 
 
 # ------------------------------------------------------------------------------------ database
