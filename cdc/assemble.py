@@ -191,7 +191,9 @@ class Assembler:
           stale: the caller reads it again later, from a newer snapshot;
         * a pending change whose rows are all at or before ``position`` is contained in the
           document: it is dropped, the document replaces it;
-        * a pending change with newer rows stays, and is emitted after the document;
+        * a pending change whose rows are all after ``position`` stays, and is emitted after the
+          document; one with rows on both sides makes the document stale (its net cannot be
+          split at ``position``);
         * the post is marked as emitted up to ``position``, so the stream skips its rows up to
           there if it is still behind (they are in the document already).
         """
@@ -202,13 +204,14 @@ class Assembler:
         if self.emitted_since(key, position):
             return None  # a newer change is in Kafka already: read the post again, later
         pending = self._pending.get(key)
+        if pending is not None and pending.first_pos <= position < pending.last_pos:
+            # A pending change with rows on both sides of the document: its net (a term added
+            # before, removed after; a post born before, deleted after) cannot be split at the
+            # document's position, so emitting both would lose what happened after it. Read the
+            # post again once this change is out.
+            return None
         if pending is not None and pending.last_pos <= position:
             self._drop(key)
-        elif pending is not None and pending.inserted:
-            # Its insert is in the document (the post existed at ``position``); what follows is a
-            # change of that post, not its birth: a delete in the same window must still be told.
-            pending.inserted = False
-            pending.before = doc.row
         self.emitted[key] = position
         self._documented.add(key)
         capture = self.capture

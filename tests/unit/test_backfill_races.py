@@ -40,7 +40,7 @@ def test_a_session_starts_with_the_checkpoints_resume_as_its_pruning_horizon() -
 
 def test_a_post_created_before_the_document_and_deleted_after_it_gets_its_delete() -> None:
     """2. Insert at ≤ P, document at P, delete > P in the same window: the document was emitted, so
-    the pending change must close as a delete, not vanish as born-and-gone."""
+    a delete must follow, not vanish as born-and-gone."""
     b = Binlog()
     row = post_row(9, post_status="publish")
     asm = Assembler(Capture(), TermCatalog(), window=2, max_delay=30)
@@ -85,3 +85,18 @@ def test_caught_up_after_a_rotation_the_resume_point_moves_past_the_header() -> 
     asm.on_batch(b.rows(TableKind.POSTS, "insert", [(None, post_row(11))]), 11.0)
     asm.on_idle(Position("mariadb-bin.000002", 900), "0-1-1")
     assert asm.resume_point()[0] < Position("mariadb-bin.000002", 900)  # type: ignore[index]
+
+
+def test_a_pending_change_on_both_sides_of_the_document_makes_it_stale() -> None:
+    """2 (found by the simulation, seed 39): a term added before P and removed after it, in one
+    pending change, nets to nothing; emitted after a document that has the term, the removal
+    would be lost. So is a post born before P and deleted after it. The document is read again."""
+    b = Binlog()
+    row = post_row(12, post_status="publish")
+    asm = Assembler(Capture(), TermCatalog(), window=2, max_delay=30)
+    run(b.insert_post(row) + b.relate(12, 7), asm=asm, now=0.0)
+    p = Position(FILE, b.pos)
+    run(b.relate(12, 7, op="delete"), asm=asm, now=0.5)
+    assert asm.on_snapshot(doc(12), p) is None, "stale: the pending change straddles the document"
+    run(b.delete_post(row), asm=asm, now=0.6)
+    assert events(asm.due(5.0)) == [], "born and gone within the window, and no document emitted"
