@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 BACKFILL_ARGS ?=
 
-.PHONY: help deps up down status test test-unit lint demo bench clean
+.PHONY: help deps up down status test test-unit lint demo bench soak sim clean
 
 help:
 	@echo "make deps       install Debian packages, Java/Maven check, .venv with wpcdc[dev]"
@@ -21,6 +21,8 @@ help:
 	@echo "make lint       ruff check + mypy cdc"
 	@echo "make demo       deps, up, then deploy/local/demo.py"
 	@echo "make bench      deps, up, then bench/run.py (as python -m bench.run)"
+	@echo "make soak       hundreds of kill -9 cycles (SOAK_CYCLES, default 300) and 100,000 simulation seeds"
+	@echo "make sim        the deterministic simulation only: SEEDS=N (default 1000), SEED=n replays one"
 	@echo "make clean      stop the stack and remove $(STACK_DIR)"
 
 deps:
@@ -66,6 +68,17 @@ bench: up
 	else \
 		echo "make bench: bench/run.py does not exist yet; nothing to run"; \
 	fi
+
+SOAK_CYCLES ?= 300
+SEEDS ?= 1000
+# Long runs of what `make test` runs briefly: the real-stack kill -9 cycles, and the simulation.
+soak: up
+	WPCDC_KILL_CYCLES=$(SOAK_CYCLES) WPCDC_BACKFILL_KILL_CYCLES=$$(( $(SOAK_CYCLES) / 10 )) \
+		$(PY) -m pytest -q tests/integration/test_recovery.py $(PYTEST_ARGS)
+	WPCDC_SIM_SEEDS=100000 $(PY) -m pytest -q tests/sim $(PYTEST_ARGS)
+
+sim:
+	WPCDC_SIM_SEEDS=$(SEEDS) $(if $(SEED),WPCDC_SIM_SEED=$(SEED)) $(PY) -m pytest -q tests/sim $(PYTEST_ARGS)
 
 clean:
 	$(STACK_PY) $(STACK) down

@@ -1,0 +1,343 @@
+"""The deterministic simulation: the real session through modelled servers, crashes included.
+
+One seed is one run: a WordPress model writes (saves as many autocommit transactions, deletes,
+meta floods, bulk statements, rotations, idle gaps) while the real ``cdc.pipeline.Session`` (its
+assembler, encoder, checkpoint and backfill code, unchanged) reads the model binlog through the
+fakes of tests/sim/fakes.py. A small runner plays ``run_stream``'s part: it starts a producer
+(fencing the dead one), reads the committed checkpoint back and starts a session from it. At
+random points the process dies (``Crash``: all memory lost, a transaction left open) or the binlog
+connection drops. When the workload is done the last session runs until nothing is pending and
+stops cleanly; then the committed topic is checked from the outside (tests/sim/oracle.py).
+
+Everything runs on one asyncio loop with no real time and no threads (``Ports.blocking`` calls
+inline, ``Ports.pause`` yields), and every choice comes from ``random.Random(seed)``: a seed
+replays exactly (``make sim SEED=n``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc.assemble import Assembler
+from cdc.backfill import new_progress
+from cdc.checkpoint import Checkpoint
+from cdc.config import KafkaSettings, MysqlSettings, SnapshotSettings, StreamSettings
+from cdc.errors import WpcdcError
+from cdc.pipeline import Session
+from cdc.ports import Ports
+from cdc.snapshot import SnapshotProgress
+from tests.sim import oracle
+from tests.sim.fakes import (
+    Crash,
+    FakeChunkReader,
+    FakeKafka,
+    FakeSink,
+    FakeSource,
+    FakeStore,
+    VirtualClock,
+    load_checkpoint,
+)
+from tests.sim.model import new_world
+
+NAME = "sim"
+TOPIC = "wpcdc.sim.posts"
+CHECKPOINT_TOPIC = "wpcdc.sim.checkpoints"
+MIN_TRANSACTIONS = 50
+MAX_LIVES = 60  # processes per seed before the run is called stuck
+MAX_WAITS = 20_000  # idle turns of the last session before the run is called stuck
+
+
+@dataclass
+class Outcome:
+    seed: int
+    violations: list[str]
+    counters: Counter[str] = field(default_factory=Counter)
+    transactions: int = 0
+    crashes: int = 0
+    backfill: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+class Run:
+    """One seed: the world (model, Kafka, clock), the plan of faults, and the runner's loop."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        rng = self.rng
+        self.clock = VirtualClock()
+        self.backfill = rng.random() < 0.4
+        self.site, self.binlog, self.workload = new_world(seed, posts=rng.randint(6, 24) if self.backfill
+                                                          else rng.randint(0, 10))
+        self.kafka = FakeKafka(clock=self.clock)
+        self.written_before = len(self.binlog.transactions())  # the site before the connector
+        self.budget = rng.randint(6, 20)  # workload actions still to write (each is several transactions)
+        self.counters: Counter[str] = Counter()
+        self.crashes = 0
+        self.stop = asyncio.Event()
+        self.session: Session | None = None
+        self.waits = 0
+        window = rng.choice([2.0, 5.0] if self.backfill else [0.0, 0.3, 2.0])
+        if self.backfill:  # posts born while the backfill reads: documents of posts still pending
+            self.workload.weights["create"] = 25
+        if rng.random() < 0.3:  # quiet servers after rotations
+            self.workload.weights["rotate"] = 6
+        self.settings = StreamSettings(
+            name=NAME, mysql=MysqlSettings(database="wordpress"), kafka=KafkaSettings(bootstrap="sim:9092"),
+            server_id=1, topic=TOPIC, checkpoint_topic=CHECKPOINT_TOPIC,
+            window=window, max_delay=max(window, rng.choice([5.0, 30.0])),
+            # Small bounds now and then, so the memory bound, pieces and done_upto are exercised.
+            max_pending_bytes=rng.choice([64 << 20, 64 << 20, 60_000]),
+            flush_interval=0.1, checkpoint_interval=rng.choice([0.2, 1.0]), checkpoint_keepalive=5.0,
+            snapshot=SnapshotSettings(chunk_size=rng.randint(1, 6), max_chunks_ahead=rng.randint(1, 4),
+                                      max_posts_ahead=rng.choice([6, 4000])),
+        )
+
+    # ------------------------------------------------------------------------------- the world
+
+    def world(self, n: int = 1) -> None:
+        """The site goes on: up to ``n`` workload actions while the budget lasts."""
+        for _ in range(n):
+            if self.budget <= 0:
+                return
+            self.budget -= 1
+            self.binlog.tick_to(int(self.clock.monotonic()))
+            self.workload.step()
+
+    def on_wait(self, seconds: float) -> None:
+        """The session waits for the binlog: time passes, editors write, or it is over.
+
+        Waits may last longer than asked (a busy machine): it also gets quiet periods over fast."""
+        self.clock.advance(seconds * (self.rng.choice((1, 1, 4, 30)) if self.budget <= 0 else 1))
+        if self.budget <= 0 and self.streamed < MIN_TRANSACTIONS:
+            self.budget += 3  # every seed is a workout: at least MIN_TRANSACTIONS read by the stream
+        if self.budget > 0:
+            if self.rng.random() < 0.7:
+                self.world(self.rng.randint(1, 3))
+            return
+        self.waits += 1
+        session = self.session
+        if session is not None and self._quiet(session):
+            if not self.crashes:
+                raise Crash("idle")  # every seed kills a process at least once: here, when all is quiet
+            self.stop.set()
+        elif self.waits > MAX_WAITS:
+            raise Stuck(f"the session never went quiet: {self._describe(session)}")
+
+    @property
+    def streamed(self) -> int:
+        return len(self.binlog.transactions()) - self.written_before
+
+    def _quiet(self, session: Session) -> bool:
+        if session.assembler.pending_posts or session._closed:  # noqa: SLF001 - the simulator looks inside
+            return False
+        if session.backfill is not None and not session.backfill_committed:
+            return False
+        return session.source is not None and not session.source.backlog()
+
+    @staticmethod
+    def _describe(session: Session | None) -> str:
+        if session is None:
+            return "no session"
+        return (f"pending {session.assembler.pending_posts}, closed {len(session._closed)}, "  # noqa: SLF001
+                f"backfill {session.backfill is not None and not session.backfill_committed}")
+
+    # ------------------------------------------------------------------------------- the faults
+
+    def plan(self) -> dict[str, int]:
+        """Where this process dies, if it does: the n-th sink write (before or after its commit),
+        the n-th binlog item, the n-th database read, or a dropped binlog connection."""
+        rng = self.rng
+        if self.crashes >= 4 or (self.crashes and rng.random() < 0.6):
+            return {}
+        kind = rng.choice(["before_commit", "after_commit", "item", "read", "drop"])
+        return {kind: rng.randint(1, 40 if kind in ("item", "drop") else 8)}
+
+    # ------------------------------------------------------------------------------- the runner
+
+    async def run(self) -> Outcome:
+        violations: list[str] = []
+        first = True
+        try:
+            for _ in range(MAX_LIVES):
+                ended = await self.life(first)
+                first = False
+                if ended:
+                    break
+            else:
+                raise Stuck(f"{MAX_LIVES} processes and the run did not end")
+            violations += oracle.check_topic(self.kafka, TOPIC, self.site, self.settings.capture, validate_every=100)
+        except Stuck as exc:
+            violations.append(f"livelock: {exc}")
+        return Outcome(self.seed, violations, self.counters, self.streamed, self.crashes, self.backfill)
+
+    async def life(self, first: bool) -> bool:
+        """One process: start, resume from Kafka, stream until it dies or the run ends."""
+        rng = self.rng
+        plan = self.plan()
+        writes = Counter[str]()
+        self.session = None
+
+        def hook(name: str) -> Any:
+            def fire(sink: FakeSink, records: Any, checkpoint: Checkpoint | None) -> None:
+                writes[name] += 1
+                interesting = self._observe_write(checkpoint)
+                if plan.get(name) == writes[name]:
+                    raise Crash(name)
+                if interesting and name == "after_commit" and self.crashes < 4 and rng.random() < 0.5:
+                    raise Crash(name)  # die right where a race would leave its mark
+            return fire
+
+        sink = FakeSink(self.kafka, TOPIC, CHECKPOINT_TOPIC, NAME, "wpcdc-sim", rng=random.Random(rng.random()),
+                        before_commit=hook("before_commit"), after_commit=hook("after_commit"))
+        try:
+            await self._process(sink, plan)
+        except Crash:
+            self.crashes += 1
+            self.counters["crash"] += 1
+            session = self.session
+            if session is not None and session.backfill is not None and any(session.backfill.progress.rereads.values()):
+                self.counters["race4: crash with re-reads queued"] += 1
+            return False
+        except WpcdcError as exc:
+            if not getattr(exc, "retriable", False):
+                raise Stuck(f"a fatal error: {exc!r}") from None
+            self.counters["reconnect"] += 1
+            return False
+        finally:
+            sink.stop()
+        return self.stop.is_set() and self.budget <= 0
+
+    async def _process(self, sink: FakeSink, plan: dict[str, int]) -> None:
+        rng = self.rng
+        sink.start()  # fences the dead process and aborts its open transaction, then read:
+        checkpoint = load_checkpoint(self.kafka, CHECKPOINT_TOPIC, NAME)
+        progress: SnapshotProgress | None = None
+        if checkpoint is None:  # a new connector (or one that died before its first checkpoint)
+            checkpoint = Checkpoint(NAME, self.binlog.end() if self.backfill else self._first(),
+                                    gtid=self.binlog.gtid() if self.backfill else None, server_id=1)
+            if self.backfill:
+                progress = new_progress(self._reader())
+                checkpoint = Checkpoint(checkpoint.connector, checkpoint.resume, checkpoint.gtid,
+                                        server_id=1, snapshot=progress.as_dict())
+            await sink.write([], checkpoint)
+        elif checkpoint.snapshot and not checkpoint.snapshot.get("finished_ms"):
+            progress = SnapshotProgress.from_dict(checkpoint.snapshot)
+        reads = 0
+
+        def before_read(method: str) -> None:
+            nonlocal reads
+            reads += 1
+            if plan.get("read") == reads:
+                raise Crash("read")
+
+        items = 0
+
+        def drop_at(n: int, item: object) -> bool:
+            nonlocal items
+            items += 1
+            if plan.get("item") == items:
+                raise Crash("item")
+            return plan.get("drop") == items
+
+        ports = Ports(
+            source=lambda position, gtid: FakeSource(self.binlog, position, gtid, random.Random(rng.random()),
+                                                     clock=self.clock, on_wait=self.on_wait, drop_at=drop_at),
+            sink=sink, store=FakeStore(self.binlog, before_read=before_read),
+            chunk_reader=self._reader, monotonic=self.clock.monotonic, blocking=self._blocking,
+            pause=self.clock.sleep, observe=False,
+        )
+        session = Session(self.settings, checkpoint, ports, progress)
+        self._instrument(session.assembler)
+        self.session = session
+        self.stop.clear()
+        await session.run(self.stop)
+
+    # ------------------------------------------------------------------------------- helpers
+
+    def _first(self) -> Any:
+        from cdc.position import Position
+
+        return Position(self.binlog.files()[0], 4)
+
+    def _reader(self) -> FakeChunkReader:
+        return FakeChunkReader(self.binlog, self.settings.snapshot.chunk_size, random.Random(self.rng.random()),
+                               capture=self.settings.capture)
+
+    async def _blocking(self, fn: Any, *args: Any) -> Any:
+        """A read in a thread: it sees the database when it runs; its result reaches the caller
+        a while later, other tasks (the stream, the backfill) and editors having moved on."""
+        chunk = getattr(fn, "__name__", "") in ("read_chunk", "reread")
+        if chunk and self.budget > 0 and self.rng.random() < 0.4:
+            # The race of a post born just before the chunk's snapshot and deleted just after it,
+            # within one window of the stream: the document is read in between.
+            blog = self.rng.choice(self.workload.blogs)
+            pid = self.workload.create_post(blog)
+            self.budget -= 1
+            result = fn(*args)
+            self.workload.delete_post(blog, pid)
+        else:
+            result = fn(*args)
+        for _ in range(self.rng.randint(0, 12)):
+            await asyncio.sleep(0)
+            if self.budget > 0 and self.rng.random() < 0.25:
+                # While a backfill chunk is in flight, editors mostly go on with the newest post:
+                # the one the chunk may hold while its creation is still pending in the stream.
+                self.workload.newest_bias = 0.9 if chunk else 0.35
+                self.world()
+                self.workload.newest_bias = 0.35
+        return result
+
+    def _observe_write(self, checkpoint: Checkpoint | None) -> bool:
+        """Count a write the backfill moved on during (race 3); True when it did."""
+        session = self.session
+        if checkpoint is None or session is None or session.backfill is None or not checkpoint.snapshot:
+            return False
+        progress = session.backfill.progress
+        if list(progress.done_blogs) != list(checkpoint.snapshot.get("done_blogs") or ()) or (
+                progress.done_blogs and checkpoint.snapshot.get("done_blogs") is progress.done_blogs):
+            self.counters["race3: a blog finished while its checkpoint was being written"] += 1
+            return True
+        return False
+
+    def _instrument(self, assembler: Assembler) -> None:
+        """Count the situations the backfill races live in (the fixes decide what happens there)."""
+        counters = self.counters
+        on_snapshot = assembler.on_snapshot
+        on_idle = assembler.on_idle
+
+        def counted_on_snapshot(doc: Any, position: Any, ts: int = 0) -> Any:
+            key = (doc.blog_id, doc.post_id)
+            mark = assembler.emitted.get(key)
+            if (mark is None or mark < position) and assembler.emitted_since(key, position):
+                counters["race1: a document older than a pruned mark"] += 1
+            pending = assembler._pending.get(key)  # noqa: SLF001
+            if pending is not None and pending.inserted and pending.last_pos > position:
+                counters["race2: a document of a post born in a pending change"] += 1
+            return on_snapshot(doc, position, ts)
+
+        def counted_on_idle(position: Any, gtid: Any) -> None:
+            before = assembler.resume_point()
+            on_idle(position, gtid)
+            if before is not None and assembler.resume_point() != before and position.pos > 4 \
+                    and before[0].file == position.file and before[0].pos == 4:
+                counters["race5: idle after a rotation moved the resume point"] += 1
+
+        assembler.on_snapshot = counted_on_snapshot  # type: ignore[method-assign]
+        assembler.on_idle = counted_on_idle  # type: ignore[method-assign]
+
+
+class Stuck(Exception):
+    """The run did not end (a livelock), or ended in an error the runner could not heal."""
+
+
+def run_seed(seed: int) -> Outcome:
+    return asyncio.run(Run(seed).run())
+
