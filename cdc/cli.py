@@ -146,7 +146,7 @@ def _snapshot_settings(kw: dict[str, Any]) -> SnapshotSettings:
     types = frozenset(t.strip() for t in (kw.get("snapshot_post_types") or "").split(",") if t.strip())
     return SnapshotSettings(
         blog_ids=_blogs(kw.get("snapshot_blogs") or ""), post_types=types or None, id_min=id_min, id_max=id_max,
-        chunk_size=kw.get("snapshot_chunk_size") or 500, rows_per_second=kw.get("snapshot_rows_per_second"),
+        chunk_size=500 if kw.get("snapshot_chunk_size") is None else kw["snapshot_chunk_size"], rows_per_second=kw.get("snapshot_rows_per_second"),
     )
 
 

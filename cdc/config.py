@@ -101,9 +101,9 @@ class SnapshotSettings:
             raise ConfigError(f"--snapshot-chunk-size {self.chunk_size}: must be 1..10000 (every post of a "
                               "chunk carries a mark in the checkpoint until the stream passes the chunk)")
         if self.rows_per_second is not None and self.rows_per_second <= 0:
-            raise ConfigError(f"--rows-per-second {self.rows_per_second}: must be > 0")
+            raise ConfigError(f"--snapshot-rows-per-second {self.rows_per_second}: must be > 0")
         if self.id_max is not None and self.id_max < self.id_min:
-            raise ConfigError(f"--id-range: {self.id_min}..{self.id_max} is empty")
+            raise ConfigError(f"--snapshot-id-range {self.id_min}:{self.id_max}: the range is empty")
 
 
 @dataclass(frozen=True)

@@ -42,3 +42,18 @@ def test_backfill_marks_do_not_close_every_pending_change() -> None:
     closed = asm.on_batch(b.insert_post(row)[0], 0.0)
     assert closed == [] and asm.pending_posts == 1 and asm.stream_marks == 0
     assert len(asm.due(2.0)) == 1 and asm.stream_marks == 1
+
+
+def test_snapshot_settings_name_the_options_an_operator_types() -> None:
+    with pytest.raises(ConfigError, match="--snapshot-rows-per-second"):
+        SnapshotSettings(rows_per_second=0)
+    with pytest.raises(ConfigError, match="--snapshot-id-range 9:3"):
+        SnapshotSettings(id_min=9, id_max=3)
+
+
+def test_a_chunk_size_of_zero_is_refused_not_replaced() -> None:
+    from cdc.cli import _snapshot_settings
+
+    with pytest.raises(ConfigError, match="--snapshot-chunk-size 0"):
+        _snapshot_settings({"snapshot_chunk_size": 0})
+    assert _snapshot_settings({}).chunk_size == 500
