@@ -16,13 +16,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from cdc import metrics
-from cdc.assemble import Assembler
-from cdc.changes import Commit, RowsBatch
+from cdc.changes import Idle
 from cdc.checkpoint import Checkpoint
 from cdc.errors import SinkError, SourceError
+from cdc.pipeline import Session
 from cdc.position import Position
-from cdc.terms import TermCatalog
-from cdc.wordpress import Capture, TableKind
+from cdc.wordpress import TableKind
 
 from .rows import FILE, Binlog, post_row
 
@@ -80,33 +79,37 @@ def test_label_values_are_a_closed_set() -> None:
 # ---------------------------------------------------------------------------- pipeline hooks
 
 
-def assembler() -> Assembler:
-    return Assembler(Capture(), TermCatalog(), window=1.0, max_delay=30)
+def session(emitted: dict[Any, Any] | None = None) -> Session:
+    """A real session whose ports are never called by ``_on_item`` (no servers)."""
+    from cdc.config import KafkaSettings, MysqlSettings, StreamSettings
+    from cdc.ports import Ports
+
+    def unused(*args: Any) -> Any:
+        raise AssertionError("_on_item does no I/O")
+
+    settings = StreamSettings(name="m", mysql=MysqlSettings(), kafka=KafkaSettings(), server_id=1, window=1.0)
+    checkpoint = Checkpoint("m", Position("mariadb-bin.000001", 4), emitted=emitted or {})
+    return Session(settings, checkpoint, Ports(source=unused, sink=unused, store=unused,  # type: ignore[arg-type]
+                                               chunk_reader=unused, observe=False))
 
 
-def feed(asm: Assembler, items: list[Any]) -> None:
-    """What the pipeline does with each item (pipeline.Session._on_item)."""
+def feed(s: Session, items: list[Any]) -> None:
+    """The pipeline's own handling of each item (pipeline.Session._on_item), metrics included."""
     for item in items:
-        if isinstance(item, RowsBatch):
-            metrics.rows_seen(item)
-            folded = asm.rows_folded
-            asm.on_batch(item, 0.0)
-            metrics.rows_filtered(item, asm.rows_folded - folded)
-        elif isinstance(item, Commit):
-            asm.on_commit(item)
-            metrics.position(item.end, item.ts)
+        s._on_item(item)  # noqa: SLF001 - the hook under test
 
 
 def test_rows_seen_and_filtered_by_table() -> None:
-    asm, b = assembler(), Binlog()
+    s, b = session(), Binlog()
+    asm = s.assembler
     before = {t: (value("wpcdc_binlog_rows_total", table=t), value("wpcdc_binlog_rows_filtered_total", table=t))
               for t in metrics.TABLES}
-    feed(asm, b.insert_post(post_row(10)))
-    feed(asm, b.add_meta(1, 10, "_edit_lock", "1:1"))         # ignored by default: filtered
-    feed(asm, b.add_meta(2, 10, "color", "blue"))             # kept
-    feed(asm, b.insert_post(post_row(11, post_type="oembed_cache")))  # excluded type: filtered
-    feed(asm, b.new_term(5, 5, "category", "news", "News"))   # terms feed the catalog: never filtered
-    feed(asm, b.relate(10, 5))
+    feed(s, b.insert_post(post_row(10)))
+    feed(s, b.add_meta(1, 10, "_edit_lock", "1:1"))         # ignored by default: filtered
+    feed(s, b.add_meta(2, 10, "color", "blue"))             # kept
+    feed(s, b.insert_post(post_row(11, post_type="oembed_cache")))  # excluded type: filtered
+    feed(s, b.new_term(5, 5, "category", "news", "News"))   # terms feed the catalog: never filtered
+    feed(s, b.relate(10, 5))
 
     def delta(metric: str, table: TableKind) -> float:
         i = 0 if metric == "wpcdc_binlog_rows_total" else 1
@@ -126,20 +129,19 @@ def test_replayed_rows_already_in_kafka_count_as_filtered() -> None:
     b = Binlog()
     items = b.update_meta(3, 7, "color", "red", "blue")
     mark = items[0].position
-    asm = Assembler(Capture(), TermCatalog(), window=1.0, emitted={(1, 7): mark})
+    s = session(emitted={(1, 7): mark})
     before = value("wpcdc_binlog_rows_filtered_total", table="postmeta")
-    feed(asm, items)
+    feed(s, items)
     assert value("wpcdc_binlog_rows_filtered_total", table="postmeta") - before == 1
 
 
 def test_position_and_seconds_behind_source() -> None:
     b = Binlog(ts=int(time.time()) - 100)
-    asm = assembler()
-    feed(asm, b.insert_post(post_row(1)))
+    feed(session(), b.insert_post(post_row(1)))
     assert value("wpcdc_binlog_file_number") == 1
     assert value("wpcdc_binlog_position_bytes") == b.pos
     assert 99 <= value("wpcdc_seconds_behind_source") <= 110
-    metrics.idle()  # a heartbeat: caught up
+    feed(session(), [Idle(Position("mariadb-bin.000001", b.pos))])  # a heartbeat: caught up
     assert value("wpcdc_seconds_behind_source") == 0
     metrics.rows_seen(b.rows(TableKind.POSTS, "update", [(post_row(1), post_row(1, post_title="x"))]))
     assert value("wpcdc_seconds_behind_source") >= 99
