@@ -43,7 +43,7 @@ from cdc.rowcache import RowCache, row_size
 from cdc.terms import TermCatalog
 from cdc.wordpress import Capture, TableKind, is_autosave
 
-HISTORY_MAX = 200_000  # pruned marks a session remembers for backfill documents (~150 bytes each)
+HISTORY_MAX = 50_000  # pruned marks a session remembers for backfill documents (~150 bytes each: ~8 MB)
 PENDING_OVERHEAD = 800  # bytes of one pending change beyond its rows (~730 measured with tracemalloc for a term row)
 
 
@@ -104,8 +104,10 @@ class Assembler:
         # folded them into done_upto) are remembered here for this session, so a backfill
         # document older than a change already emitted is still recognised as stale; past
         # HISTORY_MAX posts the oldest are forgotten and ``pruned_upto`` says up to where a
-        # post may have been emitted without anything saying so (the checkpoint's resume point
-        # at the start: nothing before it is known).
+        # post may have been emitted without anything saying so. A session starts with none: a
+        # chunk is read after the session started, so its position is past every change emitted
+        # before (those were committed before it was read); only changes emitted between a
+        # chunk's read and its use can be newer, and those are in this session.
         self._history: OrderedDict[PostKey, Position] = OrderedDict()
         self.pruned_upto = pruned_upto
         # Posts whose mark a backfill document set: the backfill bounds those itself (it waits for
@@ -182,7 +184,7 @@ class Assembler:
             keys.update((k, None) for k, until in self._held.items() if until <= now)
         return [c for c in (self._close(k) for k in keys) if c is not None]
 
-    def on_snapshot(self, doc: PostDoc, position: Position, ts: int = 0) -> PostChange | None:
+    def on_snapshot(self, doc: PostDoc, position: Position, ts: int = 0, exact: bool = True) -> PostChange | None:
         """A backfill document of one post, read at binlog ``position``; None when it is stale.
 
         The rule that keeps a post's events in order (docs/design.md, "Backfill"):
@@ -204,11 +206,12 @@ class Assembler:
         if self.emitted_since(key, position):
             return None  # a newer change is in Kafka already: read the post again, later
         pending = self._pending.get(key)
-        if pending is not None and pending.first_pos <= position < pending.last_pos:
+        if pending is not None and position < pending.last_pos and (pending.first_pos <= position or not exact):
             # A pending change with rows on both sides of the document: its net (a term added
             # before, removed after; a post born before, deleted after) cannot be split at the
             # document's position, so emitting both would lose what happened after it. Read the
-            # post again once this change is out.
+            # post again once this change is out. With a position that is only a lower bound of the
+            # snapshot (``exact`` False, MySQL), any row after it may be in the document already.
             return None
         if pending is not None and pending.last_pos <= position:
             self._drop(key)

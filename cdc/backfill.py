@@ -130,7 +130,7 @@ class Backfill:
         changes: list[PostChange] = []
         stale: list[int] = []
         for doc in chunk.docs:
-            change = self.assembler.on_snapshot(doc, chunk.position, ts)
+            change = self.assembler.on_snapshot(doc, chunk.position, ts, exact=chunk.exact)
             if change is None:
                 stale.append(doc.post_id)
             else:

@@ -6,11 +6,10 @@ post-type, status and auto-draft policy, and names the changed fields. No I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cdc.changes import PostChange, Row
-from cdc.position import Position
 from cdc.wordpress import AUTO_DRAFT, Capture, editor_action
 
 SCHEMA_VERSION = 1
@@ -69,7 +68,6 @@ class PostEvent:
     terms_removed: tuple[dict[str, Any], ...] = ()
     revisions: tuple[dict[str, Any], ...] = ()
     schema_version: int = SCHEMA_VERSION
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -78,10 +76,6 @@ class PostEvent:
     @property
     def event_id(self) -> str:
         return f"{self.blog_id}-{self.post_id}-{self.seq}"
-
-    @property
-    def position(self) -> Position:
-        return Position(self.source.file, self.source.pos)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,7 +96,6 @@ class PostEvent:
             "meta": list(self.meta),
             "terms": {"added": list(self.terms_added), "removed": list(self.terms_removed)},
             "revisions": list(self.revisions),
-            **self.extra,
         }
 
 

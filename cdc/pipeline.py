@@ -74,7 +74,6 @@ class Session:
             max_pending_bytes=settings.max_pending_bytes,
             emitted=checkpoint.emitted,
             done_upto=checkpoint.done_upto,
-            pruned_upto=checkpoint.resume,
         )
         self.origin = Origin(settings.name, settings.mysql.database, settings.server_id)
         self.clock = Clock(ports.monotonic)
@@ -316,7 +315,12 @@ class Session:
         carried: dict[tuple[int, int], PostChange] = {}
         for c in closed:
             key = c.key
-            if key in carried:
+            if key in carried and c.snapshot:
+                # A backfill document after it (read before the post went): the taken-back change
+                # is older than the document, so it goes first, as the post's delete (it cannot
+                # wait for the delete row behind the document); the document keeps its label.
+                out.append(gone(carried.pop(key)))
+            elif key in carried:
                 c = fold_into(carried.pop(key), c)
             if key in missing and not c.row_known:
                 carried[key] = c

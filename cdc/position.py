@@ -59,7 +59,3 @@ class Position:
             raise ValueError(f"expected FILE:POS (e.g. mariadb-bin.000003:1234), got {text!r}")
         file_number(file)
         return cls(file, int(pos))
-
-    @classmethod
-    def from_seq(cls, seq: int, basename: str) -> Position:
-        return cls(f"{basename}.{seq >> 32:06d}", seq & 0xFFFFFFFF)

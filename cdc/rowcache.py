@@ -63,9 +63,6 @@ class RowCache:
         if old:
             self.nbytes -= old[1]
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._rows
-
     def get(self, key: PostKey) -> Row | None:
         hit = self._rows.get(key)
         return hit[0] if hit else None

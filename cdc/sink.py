@@ -225,8 +225,6 @@ class KafkaSink:
             max_batch_size=min(max_request_size, 512 << 10),  # default 16 KiB: 2-3 post events
             max_request_size=max_request_size,
         )
-        self.transactions_committed = 0
-        self.transactions_aborted = 0
 
     async def start(self) -> None:
         try:
@@ -278,13 +276,11 @@ class KafkaSink:
         except BaseException:
             try:
                 await producer.abort_transaction()
-                self.transactions_aborted += 1
                 metrics.transaction(committed=False)
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
             raise
         await producer.commit_transaction()
-        self.transactions_committed += 1
         metrics.transaction(committed=True)
 
     async def _write_acked(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:

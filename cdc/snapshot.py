@@ -84,6 +84,9 @@ class SnapshotChunk:
     last_id: int  # keyset cursor after this chunk
     rows_read: int
     exhausted: bool  # no more posts after this chunk in this blog
+    # False when ``position`` is only a lower bound of the snapshot (MySQL, with commits between
+    # reading the position and starting the snapshot): see Assembler.on_snapshot.
+    exact: bool = True
 
 
 class SnapshotReader:
@@ -155,7 +158,12 @@ class SnapshotReader:
         # default isolation level is.
         self.db.query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         self.db.query("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        exact = True
         try:
+            if before is not None:
+                # Unchanged after the snapshot started: nothing committed in between, so the
+                # snapshot is exactly at ``before``.
+                exact = self.db.current_position()[0] == before
             position = before or self._position()
             where, args = self._filter(after_id)
             if ids is not None:
@@ -190,7 +198,7 @@ class SnapshotReader:
         n_rows = len(rows) + sum(len(d.meta) + len(d.term_taxonomy_ids) for d in docs)
         self._spend(n_rows)
         return SnapshotChunk(blog, position, docs, ids[-1] if ids else after_id, n_rows,
-                             exhausted=len(rows) < self.settings.chunk_size)
+                             exhausted=len(rows) < self.settings.chunk_size, exact=exact)
 
     def reread(self, blog: int, post_ids: list[int]) -> SnapshotChunk:
         """A fresh snapshot of a few posts (those a concurrent change made stale)."""

@@ -129,7 +129,6 @@ class BinlogSource:
         start: Position,
         gtid: str | None,
         chunk_size: int = 500,
-        max_chunks: int = 64,
         heartbeat: float = 1.0,
         max_queue_bytes: int = 4 << 20,
         chunk_bytes: int = 512 << 10,
@@ -143,8 +142,7 @@ class BinlogSource:
         self.start_position = start
         self.chunk_size = chunk_size
         self.heartbeat = heartbeat
-        # Bounded by the binlog bytes of the rows it holds (max_chunks is no longer the bound):
-        # see cdc/source/handoff.py.
+        # Bounded by the decoded size of the rows it holds: see cdc/source/handoff.py.
         self.queue: handoff.WeightedQueue = handoff.WeightedQueue(max_queue_bytes)
         self.chunk_bytes = chunk_bytes
         self._chunk_weight = 0
@@ -167,10 +165,6 @@ class BinlogSource:
             except Exception:  # noqa: BLE001 - the reader thread may be using it; it will exit
                 pass
         self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
         """Wait up to ``timeout`` for a chunk (in a thread), then take whatever else is queued."""
@@ -294,7 +288,7 @@ class BinlogSource:
                 ident = event.ident.decode(errors="replace") if isinstance(event.ident, bytes) else event.ident
                 if txn is None and ident == file and end > self.position.pos and self.position.file == file:
                     self.position = Position(file, end)
-                chunk.append(Idle(self.position, self._gtid.text()))
+                chunk.append(Idle(self.position if txn is None else None, self._gtid.text()))
             elif isinstance(event, (MariadbGtidEvent, GtidEvent)):
                 begin = Position(file, end - event.packet.event_size)
                 prev = self._gtid.text()

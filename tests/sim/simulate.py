@@ -313,7 +313,7 @@ class Run:
         on_snapshot = assembler.on_snapshot
         on_idle = assembler.on_idle
 
-        def counted_on_snapshot(doc: Any, position: Any, ts: int = 0) -> Any:
+        def counted_on_snapshot(doc: Any, position: Any, ts: int = 0, exact: bool = True) -> Any:
             key = (doc.blog_id, doc.post_id)
             mark = assembler.emitted.get(key)
             if (mark is None or mark < position) and assembler.emitted_since(key, position):
@@ -321,7 +321,7 @@ class Run:
             pending = assembler._pending.get(key)  # noqa: SLF001
             if pending is not None and pending.inserted and pending.last_pos > position:
                 counters["race2: a document of a post born in a pending change"] += 1
-            return on_snapshot(doc, position, ts)
+            return on_snapshot(doc, position, ts, exact=exact)
 
         def counted_on_idle(position: Any, gtid: Any) -> None:
             before = assembler.resume_point()

@@ -32,8 +32,8 @@ def test_a_document_older_than_a_pruned_mark_is_stale() -> None:
     assert asm.on_snapshot(doc(7), Position(FILE, q.pos + 200)) is not None
 
 
-def test_a_session_starts_with_the_checkpoints_resume_as_its_pruning_horizon() -> None:
-    asm = Assembler(Capture(), TermCatalog(), pruned_upto=Position(FILE, 5000))
+def test_past_the_remembered_marks_an_older_document_is_stale() -> None:
+    asm = Assembler(Capture(), TermCatalog(), pruned_upto=Position(FILE, 5000))  # marks forgotten up to 5000
     assert asm.on_snapshot(doc(8), Position(FILE, 4000)) is None
     assert asm.on_snapshot(doc(8), Position(FILE, 5000)) is not None
 
@@ -100,3 +100,16 @@ def test_a_pending_change_on_both_sides_of_the_document_makes_it_stale() -> None
     assert asm.on_snapshot(doc(12), p) is None, "stale: the pending change straddles the document"
     run(b.delete_post(row), asm=asm, now=0.6)
     assert events(asm.due(5.0)) == [], "born and gone within the window, and no document emitted"
+
+
+def test_a_position_that_is_only_a_lower_bound_makes_any_later_pending_row_suspect() -> None:
+    """MySQL: P is read before the snapshot starts; a post born after P may be in the document.
+    A pending change with any row after such a P makes the document stale (born after P, deleted
+    after the snapshot, would otherwise be left standing)."""
+    b = Binlog()
+    row = post_row(13, post_status="publish")
+    asm = Assembler(Capture(), TermCatalog(), window=2, max_delay=30)
+    p = Position(FILE, b.pos)
+    run(b.insert_post(row), asm=asm, now=0.0)  # after P, before the snapshot started
+    assert asm.on_snapshot(doc(13), p, exact=False) is None
+    assert asm.on_snapshot(doc(13), p, exact=True) is not None  # an exact P: the insert is after it
