@@ -179,11 +179,17 @@ async def test_kafka_compacted_topic(stack: local_stack.Ports) -> None:
     new = NewTopic(topic, num_partitions=1, replication_factor=1,
                    topic_configs={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"})
     async with _topics(stack, new) as admin:
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": None})]
-        )
-        resources = [r for resp in responses for r in resp.resources]
-        assert len(resources) == 1
-        error_code, error_message, _type, name, entries = resources[0][:5]
+        # A topic just created can be unknown to the broker that answers for a moment (error 3,
+        # UNKNOWN_TOPIC_OR_PARTITION, seen on a loaded machine): ask again for a few seconds.
+        for _ in range(50):
+            responses = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": None})]
+            )
+            resources = [r for resp in responses for r in resp.resources]
+            assert len(resources) == 1
+            error_code, error_message, _type, name, entries = resources[0][:5]
+            if error_code != 3:
+                break
+            await asyncio.sleep(0.2)
         assert (error_code, name) == (0, topic), error_message
         assert _names(entries)["cleanup.policy"] == "compact"
