@@ -213,9 +213,7 @@ class Session:
         closed, self._closed = self._closed, []
         checkpoint = self._current_checkpoint()
         events = self._build(closed, looked_up)
-        records: list[Record] = []
-        for event in events:
-            records.extend(encode(event, self.settings.max_message_bytes))
+        records = self._encode(events)
         moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot, checkpoint.done_upto) != (
             self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot, self.checkpoint.done_upto
         )
@@ -257,15 +255,17 @@ class Session:
         self._closed = [c for c in self._closed if c.key not in keys]
         piece, looked_up = await self._look_up_rows(piece)
         events = self._build(piece, looked_up)
-        records: list[Record] = []
-        for event in events:
-            records.extend(encode(event, self.settings.max_message_bytes))
+        records = self._encode(events)
         marks = dict(base.emitted)
         for c in piece:
             if c.last_pos > base.resume and (base.done_upto is None or c.last_pos > base.done_upto):
                 marks[c.key] = max(c.last_pos, marks.get(c.key, c.last_pos))
         await self._write(events, records, replace(base, emitted=marks, ts_ms=int(time.time() * 1000)))
         return True
+
+    def _encode(self, events: list[PostEvent]) -> list[Record]:
+        """Each event's records (the event, and a tombstone after a delete), in order."""
+        return [r for event in events for r in encode(event, self.settings.max_message_bytes)]
 
     async def _write(self, events: list[PostEvent], records: list[Record], checkpoint: Checkpoint) -> None:
         started = time.perf_counter()

@@ -183,16 +183,19 @@ def fold(events: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
     """Replay events into per-post state: row, meta by meta_id, term_taxonomy_ids, rows covered.
 
     A snapshot document sets the whole state, a delete clears it, other events apply their
-    changes: what a consumer building a search index does.
+    changes: what a consumer building a search index does. ``cut`` says an event the size policy
+    cut touched the state since the last delete or snapshot (it cannot be compared then).
     """
     state: dict[tuple[int, int], dict[str, Any]] = {}
     for e in events:
-        s = state.setdefault((e["blog_id"], e["post_id"]), {"row": None, "meta": {}, "terms": set(), "rows": 0})
+        s = state.setdefault((e["blog_id"], e["post_id"]),
+                             {"row": None, "meta": {}, "terms": set(), "rows": 0, "cut": False})
         s["rows"] += e["source"]["rows"]
         if e["op"] in ("delete", "snapshot"):
-            s["row"], s["meta"], s["terms"] = None, {}, set()
+            s["row"], s["meta"], s["terms"], s["cut"] = None, {}, set(), False
         if e["op"] == "delete":
             continue
+        s["cut"] = s["cut"] or "truncated" in e
         s["row"] = e["after"]
         for m in e["meta"]:
             if m["op"] == "delete":

@@ -22,6 +22,7 @@ import orjson
 from cdc.changes import PostKey
 from cdc.encode import dumps
 from cdc.wordpress import Capture
+from tests.integration.harness import fold  # the consumer's fold, with `cut`
 from tests.sim.fakes import FakeKafka
 from tests.sim.model import Site, expected_state
 
@@ -66,29 +67,6 @@ def _schema_errors(doc: dict[str, Any]) -> list[str]:
 def _as_json(value: Any) -> Any:
     """A database value as it reads in an event (datetimes as ISO-8601, …)."""
     return orjson.loads(dumps(value))
-
-
-def fold(events: Sequence[dict[str, Any]]) -> dict[PostKey, dict[str, Any]]:
-    """Per-post state from events, as tests/integration/harness.py's ``fold``: a snapshot sets the
-    whole state, a delete clears it, other events apply their row, meta and term changes.
-    ``cut`` says an event the size policy cut touched the state (it cannot be compared then)."""
-    state: dict[PostKey, dict[str, Any]] = {}
-    for e in events:
-        s = state.setdefault((e["blog_id"], e["post_id"]), {"row": None, "meta": {}, "terms": set(), "cut": False})
-        if e["op"] in ("delete", "snapshot"):
-            s["row"], s["meta"], s["terms"], s["cut"] = None, {}, set(), False
-        if e["op"] == "delete":
-            continue
-        s["cut"] = s["cut"] or "truncated" in e
-        s["row"] = e["after"]
-        for m in e["meta"]:
-            if m["op"] == "delete":
-                s["meta"].pop(m["meta_id"], None)
-            else:
-                s["meta"][m["meta_id"]] = (m["key"], m["after"])
-        s["terms"] |= {t["term_taxonomy_id"] for t in e["terms"]["added"]}
-        s["terms"] -= {t["term_taxonomy_id"] for t in e["terms"]["removed"]}
-    return state
 
 
 def check_topic(kafka: FakeKafka, topic: str, site: Site, capture: Capture | None = None,
