@@ -11,11 +11,12 @@ import asyncio
 import click
 import orjson
 
-from cdc.checkpoint import Checkpoint
+from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import StreamSettings
-from cdc.errors import PreflightError, SinkError
+from cdc.errors import CheckpointMissingError, Exit, PreflightError, SinkError
+from cdc.kafka import check_topics, connector_topics, ensure_topics
 from cdc.position import Position
-from cdc.sink import KafkaSink, ensure_topics, find_checkpoint, topic_offsets
+from cdc.sink import KafkaSink
 from cdc.source import preflight
 from cdc.source.database import Database
 from cdc.wordpress import TableNames
@@ -32,17 +33,7 @@ def run_checks(settings: StreamSettings) -> int:
         results.append(preflight.check_tables(db, tables))
         for r in results:
             click.echo(f"ok    {r.name}: {r.detail}")
-        try:
-            saved, found_in = asyncio.run(find_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name))
-            held = 0 if saved else asyncio.run(topic_offsets(settings.kafka, settings.topic))
-        except SinkError as exc:
-            raise PreflightError(f"Kafka: {exc}", check="kafka", exit_code=18) from None
-        click.echo(f"ok    kafka: {settings.kafka.bootstrap}")
-        if saved is None and held:
-            raise PreflightError(
-                f"no checkpoint in {settings.checkpoint_topic}, but {settings.topic} holds {held} offsets: "
-                "`wpcdc stream` would stop (exit 41); see docs/operations.md, \"A lost checkpoint\"",
-                check="checkpoint", exit_code=41)
+        saved, found_in = asyncio.run(_check_kafka(settings))
         click.echo(f"ok    checkpoint: {describe(saved, found_in)}")
         r = preflight.check_position(db, saved.resume if saved else None)
         click.echo(f"ok    {r.name}: {r.detail}")
@@ -54,6 +45,25 @@ def run_checks(settings: StreamSettings) -> int:
     return 0
 
 
+async def _check_kafka(settings: StreamSettings) -> tuple[Checkpoint | None, str]:
+    """Kafka reachable, its topics fit for the connector, the checkpoint there (or not lost)."""
+    store = CheckpointStore(settings.kafka, settings.checkpoint_topic, settings.name)
+    try:
+        saved, found_in = await store.find()
+        problems = await check_topics(settings.kafka, connector_topics(settings))
+        click.echo(f"ok    kafka: {settings.kafka.bootstrap}")
+        if problems:
+            raise PreflightError("; ".join(problems), check="topics", exit_code=Exit.KAFKA)
+        click.echo("ok    topics: missing ones are created by `wpcdc stream`; existing ones fit")
+        if saved is None:
+            await store.require_not_lost(settings.topic)
+    except CheckpointMissingError as exc:
+        raise PreflightError(str(exc), check="checkpoint", exit_code=Exit.CHECKPOINT_MISSING) from None
+    except SinkError as exc:
+        raise PreflightError(f"Kafka: {exc}", check="kafka", exit_code=Exit.KAFKA) from None
+    return saved, found_in
+
+
 def describe(saved: Checkpoint | None, found_in: str) -> str:
     if saved is None:
         return "none yet (a new connector starts at the binlog's end)"
@@ -61,10 +71,11 @@ def describe(saved: Checkpoint | None, found_in: str) -> str:
 
 
 def show_offsets(settings: StreamSettings) -> int:
-    saved, found_in = asyncio.run(find_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name))
+    store = CheckpointStore(settings.kafka, settings.checkpoint_topic, settings.name)
+    saved, found_in = asyncio.run(store.find())
     if saved is None:
         click.echo(f"no checkpoint for connector {settings.name!r} in {settings.checkpoint_topic}")
-        return 3
+        return Exit.NO_CHECKPOINT
     if found_in != settings.checkpoint_topic:
         click.echo(f"# in the shared topic {found_in}; the next `wpcdc stream` moves it to {settings.checkpoint_topic}",
                    err=True)
@@ -87,7 +98,7 @@ def set_offsets(settings: StreamSettings, position: Position | None) -> int:
     checkpoint = Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id)
 
     async def write() -> None:
-        await ensure_topics(settings.kafka, settings.topic, settings.checkpoint_topic, settings.partitions)
+        await ensure_topics(settings.kafka, connector_topics(settings))
         # The connector's own transactional id: a running instance is fenced rather than raced.
         sink = KafkaSink(settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
                          connector=settings.name, transactional_id=settings.transactional_id)

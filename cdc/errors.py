@@ -2,30 +2,103 @@
 
 Lower layers (pymysql, aiokafka) raise their own types; the stage that talks to them maps them to
 these at its boundary, so the CLI only ever catches ``WpcdcError`` and prints ``str(exc)``, which is
-always one actionable sentence. Exit codes are part of the CLI contract (docs/operations.md).
+always one actionable sentence. Exit codes are part of the CLI contract: :data:`EXIT_CODES` is
+their one table, which ``wpcdc --help`` prints and docs/operations.md must match (a test checks).
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    OK = 0
+    BUG = 1
+    CONFIG = 2
+    NO_CHECKPOINT = 3
+    MYSQL_CONNECT = 10
+    LOG_BIN = 11
+    BINLOG_FORMAT = 12
+    ROW_IMAGE = 13
+    ROW_METADATA = 14
+    PRIVILEGES = 15
+    TABLES = 16
+    COMPRESSION = 17
+    KAFKA = 18
+    SOURCE = 20
+    BINLOG_PURGED = 21
+    INVALID_POSITION = 22
+    UNSUPPORTED_CHANGE = 23
+    SINK = 30
+    FENCED = 31
+    RECORD_TOO_LARGE = 32
+    CHECKPOINT = 40
+    CHECKPOINT_MISSING = 41
+
+
+# code → (what it means, in a line for --help; the commands that exit with it, as the docs list them)
+EXIT_CODES: dict[Exit, tuple[str, str]] = {
+    Exit.OK: ("success; `stream` stopped by SIGTERM/SIGINT after writing a last checkpoint", "all"),
+    Exit.BUG: ("unexpected error (a bug: the traceback is in the log)", "all"),
+    Exit.CONFIG: ("usage or configuration error (the message names the option)", "all"),
+    Exit.NO_CHECKPOINT: ("no checkpoint for this connector", "`status`, `offsets show`"),
+    Exit.MYSQL_CONNECT: ("preflight: cannot connect to MySQL", "`check`, start of `stream`"),
+    Exit.LOG_BIN: ("preflight: log_bin is off", "`check`, start of `stream`"),
+    Exit.BINLOG_FORMAT: ("preflight: binlog_format is not ROW", "`check`, start of `stream`"),
+    Exit.ROW_IMAGE: ("preflight: binlog_row_image is not FULL", "`check`, start of `stream`"),
+    Exit.ROW_METADATA: ("preflight: binlog_row_metadata is not FULL", "`check`, start of `stream`"),
+    Exit.PRIVILEGES: ("preflight: missing privileges (the message has the GRANT)", "`check`, start of `stream`"),
+    Exit.TABLES: ("preflight: the WordPress tables are not there", "`check`, start of `stream`"),
+    Exit.COMPRESSION: ("preflight: binlog transaction compression is on", "`check`, start of `stream`"),
+    Exit.KAFKA: ("Kafka unreachable, refusing the login, or its topics contradict what wpcdc needs", "`check`"),
+    Exit.SOURCE: ("MySQL failed during the command (retried by stream)", "`offsets set`, `offsets reset`"),
+    Exit.BINLOG_PURGED: ("the saved position is gone (binlog purged): see docs/operations.md",
+                         "`stream`, `check`, `offsets set`"),
+    Exit.INVALID_POSITION: ("the server refused the saved position", "`stream`"),
+    Exit.UNSUPPORTED_CHANGE: ("the binlog holds a change wpcdc cannot turn into events (the message names "
+                              "the position, the cause and the remedy)", "`stream`, `backfill`"),
+    Exit.SINK: ("Kafka did not accept a write or could not be read (retried by stream)", "`offsets`, `status`"),
+    Exit.FENCED: ("fenced: another instance with the same --name (or server_id) took over", "`stream`, `backfill`"),
+    Exit.RECORD_TOO_LARGE: ("Kafka refused an event as too large: the topic's max.message.bytes is below "
+                            "--max-message-bytes (the message has the command to raise it)", "`stream`, `backfill`"),
+    Exit.CHECKPOINT: ("the checkpoint record is unreadable, or hidden behind another producer's open "
+                      "transaction (retried by stream)", "`stream`, `offsets`, `status`"),
+    Exit.CHECKPOINT_MISSING: ("no checkpoint, but the event topic holds events: the checkpoint was lost "
+                              "(resume with `offsets set`, --start end, or backfill)", "`stream`, `check`"),
+}
+RETRIED_BY_STREAM = (Exit.SOURCE, Exit.SINK, Exit.CHECKPOINT)
+
+
+def exit_table(width: int = 100) -> str:
+    """The exit codes as ``--help`` shows them."""
+    import textwrap
+
+    lines = []
+    for code, (meaning, _) in EXIT_CODES.items():
+        wrapped = textwrap.wrap(meaning, width - 8) or [""]
+        lines.append(f"  {int(code):<5} {wrapped[0]}")
+        lines += [f"        {more}" for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
 class WpcdcError(Exception):
     """Root of every error wpcdc raises on purpose."""
 
-    exit_code = 1
+    exit_code: int = Exit.BUG
 
 
 class ConfigError(WpcdcError):
     """A configuration value is missing or invalid."""
 
-    exit_code = 2
+    exit_code: int = Exit.CONFIG
 
 
 class PreflightError(WpcdcError):
     """The source server is not set up for change data capture (one check failed)."""
 
-    exit_code = 10
+    exit_code: int = Exit.MYSQL_CONNECT
 
-    def __init__(self, message: str, *, check: str, exit_code: int | None = None) -> None:
+    def __init__(self, message: str, *, check: str, exit_code: Exit | None = None) -> None:
         super().__init__(message)
         self.check = check
         if exit_code is not None:
@@ -35,42 +108,42 @@ class PreflightError(WpcdcError):
 class SourceError(WpcdcError):
     """The binlog could not be read; retriable unless a subclass says otherwise."""
 
-    exit_code = 20
+    exit_code: int = Exit.SOURCE
     retriable = True
 
 
 class BinlogPurgedError(SourceError):
     """The position to resume from is no longer on the server (MySQL error 1236)."""
 
-    exit_code = 21
+    exit_code: int = Exit.BINLOG_PURGED
     retriable = False
 
 
 class InvalidPositionError(SourceError):
     """The server refused the position (MySQL error 1236 other than a purge)."""
 
-    exit_code = 22
+    exit_code: int = Exit.INVALID_POSITION
     retriable = False
 
 
 class ReplicaReplacedError(SourceError):
     """Another replica with our server_id took the binlog stream: another instance runs."""
 
-    exit_code = 31
+    exit_code: int = Exit.FENCED
     retriable = False
 
 
 class SinkError(WpcdcError):
     """Kafka did not accept the events; retriable unless a subclass says otherwise."""
 
-    exit_code = 30
+    exit_code: int = Exit.SINK
     retriable = True
 
 
 class FencedError(SinkError):
     """Another instance with the same connector name took over the transactional id."""
 
-    exit_code = 31
+    exit_code: int = Exit.FENCED
     retriable = False
 
 
@@ -78,14 +151,14 @@ class RecordTooLargeError(SinkError):
     """Kafka refused a record as too large: the topic (or broker) accepts less than
     --max-message-bytes. Retrying cannot help; the operator raises the limit or lowers ours."""
 
-    exit_code = 32
+    exit_code: int = Exit.RECORD_TOO_LARGE
     retriable = False
 
 
 class CheckpointError(WpcdcError):
     """The checkpoint topic could not be read or holds a record we cannot use."""
 
-    exit_code = 40
+    exit_code: int = Exit.CHECKPOINT
     retriable = False
 
 
@@ -102,7 +175,7 @@ class CheckpointMissingError(CheckpointError):
     (a deleted topic, another --checkpoint-topic or --name). Starting at the end would skip every
     change since in silence, so the connector stops unless told how to start."""
 
-    exit_code = 41
+    exit_code: int = Exit.CHECKPOINT_MISSING
 
 
 class UnsupportedChangeError(SourceError):
@@ -110,7 +183,7 @@ class UnsupportedChangeError(SourceError):
     (a partial row image, a statement, a compressed event, a TRUNCATE/DROP/RENAME): the stream
     stops there, after writing everything before it, instead of skipping it in silence."""
 
-    exit_code = 23
+    exit_code: int = Exit.UNSUPPORTED_CHANGE
     retriable = False
 
     def __init__(self, message: str, *, position: object = None, end: object = None) -> None:

@@ -27,15 +27,16 @@ from cdc import metrics
 from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
 from cdc.changes import Commit, Idle, PostChange, RowsBatch, fold_into, gone
-from cdc.checkpoint import Checkpoint
+from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.clock import Clock
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode
-from cdc.errors import CheckpointMissingError, PreflightError, UnsupportedChangeError, WpcdcError
+from cdc.errors import PreflightError, UnsupportedChangeError, WpcdcError
 from cdc.events import Origin, PostEvent, build
+from cdc.kafka import connector_topics, ensure_topics
 from cdc.ports import ChangeSource, Ports
 from cdc.position import Position
-from cdc.sink import KafkaSink, ensure_topics, find_checkpoint, topic_offsets
+from cdc.sink import KafkaSink
 from cdc.snapshot import SnapshotProgress, SnapshotReader
 from cdc.source import preflight
 from cdc.source.binlog import BinlogSource, SourceFailed
@@ -363,7 +364,8 @@ async def starting_checkpoint(settings: StreamSettings, db: Database, start: str
     CheckpointMissingError unless the operator said how to start (``--start end|FILE:POS``) or a
     snapshot will re-read every post anyway (``fresh_ok``).
     """
-    saved, found_in = await find_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name)
+    store = CheckpointStore(settings.kafka, settings.checkpoint_topic, settings.name)
+    saved, found_in = await store.find()
     if saved is not None and start == "checkpoint":
         if found_in != settings.checkpoint_topic:
             log.warning("checkpoint of connector %s found in the shared topic %s: moving it to the "
@@ -374,17 +376,7 @@ async def starting_checkpoint(settings: StreamSettings, db: Database, start: str
         position = await asyncio.to_thread(preflight.transaction_start, db, Position.parse(start))
         return Checkpoint(settings.name, position, server_id=settings.server_id), True, True
     if start == "checkpoint" and not fresh_ok:
-        held = await topic_offsets(settings.kafka, settings.topic)
-        if held:
-            raise CheckpointMissingError(
-                f"no checkpoint for connector {settings.name!r} in {settings.checkpoint_topic}, but its event "
-                f"topic {settings.topic} already holds {held} offsets: the checkpoint was lost (a deleted or "
-                "recreated topic, another --checkpoint-topic or --name?). Starting at the binlog's end would "
-                "skip every change since in silence. Choose one: `wpcdc offsets set FILE:POS` to resume where "
-                "the events end (`wpcdc status` shows the newest event's position; an earlier position "
-                "repeats events, which consumers drop by seq), `--start end` to start at the end on purpose, "
-                "or `wpcdc backfill` to re-read every post"
-            )
+        await store.require_not_lost(settings.topic)
     position, gtid = await asyncio.to_thread(db.current_position)
     return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id), True, True
 
@@ -454,8 +446,7 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
 
     async def one_session() -> None:
         nonlocal start, want_backfill
-        await ensure_topics(settings.kafka, settings.topic, settings.checkpoint_topic, settings.partitions,
-                            settings.max_message_bytes)
+        await ensure_topics(settings.kafka, connector_topics(settings))
         sink = KafkaSink(
             settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
             connector=settings.name,

@@ -16,17 +16,13 @@ from typing import Any
 
 import click
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
-from cdc.checkpoint import Checkpoint
+from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import KafkaSettings, StreamSettings
-from cdc.errors import SourceError
+from cdc.errors import Exit, SinkError, SourceError
+from cdc.kafka import KafkaReader
 from cdc.position import Position, file_number
-from cdc.sink import find_checkpoint
 from cdc.source.database import Database
-
-EXIT_NO_CHECKPOINT = 3
 
 
 def _iso(ts: float) -> str:
@@ -88,56 +84,37 @@ def server_report(settings: StreamSettings, cp: Checkpoint | None) -> dict[str, 
 async def topic_report(settings: KafkaSettings, topic: str) -> dict[str, Any]:
     """Partitions, committed offsets, offsets in open (not yet committed) transactions, the newest
     event. Offsets, not records: each committed transaction also takes one for its marker."""
-    committed = AIOKafkaConsumer(**settings.client_kwargs(), isolation_level="read_committed",
-                                 enable_auto_commit=False)
-    uncommitted = AIOKafkaConsumer(**settings.client_kwargs(), isolation_level="read_uncommitted",
-                                   enable_auto_commit=False)
-    try:
-        await committed.start()
-        await uncommitted.start()
-        await committed._client.force_metadata_update()  # noqa: SLF001 - no public refresh
-        parts = committed.partitions_for_topic(topic)
-        if not parts:
+    async with KafkaReader(settings, f"read topic {topic}") as reader:
+        tps = await reader.partitions(topic)
+        if not tps:
             return {"topic": topic, "exists": False}
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        begin = await committed.beginning_offsets(tps)
-        stable = await committed.end_offsets(tps)  # the last stable offset
-        high = await uncommitted.end_offsets(tps)
+        offsets = await reader.offsets(tps)
         newest: dict[str, Any] | None = None
-        committed.assign(tps)
         for tp in tps:
-            if stable[tp] <= begin[tp]:
-                continue
-            committed.seek(tp, max(begin[tp], stable[tp] - 50))
-            while await committed.position(tp) < stable[tp]:
-                batch = await committed.getmany(tp, timeout_ms=2000)
-                if not batch:
-                    break
-                for msg in batch.get(tp, []):
-                    if msg.value is not None and (newest is None or msg.timestamp > newest["kafka_ts"]):
-                        newest = {"kafka_ts": msg.timestamp, "value": msg.value}
-        last = None
-        if newest is not None:
-            event = orjson.loads(newest["value"])
-            source = event.get("source") or {}
-            last = {"op": event.get("op"), "post": f"{event.get('blog_id')}:{event.get('post_id')}",
-                    "position": f"{source.get('file')}:{source.get('pos')}",
-                    "source_time": _iso(source["ts_ms"] / 1000) if source.get("ts_ms") else None,
-                    "written": _iso(newest["kafka_ts"] / 1000)}
-        return {
-            "topic": topic, "exists": True, "partitions": len(tps),
-            "committed_offsets": sum(stable[tp] - begin[tp] for tp in tps),
-            "open_transaction_offsets": sum(high[tp] - stable[tp] for tp in tps),
-            "last_event": last,
-        }
-    finally:
-        await committed.stop()
-        await uncommitted.stop()
+            start = max(offsets.begin[tp], offsets.stable[tp] - 50)
+            async for msg in reader.read(tp, start, offsets.stable[tp], timeout=10):
+                if msg.value is not None and (newest is None or msg.timestamp > newest["kafka_ts"]):
+                    newest = {"kafka_ts": msg.timestamp, "value": msg.value}
+    last = None
+    if newest is not None:
+        event = orjson.loads(newest["value"])
+        source = event.get("source") or {}
+        last = {"op": event.get("op"), "post": f"{event.get('blog_id')}:{event.get('post_id')}",
+                "position": f"{source.get('file')}:{source.get('pos')}",
+                "source_time": _iso(source["ts_ms"] / 1000) if source.get("ts_ms") else None,
+                "written": _iso(newest["kafka_ts"] / 1000)}
+    return {
+        "topic": topic, "exists": True, "partitions": len(tps),
+        "committed_offsets": offsets.committed,
+        "open_transaction_offsets": offsets.in_open_transactions,
+        "last_event": last,
+    }
 
 
 def gather(settings: StreamSettings) -> dict[str, Any]:
     now = time.time()
-    cp, found_in = asyncio.run(find_checkpoint(settings.kafka, settings.checkpoint_topic, settings.name))
+    store = CheckpointStore(settings.kafka, settings.checkpoint_topic, settings.name)
+    cp, found_in = asyncio.run(store.find())
     report: dict[str, Any] = {
         "connector": settings.name,
         "checkpoint_topic": found_in,
@@ -145,8 +122,8 @@ def gather(settings: StreamSettings) -> dict[str, Any]:
     }
     try:
         report["events"] = asyncio.run(topic_report(settings.kafka, settings.topic))
-    except KafkaError as exc:
-        report["events"] = {"topic": settings.topic, "error": repr(exc)}
+    except SinkError as exc:
+        report["events"] = {"topic": settings.topic, "error": str(exc)}
     report["server"] = server_report(settings, cp)
     return report
 
@@ -197,4 +174,4 @@ def show_status(settings: StreamSettings, as_json: bool = False) -> int:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     else:
         click.echo(render(report))
-    return 0 if report["checkpoint"] is not None else EXIT_NO_CHECKPOINT
+    return 0 if report["checkpoint"] is not None else Exit.NO_CHECKPOINT

@@ -13,21 +13,11 @@ from dataclasses import dataclass
 
 import pymysql
 
-from cdc.errors import PreflightError, SourceError
+from cdc.errors import Exit, PreflightError, SourceError
 from cdc.position import Position
 from cdc.source import boundary
 from cdc.source.database import Database
 from cdc.wordpress import TableKind, TableNames
-
-EXIT_CONNECT = 10
-EXIT_LOG_BIN = 11
-EXIT_FORMAT = 12
-EXIT_ROW_IMAGE = 13
-EXIT_ROW_METADATA = 14
-EXIT_PRIVILEGES = 15
-EXIT_TABLES = 16
-EXIT_COMPRESSION = 17
-EXIT_POSITION = 21
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +29,7 @@ class CheckResult:
     detail: str
 
 
-def _expect(db: Database, variable: str, wanted: str, exit_code: int, fix: str) -> CheckResult:
+def _expect(db: Database, variable: str, wanted: str, exit_code: Exit, fix: str) -> CheckResult:
     value = db.variable(variable)
     if value is None or value.upper() != wanted:
         raise PreflightError(
@@ -52,32 +42,32 @@ def check_connect(db: Database) -> CheckResult:
     try:
         flavor = db.flavor
     except SourceError as exc:
-        raise PreflightError(str(exc), check="connect", exit_code=EXIT_CONNECT) from None
+        raise PreflightError(str(exc), check="connect", exit_code=Exit.MYSQL_CONNECT) from None
     return CheckResult("connect", True, f"{flavor.name} {'.'.join(map(str, flavor.version))}")
 
 
 def check_binlog_settings(db: Database) -> list[CheckResult]:
     results = [
-        _expect(db, "log_bin", "ON", EXIT_LOG_BIN,
+        _expect(db, "log_bin", "ON", Exit.LOG_BIN,
                 "start the server with log_bin (e.g. log_bin=mysql-bin in my.cnf) and a server_id"),
-        _expect(db, "binlog_format", "ROW", EXIT_FORMAT,
+        _expect(db, "binlog_format", "ROW", Exit.BINLOG_FORMAT,
                 "set binlog_format=ROW in my.cnf (SET GLOBAL affects new sessions only)"),
-        _expect(db, "binlog_row_image", "FULL", EXIT_ROW_IMAGE, "set binlog_row_image=FULL in my.cnf"),
+        _expect(db, "binlog_row_image", "FULL", Exit.ROW_IMAGE, "set binlog_row_image=FULL in my.cnf"),
     ]
     if db.flavor.supports_row_metadata:
-        results.append(_expect(db, "binlog_row_metadata", "FULL", EXIT_ROW_METADATA,
+        results.append(_expect(db, "binlog_row_metadata", "FULL", Exit.ROW_METADATA,
                                "set binlog_row_metadata=FULL in my.cnf (column names in the binlog)"))
     else:
         raise PreflightError(
             "this server is too old for binlog_row_metadata (MariaDB >= 10.5 or MySQL >= 8.0.14 needed)",
-            check="binlog_row_metadata", exit_code=EXIT_ROW_METADATA,
+            check="binlog_row_metadata", exit_code=Exit.ROW_METADATA,
         )
     var = db.flavor.compression_variable
     value = db.variable(var)
     if value is not None and value.upper() in ("ON", "1") and not db.flavor.reads_compression:
         raise PreflightError(
             f"{var}=ON: wpcdc does not decode compressed binlog events and would stop at the first "
-            f"one; set {var}=OFF (SET GLOBAL {var}=OFF, and in my.cnf)", check=var, exit_code=EXIT_COMPRESSION,
+            f"one; set {var}=OFF (SET GLOBAL {var}=OFF, and in my.cnf)", check=var, exit_code=Exit.COMPRESSION,
         )
     on = value is not None and value.upper() in ("ON", "1")
     results.append(CheckResult(var, True, "ON (compressed events are inflated)" if on else value or "OFF"))
@@ -87,7 +77,7 @@ def check_binlog_settings(db: Database) -> list[CheckResult]:
         if "PARTIAL_JSON" in value.upper():
             raise PreflightError(
                 f"{partial}={value}: JSON updates would be logged as diffs wpcdc cannot apply; set "
-                f"{partial}='' in my.cnf", check=partial, exit_code=EXIT_FORMAT,
+                f"{partial}='' in my.cnf", check=partial, exit_code=Exit.BINLOG_FORMAT,
             )
         results.append(CheckResult(partial, True, value or "''"))
     # Any checksum works (the reader negotiates it); a change rotates the binlog and the stream
@@ -132,7 +122,7 @@ def check_privileges(db: Database, tables: TableNames | None = None) -> CheckRes
         raise PreflightError(
             f"{account} lacks {'; '.join(lacks)}: run {'; '.join(fixes)} "
             "(docs/operations.md lists the least-privilege grants)",
-            check="privileges", exit_code=EXIT_PRIVILEGES,
+            check="privileges", exit_code=Exit.PRIVILEGES,
         )
     detail = ", ".join(sorted(global_privs))
     return CheckResult("privileges", True, f"{detail}; SELECT on the WordPress tables" if tables else detail)
@@ -173,14 +163,14 @@ def check_tables(db: Database, tables: TableNames) -> CheckResult:
         raise PreflightError(
             f"database {database!r} has no {', '.join(missing)}: check --mysql-database and "
             f"--table-prefix ({tables.prefix!r}), and that the user may SELECT there",
-            check="tables", exit_code=EXIT_TABLES,
+            check="tables", exit_code=Exit.TABLES,
         )
     try:
         db.query(f"SELECT 1 FROM `{database}`.`{wanted[0]}` LIMIT 1")
     except SourceError:
         raise PreflightError(
             f"user {db.settings.user!r} cannot SELECT from {database}.{wanted[0]}: GRANT SELECT ON "
-            f"`{database}`.* TO the wpcdc user", check="tables", exit_code=EXIT_PRIVILEGES,
+            f"`{database}`.* TO the wpcdc user", check="tables", exit_code=Exit.PRIVILEGES,
         ) from None
     blogs = sorted({p.blog_id for t in names if (p := tables.parse(t)) and p.kind is TableKind.POSTS})
     return CheckResult("tables", True, f"blogs {blogs}")
@@ -196,13 +186,13 @@ def check_position(db: Database, position: Position | None) -> CheckResult:
             f"saved position {position} is gone: {position.file} was purged (oldest binlog on the "
             f"server is {oldest}). Run `wpcdc backfill` to take a new snapshot, or "
             "`wpcdc offsets reset` to start from the current end and accept the gap",
-            check="position", exit_code=EXIT_POSITION,
+            check="position", exit_code=Exit.BINLOG_PURGED,
         )
     if position.pos > logs[position.file]:
         raise PreflightError(
             f"saved position {position} is past the end of {position.file} ({logs[position.file]} "
             "bytes): the checkpoint belongs to another server; check --mysql-host or reset offsets",
-            check="position", exit_code=EXIT_POSITION,
+            check="position", exit_code=Exit.BINLOG_PURGED,
         )
     return CheckResult("position", True, str(position))
 

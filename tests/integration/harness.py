@@ -25,9 +25,8 @@ import orjson
 import pymysql
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from cdc.checkpoint import Checkpoint
+from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import KafkaSettings, default_checkpoint_topic
-from cdc.sink import load_checkpoint
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, KeyPattern
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,7 +124,7 @@ class Connector:
         return self
 
     def checkpoint(self) -> Checkpoint | None:
-        return asyncio.run(load_checkpoint(KafkaSettings(self.bootstrap), self.checkpoint_topic, self.name))
+        return asyncio.run(CheckpointStore(KafkaSettings(self.bootstrap), self.checkpoint_topic, self.name).load())
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Ready once the connector saved its first checkpoint (it does before reading rows)."""

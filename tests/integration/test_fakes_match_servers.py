@@ -35,7 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from cdc import sink as real_sink
-from cdc.checkpoint import Checkpoint
+from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import KafkaSettings
 from cdc.errors import CheckpointBlockedError, FencedError, RecordTooLargeError, SinkError
 from cdc.position import Position
@@ -251,7 +251,7 @@ class RealAdapter:
             await asyncio.sleep(0.02)
 
     async def load_checkpoint(self, topic: str, connector: str, timeout: float) -> Checkpoint | None:
-        return await real_sink.load_checkpoint(KafkaSettings(self.bootstrap), topic, connector, timeout=timeout)
+        return await CheckpointStore(KafkaSettings(self.bootstrap), topic, connector).load(timeout=timeout)
 
     async def close(self) -> None:
         for producer in self._producers:

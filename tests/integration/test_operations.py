@@ -305,7 +305,7 @@ def test_mysql_over_tls(cdc_env, stack, wordpress) -> None:  # type: ignore[no-u
         env = {**cdc_env, "WPCDC_MYSQL_USER": user, "WPCDC_MYSQL_PASSWORD": password}
         # With a CA the server's certificate is verified: the wrong CA fails, naming the cause.
         wrong_ca = cli({**env, "WPCDC_MYSQL_SSL_CA": local_stack.kafka_security()["ca"]}, "check")
-        assert wrong_ca.returncode == preflight.EXIT_CONNECT, wrong_ca.stdout
+        assert wrong_ca.returncode == errors.Exit.MYSQL_CONNECT, wrong_ca.stdout
         assert "CERTIFICATE_VERIFY_FAILED" in wrong_ca.stdout
         assert password not in wrong_ca.stdout + wrong_ca.stderr
         env["WPCDC_MYSQL_SSL_CA"] = ca
@@ -352,7 +352,7 @@ def test_no_secret_in_logs_errors_or_metrics(cdc_env, stack, wordpress, tmp_path
         # Wrong passwords: the errors say what failed, never with what.
         wrong_mysql, wrong_kafka = f"wrong-mysql-{uuid.uuid4().hex}", f"wrong-kafka-{uuid.uuid4().hex}"
         refused = cli({**env, "WPCDC_MYSQL_PASSWORD": wrong_mysql}, "check", *flags)
-        assert refused.returncode == preflight.EXIT_CONNECT
+        assert refused.returncode == errors.Exit.MYSQL_CONNECT
         assert "refused the login" in refused.stdout
         seen += [refused.stdout, refused.stderr]
         secret_file.write_text(wrong_kafka)
@@ -384,12 +384,12 @@ def test_no_secret_in_logs_errors_or_metrics(cdc_env, stack, wordpress, tmp_path
 def test_check_reports_missing_grants(cdc_env, stack) -> None:  # type: ignore[no-untyped-def]
     with mysql_user(stack.mysql, ["SELECT ON `wordpress`.*"]) as (user, password):
         r = cli({**cdc_env, "WPCDC_MYSQL_USER": user, "WPCDC_MYSQL_PASSWORD": password}, "check")
-        assert r.returncode == preflight.EXIT_PRIVILEGES, r.stdout + r.stderr
+        assert r.returncode == errors.Exit.PRIVILEGES, r.stdout + r.stderr
         assert f"FAIL  privileges: '{user}'@'127.0.0.1' lacks REPLICATION SLAVE, REPLICATION CLIENT" in r.stdout
         assert f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'127.0.0.1'" in r.stdout
     with mysql_user(stack.mysql, ["REPLICATION SLAVE, REPLICATION CLIENT ON *.*"]) as (user, password):
         r = cli({**cdc_env, "WPCDC_MYSQL_USER": user, "WPCDC_MYSQL_PASSWORD": password}, "check")
-        assert r.returncode == preflight.EXIT_PRIVILEGES, r.stdout + r.stderr
+        assert r.returncode == errors.Exit.PRIVILEGES, r.stdout + r.stderr
         assert "lacks SELECT on wordpress.wp_posts, wordpress.wp_postmeta" in r.stdout
         assert f"GRANT SELECT ON `wordpress`.* TO '{user}'@'127.0.0.1'" in r.stdout
     with mysql_user(stack.mysql, LEAST_PRIVILEGE) as (user, password):

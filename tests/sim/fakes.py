@@ -368,7 +368,7 @@ class FakeSink:
 
 def load_checkpoint(kafka: FakeKafka, topic: str, connector: str, timeout: float = 30.0,
                     poll: float = 0.5) -> Checkpoint | None:
-    """The newest committed checkpoint of ``connector``, as cdc/sink.py's load_checkpoint reads it.
+    """The newest committed checkpoint of ``connector``, as cdc/checkpoint.py's CheckpointStore.load reads it.
 
     Its rule (``_stable_ends``): wait until the last stable offset reaches the high watermark seen
     first, polling every ``poll`` seconds of ``kafka.clock`` (which lets transaction timeouts

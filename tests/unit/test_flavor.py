@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from cdc.config import MysqlSettings
-from cdc.errors import PreflightError
+from cdc.errors import Exit, PreflightError
 from cdc.position import Position
 from cdc.source import preflight
 from cdc.source.flavor import Flavor
@@ -65,7 +65,7 @@ def test_mysql_84_with_compressed_transactions_is_refused() -> None:
     server = RecordedServer("8.4.0", {**GOOD, "binlog_transaction_compression": "ON"}, [])
     with pytest.raises(PreflightError, match="binlog_transaction_compression=OFF") as err:
         preflight.check_binlog_settings(server)  # type: ignore[arg-type]
-    assert err.value.exit_code == preflight.EXIT_COMPRESSION
+    assert err.value.exit_code == Exit.COMPRESSION
     ok = RecordedServer("8.4.0", {**GOOD, "binlog_transaction_compression": "OFF"}, [])
     names = [r.name for r in preflight.check_binlog_settings(ok)]  # type: ignore[arg-type]
     assert names == ["log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata",
@@ -85,14 +85,14 @@ def test_mysql_partial_json_is_refused() -> None:
     server = RecordedServer("8.0.36", {**GOOD, "binlog_row_value_options": "PARTIAL_JSON"}, [])
     with pytest.raises(PreflightError, match="binlog_row_value_options") as err:
         preflight.check_binlog_settings(server)  # type: ignore[arg-type]
-    assert err.value.exit_code == preflight.EXIT_FORMAT
+    assert err.value.exit_code == Exit.BINLOG_FORMAT
 
 
 def test_log_bin_off_names_the_fix() -> None:
     server = RecordedServer("8.0.36", {**GOOD, "log_bin": "OFF"}, [])
     with pytest.raises(PreflightError, match="log_bin") as err:
         preflight.check_binlog_settings(server)  # type: ignore[arg-type]
-    assert err.value.exit_code == preflight.EXIT_LOG_BIN
+    assert err.value.exit_code == Exit.LOG_BIN
 
 
 @pytest.mark.parametrize(("version", "grants", "missing"), [
@@ -109,7 +109,7 @@ def test_replication_grants(version: str, grants: list[str], missing: str | None
     else:
         with pytest.raises(PreflightError, match=missing) as err:
             preflight.check_privileges(server)  # type: ignore[arg-type]
-        assert err.value.exit_code == preflight.EXIT_PRIVILEGES
+        assert err.value.exit_code == Exit.PRIVILEGES
 
 
 def test_saved_position_must_still_exist() -> None:

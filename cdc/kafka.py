@@ -1,0 +1,350 @@
+"""Kafka beside the producer: topics (create, check) and reading offsets and records back.
+
+The sink (cdc/sink.py) writes. Everything else that talks to Kafka goes through here: the
+checkpoint store reading its record back, the lost-checkpoint rule, ``check``, ``status`` and
+``offsets``. One place turns aiokafka's errors into SinkError, and no private aiokafka API is
+used (partitions come from the admin client's metadata, which is always fresh, instead of a
+consumer's cache that must be forced to refresh).
+
+Topics are created with what the cluster says, not with constants: the replication factor is the
+brokers' ``default.replication.factor`` (read with DescribeConfigs, since aiokafka's CreateTopics
+v0–v3 cannot send KIP-464's ``-1``) unless ``--replication-factor`` overrides it, and every
+per-topic error of CreateTopics is checked (a managed cluster refusing a replication factor
+must not leave the connector writing to a topic that does not exist).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from cdc import metrics
+from cdc.config import KafkaSettings, StreamSettings
+from cdc.errors import SinkError
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+UNKNOWN_TOPIC = 3
+# Kafka's own default for max.message.bytes (1 MiB + the record batch overhead).
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+# Room above --max-message-bytes for the key, headers and batch framing of the largest event.
+FRAMING_ROOM = 64 << 10
+
+
+@contextmanager
+def kafka_errors(settings: KafkaSettings, what: str, metric: str = "topics") -> Iterator[None]:
+    """aiokafka's errors as SinkError naming what failed and where."""
+    try:
+        yield
+    except KafkaError as exc:
+        metrics.kafka_error(metric)
+        raise SinkError(f"Kafka at {settings.bootstrap} failed to {what}: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class Offsets:
+    """Per partition: the first offset, the last stable offset (what read_committed sees up to)
+    and the high watermark (which includes records of transactions still open)."""
+
+    begin: dict[TopicPartition, int]
+    stable: dict[TopicPartition, int]
+    high: dict[TopicPartition, int]
+
+    @property
+    def held(self) -> int:
+        """Offsets written, transaction markers and aborted records included."""
+        return sum(self.high[tp] - self.begin[tp] for tp in self.high)
+
+    @property
+    def committed(self) -> int:
+        return sum(self.stable[tp] - self.begin[tp] for tp in self.stable)
+
+    @property
+    def in_open_transactions(self) -> int:
+        return sum(self.high[tp] - self.stable[tp] for tp in self.high)
+
+
+class KafkaReader:
+    """An admin client and two consumers (read_committed, read_uncommitted) for reading back.
+
+    Use as ``async with KafkaReader(settings, "read the checkpoint") as reader:``; errors of the
+    block's calls on the reader surface as SinkError naming that purpose.
+    """
+
+    def __init__(self, settings: KafkaSettings, purpose: str, metric: str = "topics") -> None:
+        self.settings = settings
+        self.purpose = purpose
+        self.metric = metric
+        kw = settings.client_kwargs()
+        self._admin = AIOKafkaAdminClient(**kw)
+        self._committed = AIOKafkaConsumer(**kw, isolation_level="read_committed", enable_auto_commit=False,
+                                           auto_offset_reset="earliest")
+        self._uncommitted = AIOKafkaConsumer(**kw, isolation_level="read_uncommitted", enable_auto_commit=False)
+
+    async def __aenter__(self) -> KafkaReader:
+        try:
+            with self._errors():
+                await self._admin.start()
+                await self._committed.start()
+                await self._uncommitted.start()
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._close()
+        if isinstance(exc, KafkaError):  # raised by a direct use of a record iterator
+            metrics.kafka_error(self.metric)
+            raise SinkError(f"Kafka at {self.settings.bootstrap} failed to {self.purpose}: {exc!r}") from None
+
+    async def _close(self) -> None:
+        for client in (self._committed, self._uncommitted):
+            try:
+                await client.stop()
+            except Exception:  # noqa: BLE001 - closing after the work; its errors were reported
+                pass
+        try:
+            await self._admin.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _errors(self) -> Any:
+        return kafka_errors(self.settings, self.purpose, self.metric)
+
+    async def partitions(self, topic: str) -> list[TopicPartition] | None:
+        """The topic's partitions, or None when the topic does not exist."""
+        with self._errors():
+            described = await self._admin.describe_topics([topic])
+        for entry in described:
+            if entry["topic"] != topic:
+                continue
+            if entry["error_code"] == UNKNOWN_TOPIC or not entry["partitions"]:
+                return None
+            if entry["error_code"]:
+                raise SinkError(f"Kafka at {self.settings.bootstrap} cannot describe topic {topic} "
+                                f"(error {entry['error_code']}) to {self.purpose}")
+            return [TopicPartition(topic, p["partition"]) for p in sorted(entry["partitions"],
+                                                                            key=lambda p: p["partition"])]
+        return None
+
+    async def offsets(self, tps: Sequence[TopicPartition]) -> Offsets:
+        with self._errors():
+            begin = await self._committed.beginning_offsets(list(tps))
+            stable = await self._committed.end_offsets(list(tps))
+            high = await self._uncommitted.end_offsets(list(tps))
+        return Offsets(begin, stable, high)
+
+    async def stable_ends(self, tps: Sequence[TopicPartition], timeout: float) -> dict[TopicPartition, int] | None:
+        """End offsets once every transaction open when we looked has ended; None on timeout.
+
+        Under read_committed the end is the last stable offset: a transaction another producer
+        left open hides every record after its first one. Waiting until the stable offset reaches
+        the high watermark seen first means everything written before we looked is visible.
+        """
+        with self._errors():
+            high = await self._uncommitted.end_offsets(list(tps))
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                stable = await self._committed.end_offsets(list(tps))
+                if all(stable[tp] >= high[tp] for tp in tps):
+                    return stable
+                if asyncio.get_running_loop().time() > deadline:
+                    return None
+                await asyncio.sleep(0.5)
+
+    async def read(self, tp: TopicPartition, start: int, end: int, timeout: float) -> AsyncIterator[ConsumerRecord]:
+        """Committed records of ``tp`` from ``start`` up to ``end`` (exclusive), in order."""
+        with self._errors():
+            self._committed.assign([tp])
+            self._committed.seek(tp, start)
+            deadline = asyncio.get_running_loop().time() + timeout
+            while await self._committed.position(tp) < end:
+                if asyncio.get_running_loop().time() > deadline:
+                    metrics.kafka_error(self.metric)
+                    raise SinkError(f"timed out reading {tp.topic} from {self.settings.bootstrap} "
+                                    f"to {self.purpose}")
+                batch = await self._committed.getmany(tp, timeout_ms=1000)
+                for msg in batch.get(tp, []):
+                    if msg.offset >= end:
+                        return
+                    yield msg
+
+
+async def topic_offsets(settings: KafkaSettings, topic: str) -> int:
+    """How many offsets ``topic`` holds (0 when missing or empty): whether events were written."""
+    async with KafkaReader(settings, f"read the offsets of topic {topic}") as reader:
+        tps = await reader.partitions(topic)
+        if not tps:
+            return 0
+        return (await reader.offsets(tps)).held
+
+
+# --------------------------------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the connector needs, and the settings it cannot work without."""
+
+    name: str
+    role: str  # "events" or "checkpoints": named in messages
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+    max_message_bytes: int = 0  # the largest record it must take (0: Kafka's default suffices)
+
+
+def event_topic_spec(topic: str, partitions: int, max_message_bytes: int) -> TopicSpec:
+    configs = {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"}
+    if max_message_bytes + FRAMING_ROOM > KAFKA_DEFAULT_MAX_MESSAGE_BYTES:
+        configs["max.message.bytes"] = str(max_message_bytes + FRAMING_ROOM)
+    return TopicSpec(topic, "events", partitions, configs, max_message_bytes)
+
+
+def checkpoint_topic_spec(topic: str) -> TopicSpec:
+    return TopicSpec(topic, "checkpoints", 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                                                "segment.ms": "600000"})
+
+
+def connector_topics(settings: StreamSettings) -> list[TopicSpec]:
+    """The event topic and the checkpoint topic of a connector."""
+    return [event_topic_spec(settings.topic, settings.partitions, settings.max_message_bytes),
+            checkpoint_topic_spec(settings.checkpoint_topic)]
+
+
+@dataclass(frozen=True)
+class ClusterDefaults:
+    brokers: int
+    replication_factor: int
+    min_insync_replicas: int
+
+
+async def cluster_defaults(admin: AIOKafkaAdminClient, settings: KafkaSettings) -> ClusterDefaults:
+    """The brokers' default.replication.factor and min.insync.replicas (DescribeConfigs)."""
+    cluster = await admin.describe_cluster()
+    brokers = cluster.get("brokers") or []
+    if not brokers:
+        raise SinkError(f"Kafka at {settings.bootstrap} reports no brokers")
+    broker_id = str(cluster.get("controller_id") if cluster.get("controller_id", -1) >= 0
+                    else brokers[0]["node_id"])
+    wanted = {"default.replication.factor": None, "min.insync.replicas": None}
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, broker_id, wanted)])
+    values: dict[str, str] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"]:
+                raise SinkError(
+                    f"Kafka at {settings.bootstrap} refused to describe broker {broker_id}'s configuration "
+                    f"({resource['error_message'] or resource['error_code']}): allow DescribeConfigs on the "
+                    "cluster, or give --replication-factor explicitly")
+            for entry in resource["config_entries"]:
+                values[entry["config_names"]] = entry["config_value"]
+    factor = int(values.get("default.replication.factor") or 1)
+    return ClusterDefaults(len(brokers), min(factor, len(brokers)), int(values.get("min.insync.replicas") or 1))
+
+
+async def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec],
+                        replication_factor: int | None = None) -> list[str]:
+    """Create the missing topics (names returned); an existing topic is the operator's.
+
+    A CreateTopics error other than "already exists" (another instance created it meanwhile)
+    stops with a message naming the topic and Kafka's reason.
+    """
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    try:
+        with kafka_errors(settings, "create topics"):
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [s for s in specs if s.name not in existing]
+            if not missing:
+                return []
+            factor = replication_factor
+            if factor is None:
+                factor = (await cluster_defaults(admin, settings)).replication_factor
+            response = await admin.create_topics([NewTopic(s.name, s.partitions, factor, topic_configs=s.configs)
+                                                  for s in missing])
+        failed = [e for e in response.to_object()["topic_errors"] if e["error_code"] not in (0, TOPIC_ALREADY_EXISTS)]
+        if failed:
+            metrics.kafka_error("topics")
+            reasons = "; ".join(f"{e['topic']}: {e['error_message'] or 'error ' + str(e['error_code'])}"
+                                for e in failed)
+            raise SinkError(f"Kafka at {settings.bootstrap} refused to create topics with replication factor "
+                            f"{factor} ({reasons}); create them yourself (docs/operations.md lists their "
+                            "settings) or set --replication-factor to what the cluster accepts")
+        created = [s.name for s in missing]
+        log.info("created topics %s with replication factor %d", ", ".join(created), factor)
+        return created
+    finally:
+        await admin.close()
+
+
+async def check_topics(settings: KafkaSettings, specs: Sequence[TopicSpec]) -> list[str]:
+    """What contradicts the connector's needs in the existing topics, one sentence each.
+
+    A missing topic is fine (the connector creates it). An event or checkpoint topic that is not
+    compacted loses documents (or the position) to retention; one replicated below its
+    ``min.insync.replicas`` refuses every acks=all write; a ``max.message.bytes`` below
+    ``--max-message-bytes`` refuses the largest events.
+    """
+    problems: list[str] = []
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    try:
+        with kafka_errors(settings, "describe topics"):
+            await admin.start()
+            described = {t["topic"]: t for t in await admin.describe_topics([s.name for s in specs])}
+            present = [s for s in specs if described.get(s.name, {}).get("partitions")]
+            if not present:
+                return []
+            responses = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present])
+        configs: dict[str, dict[str, str]] = {}
+        for response in responses:
+            for resource in response.to_object()["resources"]:
+                configs[resource["resource_name"]] = {e["config_names"]: e["config_value"]
+                                                      for e in resource["config_entries"]}
+        for spec in present:
+            conf = configs.get(spec.name, {})
+            replicas = min(len(p["replicas"]) for p in described[spec.name]["partitions"])
+            problems += topic_problems(spec, conf, replicas)
+    finally:
+        await admin.close()
+    return problems
+
+
+def topic_problems(spec: TopicSpec, conf: dict[str, str], replicas: int) -> list[str]:
+    """The rules of :func:`check_topics` for one topic's settings (pure, unit-tested)."""
+    problems = []
+    name = f"{spec.role} topic {spec.name}"
+    policy = conf.get("cleanup.policy", "delete")
+    if "compact" not in policy.split(","):
+        problems.append(f"{name} has cleanup.policy={policy}: retention deletes "
+                        f"{'post documents' if spec.role == 'events' else 'the position'}; "
+                        f"kafka-configs.sh --alter --entity-type topics --entity-name {spec.name} "
+                        "--add-config cleanup.policy=compact")
+    min_isr = int(conf.get("min.insync.replicas") or 1)
+    if replicas < min_isr:
+        problems.append(f"{name} has {replicas} replica(s) but min.insync.replicas={min_isr}: every acks=all "
+                        "write is refused; add replicas (kafka-reassign-partitions.sh) or lower "
+                        "min.insync.replicas for the topic")
+    if spec.max_message_bytes:
+        limit = int(conf.get("max.message.bytes") or KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+        if limit < spec.max_message_bytes:
+            problems.append(f"{name} has max.message.bytes={limit}, below --max-message-bytes "
+                            f"{spec.max_message_bytes}: Kafka refuses the largest events (exit 32); "
+                            f"kafka-configs.sh --alter --entity-type topics --entity-name {spec.name} "
+                            f"--add-config max.message.bytes={spec.max_message_bytes + FRAMING_ROOM}")
+    return problems
+
