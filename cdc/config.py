@@ -10,14 +10,16 @@ rules that tie two options together.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cdc.errors import ConfigError
-from cdc.options import BY_NAME, OPTIONS, default
+from cdc.options import BY_NAME, FILE_KEYS, OPTIONS, default
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, Capture, KeyPattern
 
 LEGACY_CHECKPOINT_TOPIC = "wpcdc.checkpoints"  # shared by every connector before per-connector topics
@@ -152,7 +154,13 @@ def read_secret(value: str | None, file: str | None, what: str) -> str:
 
 
 def load_toml(path: str | None) -> dict[str, Any]:
-    """A TOML config file as click's default_map (keys are option names with '_')."""
+    """A TOML config file as click's default_map: keys are option names with '_' ("mysql_host").
+
+    ``[mysql] host = …`` is ``mysql_host`` (tables nest: ``[kafka.sasl] username``), and '-' in a
+    key reads as '_'. A key no command knows is refused with the nearest known one, because a typo
+    would otherwise leave its option at the default without a word; keys of other commands than
+    the one running are fine, since one file serves them all.
+    """
     if not path:
         return {}
     try:
@@ -163,13 +171,43 @@ def load_toml(path: str | None) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     flat: dict[str, Any] = {}
-    for key, value in doc.items():
-        if isinstance(value, dict):  # [mysql] host = … → mysql_host
-            for sub, v in value.items():
-                flat[f"{key}_{sub}".replace("-", "_")] = v
-        else:
-            flat[key.replace("-", "_")] = value
+    written: dict[str, str] = {}  # option name → the key as the file spells it
+    for keys, value in _leaves(doc):
+        name, shown = "_".join(keys).replace("-", "_"), ".".join(keys)
+        if name in BY_NAME and name not in FILE_KEYS:
+            option = BY_NAME[name]
+            raise ConfigError(f"config file {path}: {shown!r} cannot be set in the file; "
+                              f"use {option.flag} or {option.envvar}")
+        if name not in FILE_KEYS:
+            raise ConfigError(f"config file {path}: unknown key {shown!r}{_nearest(keys)}")
+        if name in written:
+            raise ConfigError(f"config file {path}: {written[name]!r} and {shown!r} both set "
+                              f"{BY_NAME[name].flag}; keep one")
+        written[name] = shown
+        flat[name] = value
     return flat
+
+
+def _leaves(table: dict[str, Any], keys: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(keys, value) of every value that is not a table: ``[mysql] host`` → (("mysql", "host"), …)."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, (*keys, key))
+        else:
+            yield (*keys, key), value
+
+
+def _nearest(keys: tuple[str, ...]) -> str:
+    """`` (did you mean 'mysql.host'?)``, spelt in the file's own form (table or flat), or ""."""
+    name = "_".join(keys).replace("-", "_")
+    match = difflib.get_close_matches(name, sorted(FILE_KEYS), n=1)
+    if not match:
+        return ""
+    best = match[0]
+    table = "_".join(keys[:-1]).replace("-", "_")
+    if table and best.startswith(table + "_"):
+        best = ".".join(keys[:-1]) + "." + best[len(table) + 1:]
+    return f" (did you mean {best!r}?)"
 
 
 def _csv(value: str | None) -> list[str]:

@@ -8,6 +8,7 @@ every test sees the settings exactly as `wpcdc` would build them, without server
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ from cdc.config import (
     StreamSettings,
     default_checkpoint_topic,
     default_server_id,
+    load_toml,
 )
 from cdc.errors import ConfigError
 from cdc.options import OPTIONS, Option, for_command
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES
 
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 NOT_DECLARED = {"help", "version", "as_json"}  # click's own, and status's output format
 
 
@@ -202,12 +205,12 @@ def test_server_id_zero_is_refused_not_replaced(run: Any) -> None:
 # ---------------------------------------------------------------------------- the TOML file
 
 
-def test_tables_flat_keys_and_dashes_reach_the_settings(run: Any, tmp_path: Path) -> None:
+def test_tables_flat_keys_and_dashes_all_reach_the_settings(run: Any, tmp_path: Path) -> None:
     config = tmp_path / "wpcdc.toml"
     config.write_text('name = "blog"\nmysql-user = "reader"\nmax_message_bytes = 20000\n'
                       '[mysql]\nhost = "db-1"\nport = 3307\n'
                       '[kafka]\nbootstrap = "k:9093"\nsecurity_protocol = "SASL_PLAINTEXT"\n'
-                      'sasl_mechanism = "PLAIN"\nsasl_username = "u"\nsasl_password = "file-secret"\n'
+                      '[kafka.sasl]\nmechanism = "PLAIN"\nusername = "u"\npassword = "file-secret"\n'
                       '[snapshot]\nchunk_size = 50\n')
     result, s = run("--config", str(config), "stream", env={"WPCDC_MYSQL_PORT": "3308"})
     assert result.exit_code == 0, result.output
@@ -226,12 +229,48 @@ def test_the_file_sets_the_group_options_too(run: Any, tmp_path: Path, monkeypat
     assert result.exit_code == 0 and seen == [("debug", "text")]
 
 
+@pytest.mark.parametrize(("toml", "message"), [
+    ('[mysql]\nhots = "x"\n', "unknown key 'mysql.hots' (did you mean 'mysql.host'?)"),
+    ('mysql_hots = "x"\n', "unknown key 'mysql_hots' (did you mean 'mysql_host'?)"),
+    ('[kafka.sasl]\nusrname = "x"\n', "unknown key 'kafka.sasl.usrname' (did you mean 'kafka.sasl.username'?)"),
+    ('[snapshot]\nchunk-sise = 5\n', "unknown key 'snapshot.chunk-sise' (did you mean 'snapshot.chunk_size'?)"),
+    ("windw = 3\n", "unknown key 'windw' (did you mean 'window'?)"),
+    ('zzzz = "x"\n', "unknown key 'zzzz'"),
+    ('config = "other.toml"\n', "'config' cannot be set in the file; use --config or WPCDC_CONFIG"),
+    ('mysql_host = "a"\n[mysql]\nhost = "b"\n', "'mysql_host' and 'mysql.host' both set --mysql-host; keep one"),
+])
+def test_a_key_no_command_knows_is_refused_with_the_nearest_known_key(tmp_path: Path, toml: str, message: str) -> None:
+    config = tmp_path / "x.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError) as raised:
+        load_toml(str(config))
+    assert str(raised.value) == f"config file {config}: {message}"
+
+
+def test_an_unknown_key_stops_every_command_with_exit_2(run: Any, tmp_path: Path) -> None:
+    config = tmp_path / "x.toml"
+    config.write_text('[mysql]\nhots = "x"\n')
+    result, s = run("--config", str(config), "check")
+    assert result.exit_code == 2 and s is None
+    assert f"config file {config}: unknown key 'mysql.hots' (did you mean 'mysql.host'?)" in result.stderr
+
+
 def test_keys_of_other_commands_are_fine(run: Any, tmp_path: Path) -> None:
     config = tmp_path / "wpcdc.toml"
     config.write_text('name = "blog"\nwindow = 5.0\nsnapshot = "initial"\nsnapshot_chunk_size = 7\n')
     result, s = run("--config", str(config), "check")  # check has none of these but the name
     assert result.exit_code == 0, result.output
     assert s is not None and s.name == "blog" and s.window == 2.0
+
+
+def test_the_example_files_of_the_docs_are_accepted(tmp_path: Path) -> None:
+    blocks = [b for doc in (DOCS / "operations.md", DOCS.parent / "README.md")
+              for b in re.findall(r"```toml\n(.*?)```", doc.read_text(), re.DOTALL)]
+    assert blocks, "docs/operations.md lost its example config file"
+    for i, block in enumerate(blocks):
+        config = tmp_path / f"example-{i}.toml"
+        config.write_text(block)
+        assert load_toml(str(config))  # raises on a key wpcdc does not know
 
 
 # ---------------------------------------------------------------------------- secrets
