@@ -2,7 +2,7 @@
 
 Every option can also come from ``WPCDC_<OPTION>`` (e.g. ``WPCDC_MYSQL_HOST``) or from the TOML
 file named by ``--config`` / ``WPCDC_CONFIG``; the command line wins, then the environment, then
-the file, then the default.
+the file, then the default. The options themselves are declared in cdc/options.py.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from cdc import __version__, logs
+from cdc import __version__, logs, options
 from cdc.config import (
     KafkaSettings,
     MysqlSettings,
@@ -31,46 +31,37 @@ from cdc.config import (
     validate,
 )
 from cdc.errors import ConfigError, WpcdcError
+from cdc.options import Option
 
 log = logging.getLogger("wpcdc")
-COMMANDS = ("stream", "backfill", "check", "status", "offsets")
+COMMANDS = options.COMMANDS
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def opt(name: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """An option with its WPCDC_* environment variable shown in --help."""
-    env = "WPCDC_" + name.lstrip("-").replace("-", "_").upper()
-    return click.option(name, envvar=env, show_envvar=True, **kw)
+def _click_option(o: Option, **extra: Any) -> Callable[[F], F]:
+    """The click option of a declaration, with its WPCDC_* environment variable shown in --help."""
+    kw: dict[str, Any] = {"envvar": o.envvar, "show_envvar": True, "default": o.default, "help": o.help_text}
+    if o.show_default:
+        kw["show_default"] = True
+    if o.choices:
+        kw["type"] = click.Choice(o.choices, case_sensitive=o.case_sensitive)
+    elif o.file:
+        kw["type"] = click.Path(dir_okay=False)
+    elif o.type is not str:
+        kw["type"] = o.type
+    return click.option(o.flag, **(kw | extra))
 
 
-def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for decorator in reversed([
-        opt("--name", default="wordpress", show_default=True,
-            help="Connector name: keys the checkpoint, names topics and the transactional id."),
-        opt("--mysql-host", default="127.0.0.1", show_default=True),
-        opt("--mysql-port", type=int, default=3306, show_default=True),
-        opt("--mysql-user", default="wpcdc", show_default=True),
-        opt("--mysql-password", default="", help="Prefer WPCDC_MYSQL_PASSWORD or --mysql-password-file."),
-        opt("--mysql-password-file", type=click.Path(dir_okay=False), default=None,
-            help="File holding the password (a mounted Kubernetes Secret)."),
-        opt("--mysql-database", default="wordpress", show_default=True, help="WordPress's schema."),
-        opt("--mysql-ssl-ca", default=None, help="CA file: connect to MySQL over TLS."),
-        opt("--table-prefix", default="wp_", show_default=True, help="WordPress $table_prefix."),
-        opt("--blogs", default="", help="Comma-separated blog ids to capture (default: all)."),
-        opt("--kafka-bootstrap", default="127.0.0.1:9092", show_default=True),
-        opt("--kafka-security-protocol", default="PLAINTEXT", show_default=True,
-            type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])),
-        opt("--kafka-sasl-mechanism", default=None,
-            type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])),
-        opt("--kafka-sasl-username", default=None),
-        opt("--kafka-sasl-password", default=None, help="Prefer the env var or --kafka-sasl-password-file."),
-        opt("--kafka-sasl-password-file", type=click.Path(dir_okay=False), default=None),
-        opt("--kafka-ssl-ca", default=None, help="CA file for Kafka over TLS."),
-        opt("--topic", default=None, help="Event topic [default: wpcdc.<name>.posts]."),
-        opt("--checkpoint-topic", default=None,
-            help="Compacted topic for this connector's position [default: wpcdc.<name>.checkpoints]."),
-    ]):
-        f = decorator(f)
-    return f
+def declared(command: str, **extra: dict[str, Any]) -> Callable[[F], F]:
+    """Every option declared for ``command``, in declaration order (``extra``: more click
+    arguments for some of them, by option name)."""
+
+    def decorate(f: F) -> F:
+        for o in reversed(options.for_command(command)):
+            f = _click_option(o, **extra.get(o.name, {}))(f)
+        return f
+
+    return decorate
 
 
 def _blogs(text: str) -> frozenset[int] | None:
@@ -89,22 +80,25 @@ def _secrets(kw: dict[str, Any]) -> tuple[str, str | None]:
     logs.register_secret(mysql_password)
     logs.register_secret(kafka_password)
     ctx = click.get_current_context(silent=True)
-    for param in ("mysql_password", "kafka_sasl_password"):
-        if ctx is not None and ctx.get_parameter_source(param) is click.core.ParameterSource.COMMANDLINE:
-            option = "--" + param.replace("_", "-")
+    for o in options.OPTIONS:
+        if o.secret and ctx is not None and ctx.get_parameter_source(o.name) is click.core.ParameterSource.COMMANDLINE:
             log.warning("%s on the command line is visible to every user of this machine (ps, /proc): "
-                        "use WPCDC_%s or %s-file instead", option, param.upper(), option)
+                        "use %s or %s-file instead", o.flag, o.envvar, o.flag)
     return mysql_password, kafka_password
 
 
 def build_settings(kw: dict[str, Any]) -> StreamSettings:
-    """Options (as click passes them) → validated StreamSettings."""
+    """Options (as click passes them) → validated StreamSettings.
+
+    A command that lacks an option (``check`` has no --window) builds with its declared default.
+    """
+    kw = options.defaults() | kw
     name = kw["name"]
     mysql_password, kafka_password = _secrets(kw)
     mysql = MysqlSettings(
         host=kw["mysql_host"], port=kw["mysql_port"], user=kw["mysql_user"],
         password=mysql_password,
-        database=kw["mysql_database"], ssl_ca=kw.get("mysql_ssl_ca"),
+        database=kw["mysql_database"], ssl_ca=kw["mysql_ssl_ca"],
     )
     kafka = KafkaSettings(
         bootstrap=kw["kafka_bootstrap"], security_protocol=kw["kafka_security_protocol"],
@@ -113,27 +107,28 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         ssl_cafile=kw["kafka_ssl_ca"],
     )
     capture = build_capture(
-        kw.get("ignore_meta"), kw.get("keep_meta"), kw.get("exclude_post_types"),
-        kw.get("include_post_types"), kw.get("exclude_statuses"), kw.get("revisions", "attach"),
+        kw["ignore_meta"], kw["keep_meta"], kw["exclude_post_types"],
+        kw["include_post_types"], kw["exclude_statuses"], kw["revisions"],
     )
     settings = StreamSettings(
         name=name, mysql=mysql, kafka=kafka, table_prefix=kw["table_prefix"], blog_ids=_blogs(kw["blogs"]),
-        server_id=kw.get("server_id") or default_server_id(name),
+        server_id=default_server_id(name) if kw["server_id"] is None else kw["server_id"],
         topic=kw["topic"] or f"wpcdc.{name}.posts", checkpoint_topic=kw["checkpoint_topic"] or default_checkpoint_topic(name),
-        partitions=kw.get("partitions", 1), delivery=kw.get("delivery", "exactly-once"),
-        window=kw.get("window", 2.0), max_delay=kw.get("max_delay", 30.0),
-        max_pending_bytes=kw.get("max_pending_mb", 64) << 20,
-        max_message_bytes=kw.get("max_message_bytes", 900_000),
-        capture=capture, start=kw.get("start", "checkpoint"), metrics_port=kw.get("metrics_port"),
-        metrics_host=kw.get("metrics_host", "0.0.0.0"), stall_timeout=kw.get("stall_timeout", 60.0),
-        snapshot_mode=kw.get("snapshot") or "never", snapshot=_snapshot_settings(kw),
+        partitions=kw["partitions"], delivery=kw["delivery"],
+        window=kw["window"], max_delay=kw["max_delay"],
+        max_pending_bytes=kw["max_pending_mb"] << 20,
+        max_message_bytes=kw["max_message_bytes"],
+        capture=capture, start=kw["start"], metrics_port=kw["metrics_port"],
+        metrics_host=kw["metrics_host"], stall_timeout=kw["stall_timeout"],
+        snapshot_mode=kw["snapshot"], snapshot=_snapshot_settings(kw),
     )
     return validate(settings)
 
 
 def _snapshot_settings(kw: dict[str, Any]) -> SnapshotSettings:
+    kw = options.defaults() | kw
     id_min, id_max = 0, None
-    text = kw.get("snapshot_id_range") or ""
+    text = kw["snapshot_id_range"]
     if text:
         low, sep, high = text.partition(":")
         try:
@@ -143,10 +138,10 @@ def _snapshot_settings(kw: dict[str, Any]) -> SnapshotSettings:
             raise ConfigError(f"--snapshot-id-range {text!r}: expected MIN:MAX, e.g. 1000:2000 or 5000:") from None
         if not sep:
             raise ConfigError(f"--snapshot-id-range {text!r}: expected MIN:MAX, e.g. 1000:2000 or 5000:")
-    types = frozenset(t.strip() for t in (kw.get("snapshot_post_types") or "").split(",") if t.strip())
+    types = frozenset(t.strip() for t in kw["snapshot_post_types"].split(",") if t.strip())
     return SnapshotSettings(
-        blog_ids=_blogs(kw.get("snapshot_blogs") or ""), post_types=types or None, id_min=id_min, id_max=id_max,
-        chunk_size=500 if kw.get("snapshot_chunk_size") is None else kw["snapshot_chunk_size"], rows_per_second=kw.get("snapshot_rows_per_second"),
+        blog_ids=_blogs(kw["snapshot_blogs"]), post_types=types or None, id_min=id_min, id_max=id_max,
+        chunk_size=kw["snapshot_chunk_size"], rows_per_second=kw["snapshot_rows_per_second"],
     )
 
 
@@ -198,18 +193,25 @@ Exit status:
 Runbook, metrics, alerts: docs/operations.md."""
 
 
+def _config_file(ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:
+    """Read --config first (it is eager), so that the file's values are the defaults of the options
+    parsed after it: the group's own (--log-level) and, through default_map, every command's."""
+    try:
+        values = load_toml(path)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    ctx.default_map = values | {cmd: values for cmd in COMMANDS} | {
+        "offsets": {sub: values for sub in ("show", "set", "reset")}
+    }
+    return path
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EPILOG)
 @click.version_option(__version__, prog_name="wpcdc")
-@click.option("--config", envvar="WPCDC_CONFIG", type=click.Path(dir_okay=False),
-              help="TOML file with option defaults ([mysql] host = … or mysql_host = …).")
-@click.option("--log-level", envvar="WPCDC_LOG_LEVEL", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-@click.option("--log-format", envvar="WPCDC_LOG_FORMAT", default="auto", show_default=True,
-              type=click.Choice(["auto", "json", "text"]),
-              help="auto: one JSON object per line unless stderr is a terminal.")
+@declared("wpcdc", config={"is_eager": True, "expose_value": False, "callback": _config_file})
 @click.pass_context
-def main(ctx: click.Context, config: str | None, log_level: str, log_format: str) -> None:
+def main(ctx: click.Context, log_level: str, log_format: str) -> None:
     """Stream WordPress post changes from the MySQL/MariaDB binlog to Kafka.
 
     One event per change of a post, rebuilt from the rows WordPress writes, keyed by
@@ -228,13 +230,6 @@ def main(ctx: click.Context, config: str | None, log_level: str, log_format: str
     (--mysql-password-file, --kafka-sasl-password-file), not on the command line.
     Logs go to stderr; results of check, status and offsets to stdout.
     """
-    try:
-        defaults = load_toml(config)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-    ctx.default_map = {cmd: defaults for cmd in COMMANDS} | {
-        "offsets": {sub: defaults for sub in ("show", "set", "reset")}
-    }
     ctx.obj = {"log_level": log_level, "log_format": log_format}
     logs.setup(log_level, log_format)
 
@@ -253,63 +248,8 @@ def _run(settings: StreamSettings, backfill_now: bool = False) -> None:
     asyncio.run(main_task())
 
 
-STREAM_OPTIONS = [
-    opt("--server-id", type=int, default=None, help="Replica server_id [default: derived from --name]."),
-    opt("--delivery", type=click.Choice(["exactly-once", "at-least-once"]), default="exactly-once",
-        show_default=True, help="at-least-once for brokers without transactions."),
-    opt("--window", type=float, default=2.0, show_default=True,
-        help="Seconds a post must be quiet before its event is emitted (0: one event per transaction)."),
-    opt("--max-delay", type=float, default=30.0, show_default=True, help="Longest a change waits, seconds."),
-    opt("--max-pending-mb", type=int, default=64, show_default=True,
-        help="Memory bound of pending changes; past it the oldest are emitted early."),
-    opt("--max-message-bytes", type=int, default=900_000, show_default=True,
-        help="Events larger than this get their largest text fields truncated (marked)."),
-    opt("--partitions", type=int, default=1, show_default=True, help="Partitions of a new event topic."),
-    opt("--ignore-meta", default="", help="More meta keys to ignore (comma-separated, 'prefix*' allowed)."),
-    opt("--keep-meta", default="", help="Default-ignored meta keys to keep after all."),
-    opt("--exclude-post-types", default="", help="More post types to leave out."),
-    opt("--include-post-types", default="", help="Only these post types (overrides exclusions)."),
-    opt("--exclude-statuses", default="", help="Post statuses to leave out (e.g. draft,private)."),
-    opt("--revisions", type=click.Choice(["attach", "skip", "events"]), default="attach", show_default=True,
-        help="attach: note saved revisions on the parent's event."),
-    opt("--start", default="checkpoint", show_default=True,
-        help="checkpoint (resume; new connectors start at the end), end, or FILE:POS."),
-    opt("--metrics-port", type=int, default=None,
-        help="Serve /metrics (Prometheus), /healthz (alive) and /readyz (connected, not stalled) on this port."),
-    opt("--metrics-host", default="0.0.0.0", show_default=True, help="Address the metrics port listens on."),
-    opt("--stall-timeout", type=float, default=60.0, show_default=True,
-        help="Seconds without a binlog event, heartbeat or Kafka write before /readyz reports a stall."),
-]
-
-
-def stream_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """What shapes the stream: shared by `stream` and `backfill` (which streams while it reads)."""
-    for decorator in reversed(STREAM_OPTIONS):
-        f = decorator(f)
-    return f
-
-
-def snapshot_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for decorator in reversed([
-        opt("--snapshot-blogs", default="", help="Backfill only these blog ids (comma-separated)."),
-        opt("--snapshot-post-types", default="", help="Backfill only these post types (comma-separated)."),
-        opt("--snapshot-id-range", default="", help="Backfill only post IDs in MIN:MAX (either side may be empty)."),
-        opt("--snapshot-chunk-size", type=int, default=500, show_default=True,
-            help="Posts per consistent read (1..10000)."),
-        opt("--snapshot-rows-per-second", type=float, default=None,
-            help="Throttle the backfill's reads (posts + meta + term rows per second)."),
-    ]):
-        f = decorator(f)
-    return f
-
-
 @main.command(short_help="Stream post events to Kafka until SIGTERM/SIGINT.")
-@source_options
-@stream_options
-@snapshot_options
-@opt("--snapshot", type=click.Choice(["never", "initial", "when_needed"]), default="never",
-     show_default=True, help="Backfill existing posts: initial (a new connector), when_needed (also after "
-     "the saved position was purged). An interrupted backfill always resumes.")
+@declared("stream")
 @click.pass_obj
 @run_command
 def stream(obj: dict[str, str], **kw: Any) -> int:
@@ -322,9 +262,7 @@ def stream(obj: dict[str, str], **kw: Any) -> int:
 
 
 @main.command(short_help="Snapshot every existing post into the topic, then exit.")
-@source_options
-@stream_options
-@snapshot_options
+@declared("backfill")
 @click.pass_obj
 @run_command
 def backfill(obj: dict[str, str], **kw: Any) -> int:
@@ -342,7 +280,7 @@ def backfill(obj: dict[str, str], **kw: Any) -> int:
 
 
 @main.command(short_help="Check the server, grants, tables and saved position.")
-@source_options
+@declared("check")
 @run_command
 def check(**kw: Any) -> int:
     """Check the server, the grants, the tables and the saved position; exit non-zero on failure.
@@ -356,7 +294,7 @@ def check(**kw: Any) -> int:
 
 
 @main.command(short_help="Where a connector stands: checkpoint, lag, pending.")
-@source_options
+@declared("status")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts).")
 @run_command
 def status(as_json: bool, **kw: Any) -> int:
@@ -378,7 +316,7 @@ def offsets() -> None:
 
 
 @offsets.command("show")
-@source_options
+@declared("offsets")
 @run_command
 def offsets_show(**kw: Any) -> int:
     """Print the committed checkpoint as JSON."""
@@ -388,7 +326,7 @@ def offsets_show(**kw: Any) -> int:
 
 
 @offsets.command("set")
-@source_options
+@declared("offsets")
 @click.argument("position")
 @run_command
 def offsets_set(position: str, **kw: Any) -> int:
@@ -404,7 +342,7 @@ def offsets_set(position: str, **kw: Any) -> int:
 
 
 @offsets.command("reset")
-@source_options
+@declared("offsets")
 @run_command
 def offsets_reset(**kw: Any) -> int:
     """Resume from the current end of the binlog next time (skips what happened meanwhile)."""

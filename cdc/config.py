@@ -3,22 +3,24 @@
 Values come from the CLI, ``WPCDC_*`` environment variables and an optional TOML file, in that
 order of precedence (click applies it: command line > env > ``default_map`` from the file >
 default). Secrets can be given as files (``--mysql-password-file``), the way Kubernetes mounts them.
+
+Defaults, ranges and choices are those declared in cdc/options.py; this module checks them and the
+rules that tie two options together.
 """
 
 from __future__ import annotations
 
-import re
+import difflib
 import tomllib
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cdc.errors import ConfigError
+from cdc.options import BY_NAME, FILE_KEYS, OPTIONS, default
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, Capture, KeyPattern
-
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
 
 LEGACY_CHECKPOINT_TOPIC = "wpcdc.checkpoints"  # shared by every connector before per-connector topics
 
@@ -30,12 +32,12 @@ def default_checkpoint_topic(connector: str) -> str:
 
 @dataclass(frozen=True)
 class MysqlSettings:
-    host: str = "127.0.0.1"
-    port: int = 3306
-    user: str = "wpcdc"
-    password: str = field(default="", repr=False)
-    database: str = "wordpress"
-    ssl_ca: str | None = None
+    host: str = default("mysql_host")
+    port: int = default("mysql_port")
+    user: str = default("mysql_user")
+    password: str = field(default=default("mysql_password"), repr=False)
+    database: str = default("mysql_database")
+    ssl_ca: str | None = default("mysql_ssl_ca")
     ssl_cert: str | None = None
     ssl_key: str | None = None
     connect_timeout: float = 10.0
@@ -56,12 +58,12 @@ class MysqlSettings:
 
 @dataclass(frozen=True)
 class KafkaSettings:
-    bootstrap: str = "127.0.0.1:9092"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: str | None = None
+    bootstrap: str = default("kafka_bootstrap")
+    security_protocol: str = default("kafka_security_protocol")
+    sasl_mechanism: str | None = default("kafka_sasl_mechanism")
+    sasl_username: str | None = default("kafka_sasl_username")
+    sasl_password: str | None = field(default=default("kafka_sasl_password"), repr=False)
+    ssl_cafile: str | None = default("kafka_ssl_ca")
     request_timeout_ms: int = 30_000
 
     def client_kwargs(self) -> dict[str, Any]:
@@ -89,19 +91,15 @@ class SnapshotSettings:
     post_types: frozenset[str] | None = None
     id_min: int = 0
     id_max: int | None = None
-    chunk_size: int = 500
-    rows_per_second: float | None = None
+    chunk_size: int = default("snapshot_chunk_size")
+    rows_per_second: float | None = default("snapshot_rows_per_second")
     max_chunks_ahead: int = 8
     # Posts documented ahead of the stream's resume point: each carries a mark in the checkpoint
     # record (about 12 bytes), so this bounds the record (~50 KB) whatever the chunk size.
     max_posts_ahead: int = 4_000
 
     def __post_init__(self) -> None:
-        if not 1 <= self.chunk_size <= 10_000:
-            raise ConfigError(f"--snapshot-chunk-size {self.chunk_size}: must be 1..10000 (every post of a "
-                              "chunk carries a mark in the checkpoint until the stream passes the chunk)")
-        if self.rows_per_second is not None and self.rows_per_second <= 0:
-            raise ConfigError(f"--snapshot-rows-per-second {self.rows_per_second}: must be > 0")
+        _check_declared(self, "snapshot.")
         if self.id_max is not None and self.id_max < self.id_min:
             raise ConfigError(f"--snapshot-id-range {self.id_min}:{self.id_max}: the range is empty")
 
@@ -113,28 +111,28 @@ class StreamSettings:
     name: str
     mysql: MysqlSettings
     kafka: KafkaSettings
-    table_prefix: str = "wp_"
+    table_prefix: str = default("table_prefix")
     blog_ids: frozenset[int] | None = None
-    server_id: int = 0
+    server_id: int = 0  # 0: not set; build_settings derives one from the name
     topic: str = ""
     checkpoint_topic: str = ""
-    partitions: int = 1
-    delivery: str = "exactly-once"  # or "at-least-once"
-    window: float = 2.0
-    max_delay: float = 30.0
-    max_pending_bytes: int = 64 << 20
+    partitions: int = default("partitions")
+    delivery: str = default("delivery")  # or "at-least-once"
+    window: float = default("window")
+    max_delay: float = default("max_delay")
+    max_pending_bytes: int = default("max_pending_mb") << 20
     flush_interval: float = 0.1
     checkpoint_interval: float = 1.0
     checkpoint_keepalive: float = 5.0
     kafka_write_timeout: float = 60.0
-    max_message_bytes: int = 900_000
+    max_message_bytes: int = default("max_message_bytes")
     capture: Capture = field(default_factory=Capture)
-    start: str = "checkpoint"  # checkpoint | end | FILE:POS
-    snapshot_mode: str = "never"  # never | initial | when_needed
+    start: str = default("start")  # checkpoint | end | FILE:POS
+    snapshot_mode: str = default("snapshot")  # never | initial | when_needed
     snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
-    metrics_port: int | None = None
-    metrics_host: str = "0.0.0.0"
-    stall_timeout: float = 60.0  # seconds without progress before /readyz says "stalled"
+    metrics_port: int | None = default("metrics_port")
+    metrics_host: str = default("metrics_host")
+    stall_timeout: float = default("stall_timeout")  # seconds without progress before /readyz says "stalled"
 
     @property
     def transactional_id(self) -> str:
@@ -156,7 +154,13 @@ def read_secret(value: str | None, file: str | None, what: str) -> str:
 
 
 def load_toml(path: str | None) -> dict[str, Any]:
-    """A TOML config file as click's default_map (keys are option names with '_')."""
+    """A TOML config file as click's default_map: keys are option names with '_' ("mysql_host").
+
+    ``[mysql] host = …`` is ``mysql_host`` (tables nest: ``[kafka.sasl] username``), and '-' in a
+    key reads as '_'. A key no command knows is refused with the nearest known one, because a typo
+    would otherwise leave its option at the default without a word; keys of other commands than
+    the one running are fine, since one file serves them all.
+    """
     if not path:
         return {}
     try:
@@ -167,13 +171,43 @@ def load_toml(path: str | None) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     flat: dict[str, Any] = {}
-    for key, value in doc.items():
-        if isinstance(value, dict):  # [mysql] host = … → mysql_host
-            for sub, v in value.items():
-                flat[f"{key}_{sub}".replace("-", "_")] = v
-        else:
-            flat[key.replace("-", "_")] = value
+    written: dict[str, str] = {}  # option name → the key as the file spells it
+    for keys, value in _leaves(doc):
+        name, shown = "_".join(keys).replace("-", "_"), ".".join(keys)
+        if name in BY_NAME and name not in FILE_KEYS:
+            option = BY_NAME[name]
+            raise ConfigError(f"config file {path}: {shown!r} cannot be set in the file; "
+                              f"use {option.flag} or {option.envvar}")
+        if name not in FILE_KEYS:
+            raise ConfigError(f"config file {path}: unknown key {shown!r}{_nearest(keys)}")
+        if name in written:
+            raise ConfigError(f"config file {path}: {written[name]!r} and {shown!r} both set "
+                              f"{BY_NAME[name].flag}; keep one")
+        written[name] = shown
+        flat[name] = value
     return flat
+
+
+def _leaves(table: dict[str, Any], keys: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(keys, value) of every value that is not a table: ``[mysql] host`` → (("mysql", "host"), …)."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, (*keys, key))
+        else:
+            yield (*keys, key), value
+
+
+def _nearest(keys: tuple[str, ...]) -> str:
+    """`` (did you mean 'mysql.host'?)``, spelt in the file's own form (table or flat), or ""."""
+    name = "_".join(keys).replace("-", "_")
+    match = difflib.get_close_matches(name, sorted(FILE_KEYS), n=1)
+    if not match:
+        return ""
+    best = match[0]
+    table = "_".join(keys[:-1]).replace("-", "_")
+    if table and best.startswith(table + "_"):
+        best = ".".join(keys[:-1]) + "." + best[len(table) + 1:]
+    return f" (did you mean {best!r}?)"
 
 
 def _csv(value: str | None) -> list[str]:
@@ -189,8 +223,7 @@ def build_capture(
     revisions: str,
     skip_auto_drafts: bool = True,
 ) -> Capture:
-    if revisions not in ("attach", "skip", "events"):
-        raise ConfigError(f"--revisions must be attach, skip or events, got {revisions!r}")
+    BY_NAME["revisions"].check(revisions)
     keep = set(_csv(keep_meta))
     ignored = [k for k in (*DEFAULT_IGNORED_META, *_csv(ignore_meta)) if k not in keep]
     excluded = set(DEFAULT_EXCLUDED_POST_TYPES) | set(_csv(exclude_types))
@@ -207,36 +240,26 @@ def build_capture(
 
 def validate(s: StreamSettings) -> StreamSettings:
     """Raise ConfigError naming the option and the fix for any value that cannot work."""
-    if not NAME.fullmatch(s.name):
-        raise ConfigError(f"--name {s.name!r}: use 1-100 letters, digits, '.', '_' or '-'")
-    if not re.fullmatch(r"[A-Za-z0-9_]+", s.table_prefix):
-        raise ConfigError(f"--table-prefix {s.table_prefix!r}: letters, digits and '_' only")
-    if not 1 <= s.mysql.port <= 65535:
-        raise ConfigError(f"--mysql-port {s.mysql.port}: must be 1-65535")
-    if s.delivery not in ("exactly-once", "at-least-once"):
-        raise ConfigError(f"--delivery {s.delivery!r}: must be exactly-once or at-least-once")
-    if s.window < 0:
-        raise ConfigError(f"--window {s.window}: must be >= 0 seconds (0 = one event per transaction)")
+    _check_declared(s)
     if s.max_delay < s.window:
         raise ConfigError(f"--max-delay {s.max_delay} must be >= --window {s.window}")
-    if s.partitions < 1:
-        raise ConfigError(f"--partitions {s.partitions}: must be >= 1")
-    if s.max_message_bytes < 10_000:
-        raise ConfigError(f"--max-message-bytes {s.max_message_bytes}: must be >= 10000")
-    if s.max_message_bytes > 100 << 20:
-        raise ConfigError(f"--max-message-bytes {s.max_message_bytes}: must be 10000..104857600 (100 MiB); "
-                          "it must also be <= the broker's message.max.bytes and the topic's max.message.bytes, "
-                          "or Kafka refuses the larger events")
-    if not 1 <= s.server_id < 2**32:
-        raise ConfigError(f"--server-id {s.server_id}: must be 1..4294967295 and unique among replicas")
     if s.start not in ("checkpoint", "end") and ":" not in s.start:
         raise ConfigError(f"--start {s.start!r}: use checkpoint, end, or FILE:POS")
-    if s.stall_timeout <= 0:
-        raise ConfigError(f"--stall-timeout {s.stall_timeout}: must be > 0 seconds")
-    if s.metrics_port is not None and not 0 <= s.metrics_port <= 65535:
-        raise ConfigError(f"--metrics-port {s.metrics_port}: must be 0-65535")
     _validate_security(s.mysql, s.kafka)
     return s
+
+
+def _check_declared(settings: object, prefix: str = "") -> None:
+    """Each option that lands unchanged in ``settings`` (at its ``setting`` path, under ``prefix``)
+    against its declared range, choices and pattern: the one place these are checked, whether the
+    value came from the command line, the environment, the file or code."""
+    for option in OPTIONS:
+        if option.setting is None or not option.setting.startswith(prefix):
+            continue
+        value = settings
+        for attr in option.setting[len(prefix):].split("."):
+            value = getattr(value, attr)
+        option.check(value)
 
 
 def _readable(option: str, path: str | None) -> None:
