@@ -9,15 +9,19 @@ STACK_DIR ?= $(or $(WPCDC_STACK_DIR),.stack)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 BACKFILL_ARGS ?=
+# KAFKA_BROKERS=3: `make up` also starts the three-broker cluster (deploy/local/cluster.py).
+KAFKA_BROKERS ?= 1
+UP_SERVICES := $(if $(filter 3,$(KAFKA_BROKERS)),mariadb kafka wordpress cluster)
 
-.PHONY: help deps up down status test test-unit lint demo bench soak sim clean
+.PHONY: help deps up down status test test-unit test-cluster lint demo bench soak sim clean
 
 help:
 	@echo "make deps       install Debian packages, Java/Maven check, .venv with wpcdc[dev]"
-	@echo "make up         start MariaDB, Kafka and WordPress (idempotent)"
-	@echo "make down       stop the stack;  make status: what runs where"
+	@echo "make up         start MariaDB, Kafka and WordPress (idempotent); KAFKA_BROKERS=3 adds a 3-broker cluster"
+	@echo "make down       stop the stack (the cluster too);  make status: what runs where"
 	@echo "make test       deps, stack up, the whole pytest suite, stack down (keeps pytest's exit code)"
 	@echo "make test-unit  tests/unit only, no servers"
+	@echo "make test-cluster  only the 3-broker Kafka cluster tests (-m cluster, ~2 min; make test runs them last)"
 	@echo "make lint       ruff check + mypy cdc"
 	@echo "make demo       deps, up, then deploy/local/demo.py"
 	@echo "make bench      deps, up, then bench/run.py (as python -m bench.run)"
@@ -29,7 +33,7 @@ deps:
 	bash deploy/local/deps.sh
 
 up: deps
-	$(PY) $(STACK) up
+	$(PY) $(STACK) up $(UP_SERVICES)
 
 down:
 	$(STACK_PY) $(STACK) down
@@ -52,6 +56,10 @@ test: deps
 
 test-unit: deps
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# The `kafka_cluster` fixture starts the cluster and stops it at the end of the session.
+test-cluster: deps
+	$(PY) -m pytest -q -m cluster tests/integration/test_kafka_cluster.py $(PYTEST_ARGS)
 
 lint: deps
 	$(PY) -m ruff check .

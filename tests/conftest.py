@@ -1,12 +1,14 @@
 """Fixtures shared by every test: the real local stack, started once per session.
 
 Pure-logic tests (tests/unit) never touch these; integration tests (tests/integration) ask for
-``stack`` (ports of MariaDB and Kafka) and ``wordpress`` (a driver for the real WordPress install).
+``stack`` (ports of MariaDB and Kafka) and ``wordpress`` (a driver for the real WordPress install);
+tests marked ``cluster`` ask for ``kafka_cluster`` (three brokers).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,36 @@ import stack as local_stack  # noqa: E402
 def stack() -> local_stack.Ports:
     """MariaDB, Kafka and WordPress up (idempotent; fast when already running)."""
     return local_stack.up()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the three-broker cluster run last (in their own order).
+
+    The session fixture stops the cluster when the session ends; run last, its three JVMs never
+    take CPU from the rest of the suite on a two-core machine.
+    """
+    uses = [item for item in items if "kafka_cluster" in getattr(item, "fixturenames", ())]
+    if uses:
+        others = [item for item in items if item not in uses]
+        items[:] = others + uses
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[list[str]]:
+    """The three-broker Kafka cluster (deploy/local/cluster.py): its bootstrap list.
+
+    Started by the first test that asks and stopped at the end of the session (unless it ran
+    before, e.g. from `make up KAFKA_BROKERS=3`), so a run without such tests never pays for three
+    more JVMs. Tests that stop a broker start it again.
+    """
+    import cluster as local_cluster
+
+    was_running = local_cluster.running()
+    try:
+        yield local_cluster.cluster_up()
+    finally:
+        if not was_running:
+            local_cluster.cluster_down()
 
 
 @pytest.fixture(scope="session")

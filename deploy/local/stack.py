@@ -10,6 +10,7 @@ directory (``.stack/`` at the repository root unless ``WPCDC_STACK_DIR`` says ot
 Usage::
 
     python deploy/local/stack.py up [mariadb|kafka|wordpress ...]   # start (idempotent)
+    python deploy/local/stack.py up cluster                          # a 3-broker Kafka too (cluster.py)
     python deploy/local/stack.py down                                # stop everything
     python deploy/local/stack.py status                              # what runs where
     python deploy/local/stack.py env                                 # shell exports for the CLI
@@ -540,10 +541,17 @@ def up(services: list[str] | None = None) -> Ports:
         _save_ports(ports)
     if "wordpress" in services:
         wordpress_up(ports)
+    if "cluster" in services:  # only when asked: three more JVMs (deploy/local/cluster.py)
+        from cluster import cluster_up
+
+        cluster_up()
     return ports
 
 
 def down() -> None:
+    from cluster import cluster_down
+
+    cluster_down()
     kafka_down()
     mariadb_down()
 
@@ -562,6 +570,8 @@ def env(ports: Ports | None = None) -> dict[str, str]:
 
 
 def status() -> dict[str, object]:
+    import cluster
+
     ports = _load_ports()
     return {
         "state_dir": str(STATE),
@@ -572,6 +582,7 @@ def status() -> dict[str, object]:
                   **{f"{k}_port": ports.extra.get(k) for k in KAFKA_LISTENERS.values()},
                   "tls_ca": str(kafka_tls_dir() / "ca.crt")},
         "wordpress": {"root": str(STATE / "wordpress")},
+        **({"kafka_cluster": cluster.status()} if cluster.cluster_dir().exists() else {}),
     }
 
 
@@ -599,4 +610,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("stack", sys.modules[__name__])  # cluster.py's `import stack` is this module
     sys.exit(main(sys.argv))
