@@ -31,6 +31,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -41,6 +42,10 @@ KAFKA_VERSION = "4.1.1"
 ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-pw"
 # The connector's least-privilege account (see docs/operations.md for the grants).
 CDC_USER, CDC_PASSWORD = "wpcdc", "wpcdc-pw"
+CDC_GRANTS = "REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, SELECT ON *.*"
+# The same grants for a user that must also show a client certificate from the local CA (REQUIRE
+# X509): what a connector configured for mutual TLS logs in as.
+CDC_X509_USER, CDC_X509_PASSWORD = "wpcdc_x509", "wpcdc-x509-pw"
 WP_USER, WP_PASSWORD = "wordpress", "wordpress-pw"
 WP_DATABASE = "wordpress"
 
@@ -207,6 +212,7 @@ def mariadb_up(ports: Ports) -> None:
     cnf = d / "my.cnf"
     if alive and _port_open(port):
         if _mariadb_tls_configured(cnf):
+            _mariadb_x509_user(d)
             return
         mariadb_down()  # started by an older stack.py, without TLS: restart with it
     (d / "binlog").mkdir(parents=True, exist_ok=True)
@@ -232,7 +238,7 @@ def mariadb_up(ports: Ports) -> None:
 CREATE USER '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{ADMIN_PASSWORD}';
 GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'127.0.0.1' WITH GRANT OPTION;
 CREATE USER '{CDC_USER}'@'127.0.0.1' IDENTIFIED BY '{CDC_PASSWORD}';
-GRANT REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, SELECT ON *.* TO '{CDC_USER}'@'127.0.0.1';
+GRANT {CDC_GRANTS} TO '{CDC_USER}'@'127.0.0.1';
 CREATE USER '{WP_USER}'@'127.0.0.1' IDENTIFIED BY '{WP_PASSWORD}';
 CREATE USER '{WP_USER}'@'localhost' IDENTIFIED BY '{WP_PASSWORD}';
 CREATE DATABASE IF NOT EXISTS {WP_DATABASE} CHARACTER SET utf8mb4;
@@ -241,6 +247,7 @@ GRANT ALL PRIVILEGES ON *.* TO '{WP_USER}'@'localhost';
 FLUSH PRIVILEGES;
 """
         mysql_client(sql, socket_path=d / "mysqld.sock")
+    _mariadb_x509_user(d)
 
 
 def mysql_client(sql: str, socket_path: Path | None = None, database: str | None = None) -> str:
@@ -277,6 +284,31 @@ def _mariadb_tls_cnf() -> str:
 
 def _mariadb_tls_configured(cnf: Path) -> bool:
     return cnf.exists() and "ssl_cert" in cnf.read_text()
+
+
+def _mariadb_x509_user(d: Path) -> None:
+    """The CDC user's twin that needs a client certificate; made on every start (idempotent), so
+    that data directories created before it existed get it too. ``ssl_ca`` (the local CA) is what
+    the server checks the client's certificate against."""
+    make_client_cert(mariadb_tls_dir(), CDC_X509_USER)
+    account = f"'{CDC_X509_USER}'@'127.0.0.1'"
+    mysql_client(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '{CDC_X509_PASSWORD}' REQUIRE X509;\n"
+                 f"GRANT {CDC_GRANTS} TO {account};\n", socket_path=d / "mysqld.sock")
+
+
+def mariadb_security(ports: Ports | None = None) -> dict[str, str]:
+    """How to reach MariaDB over TLS, and as the X509 user with its client certificate (for tests)."""
+    ports = ports or _load_ports()
+    tls = mariadb_tls_dir()
+    return {
+        "host": "127.0.0.1",
+        "port": str(ports.mysql),
+        "ca": str(tls / "ca.crt"),
+        "client_cert": str(tls / "client.crt"),
+        "client_key": str(tls / "client.key"),
+        "x509_user": CDC_X509_USER,
+        "x509_password": CDC_X509_PASSWORD,
+    }
 
 
 # ------------------------------------------------------------------------------ TLS (a local CA)
@@ -323,22 +355,76 @@ def make_tls(d: Path, name: str) -> Path:
     return d
 
 
+def make_client_cert(d: Path, subject: str) -> Path:
+    """A client certificate (``client.crt``, ``client.key``, PEM) from the CA in ``d``, made once.
+
+    For mutual TLS: servers that trust the local CA (Kafka's MTLS listener, MariaDB's REQUIRE X509)
+    accept it; ``subject`` becomes its CN, which is the principal Kafka sees.
+    """
+    if (d / "client.crt").exists():
+        return d
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise StackError("openssl not found: install Debian's openssl")
+    log = d / "openssl.log"
+    (d / "client.ext").write_text(
+        "basicConstraints = CA:FALSE\n"
+        "keyUsage = critical, digitalSignature, keyEncipherment\n"
+        "extendedKeyUsage = clientAuth\n"
+        "subjectKeyIdentifier = hash\n"
+        "authorityKeyIdentifier = keyid, issuer\n"
+    )
+    _run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "client.key"),
+          "-out", str(d / "client.csr"), "-subj", f"/CN={subject}"], log)
+    (d / "client.key").chmod(0o600)
+    _run([openssl, "x509", "-req", "-days", "3650", "-in", str(d / "client.csr"), "-CA", str(d / "ca.crt"),
+          "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / "client.crt.tmp"),
+          "-extfile", str(d / "client.ext")], log)
+    (d / "client.crt.tmp").rename(d / "client.crt")  # last: its presence means "complete"
+    return d
+
+
 # ----------------------------------------------------------------------------------------- Kafka
 
-# The broker has one listener per security protocol, so that TLS and SASL are tested against the
-# real thing (tests/integration/test_operations.py):
-#   PLAINTEXT       ports.kafka                    what everything else uses
-#   SSL             ports.extra["kafka_ssl"]       server certificate from the local CA
-#   SASL_PLAINTEXT  ports.extra["kafka_sasl"]      PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-#   SASL_SSL        ports.extra["kafka_sasl_ssl"]  the same over TLS
-# One user, KAFKA_SASL_USER: its SCRAM credentials are written into the cluster metadata when the
-# storage is formatted, its PLAIN password sits in the listener's JAAS line.
+# The broker has a listener per way of logging in, so that TLS and SASL are tested against the
+# real thing (tests/integration/test_operations.py, test_kafka_auth.py):
+#   listener (protocol)              port                                 how a client gets in
+#   PLAINTEXT                        ports.kafka                          what everything else uses
+#   SSL                              ports.extra["kafka_ssl"]             server certificate from the local CA
+#   SASL_PLAINTEXT                   ports.extra["kafka_sasl"]            PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+#   SASL_SSL                         ports.extra["kafka_sasl_ssl"]        the same over TLS
+#   MTLS (SSL)                       ports.extra["kafka_mtls"]            a client certificate from the local CA
+#   OAUTH_UNSECURED (SASL_PLAINTEXT) ports.extra["kafka_oauth_unsecured"] OAUTHBEARER, any unsigned JWT with sub/exp
+#   OAUTH (SASL_PLAINTEXT)           ports.extra["kafka_oauth"]           OAUTHBEARER, an RS256 JWT from oauth.py
+# One SASL user, KAFKA_SASL_USER: its SCRAM credentials are written into the cluster metadata when
+# the storage is formatted, its PLAIN password sits in the listener's JAAS line. The OAUTH listener
+# checks tokens against the JWKS of the loopback OAuth server (deploy/local/oauth.py, started and
+# stopped with the broker, HTTP on ports.extra["oauth"] and HTTPS on ports.extra["oauth_tls"]),
+# whose token endpoint gives one client, OAUTH_CLIENT_ID, tokens for OAUTH_AUDIENCE.
 KAFKA_SASL_USER, KAFKA_SASL_PASSWORD = "wpcdc", "wpcdc-kafka-pw"
-KAFKA_LISTENERS = {"SSL": "kafka_ssl", "SASL_PLAINTEXT": "kafka_sasl", "SASL_SSL": "kafka_sasl_ssl"}
+
+
+class Listener(NamedTuple):
+    protocol: str  # the security protocol it speaks
+    port: str  # its key in Ports.extra
+
+
+KAFKA_LISTENERS = {
+    "SSL": Listener("SSL", "kafka_ssl"),
+    "SASL_PLAINTEXT": Listener("SASL_PLAINTEXT", "kafka_sasl"),
+    "SASL_SSL": Listener("SASL_SSL", "kafka_sasl_ssl"),
+    "MTLS": Listener("SSL", "kafka_mtls"),
+    "OAUTH_UNSECURED": Listener("SASL_PLAINTEXT", "kafka_oauth_unsecured"),
+    "OAUTH": Listener("SASL_PLAINTEXT", "kafka_oauth"),
+}
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-# What the data directory was formatted for. Storage formatted by an older stack.py has no SCRAM
-# users: it is formatted again (the local Kafka's data is disposable) and the broker restarted.
-KAFKA_LAYOUT = "2: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL; SCRAM users"
+KAFKA_CLIENT_SUBJECT = "wpcdc"  # CN of the MTLS client certificate: the principal the broker sees
+OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET = "wpcdc", "wpcdc-oauth-secret"
+OAUTH_AUDIENCE, OAUTH_ISSUER = "wpcdc-kafka", "wpcdc-local-oauth"
+# What the data directory was formatted for. Storage formatted by an older stack.py lacks a later
+# listener or the SCRAM users: it is formatted again (the local Kafka's data is disposable) and the
+# broker restarted.
+KAFKA_LAYOUT = "3: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL, MTLS, OAUTH_UNSECURED, OAUTH; SCRAM users"
 
 
 def kafka_dir() -> Path:
@@ -370,9 +456,9 @@ def kafka_lib() -> Path:
 
 
 def _kafka_properties(d: Path, ports: Ports) -> str:
-    addresses = {"PLAINTEXT": ports.kafka, **{n: ports.extra[k] for n, k in KAFKA_LISTENERS.items()}}
+    addresses = {"PLAINTEXT": ports.kafka, **{n: ports.extra[x.port] for n, x in KAFKA_LISTENERS.items()}}
     listeners = ",".join(f"{n}://127.0.0.1:{p}" for n, p in addresses.items())
-    protocols = ",".join(f"{n}:{n}" for n in addresses)
+    protocols = ",".join(f"{n}:{KAFKA_LISTENERS[n].protocol if n in KAFKA_LISTENERS else n}" for n in addresses)
     tls = kafka_tls_dir()
     jaas = []
     for listener in ("sasl_plaintext", "sasl_ssl"):
@@ -382,7 +468,7 @@ def _kafka_properties(d: Path, ports: Ports) -> str:
         for mechanism in ("scram-sha-256", "scram-sha-512"):
             jaas.append(f"listener.name.{listener}.{mechanism}.sasl.jaas.config="
                         "org.apache.kafka.common.security.scram.ScramLoginModule required;")
-    jaas_lines = "\n".join(jaas)
+    jaas_lines = "\n".join(jaas + _kafka_mtls_properties(tls) + _kafka_oauth_properties(ports))
     return f"""process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{ports.kafka_controller}
@@ -430,6 +516,44 @@ logger.kafka.appenderRef.file.ref = file
 """
 
 
+def _kafka_mtls_properties(tls: Path) -> list[str]:
+    """MTLS: the SSL listener's certificate, and a client's checked against the local CA."""
+    return ["listener.name.mtls.ssl.client.auth=required",
+            "listener.name.mtls.ssl.truststore.type=PEM",
+            f"listener.name.mtls.ssl.truststore.location={tls}/ca.crt"]
+
+
+def _kafka_oauth_properties(ports: Ports) -> list[str]:
+    """OAUTHBEARER twice: with Kafka's default validator, which checks an unsigned JWT's claims and
+    nothing else (development only), and with the JWKS-checking one a production cluster uses.
+
+    The broker's own JAAS line names a subject because its login module logs in at start even
+    where it never acts as a client (the unsecured login handler needs a ``sub``).
+
+    A trap of Kafka 4.1 (caught by tests/integration/test_kafka_auth.py): the
+    ``OAuthBearerValidatorCallbackHandler`` builds its default ``DefaultJwtValidator`` without a key
+    resolver, and that then picks the *client's* validator, which checks expiry but not the
+    signature, the audience or the issuer, whatever the JWKS URL. So ``BrokerJwtValidator`` is
+    named, under the listener's prefix only: the handler reads that setting without the mechanism's.
+    """
+    login = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+             'unsecuredLoginStringClaim_sub="broker";')
+    validated = "listener.name.oauth"
+    return [
+        "listener.name.oauth_unsecured.sasl.enabled.mechanisms=OAUTHBEARER",
+        f"listener.name.oauth_unsecured.oauthbearer.sasl.jaas.config={login}",
+        f"{validated}.sasl.enabled.mechanisms=OAUTHBEARER",
+        f"{validated}.oauthbearer.sasl.jaas.config={login}",
+        f"{validated}.oauthbearer.sasl.server.callback.handler.class="
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+        f"{validated}.sasl.oauthbearer.jwt.validator.class="
+        "org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator",
+        f"{validated}.sasl.oauthbearer.jwks.endpoint.url={_oauth_urls(ports)['jwks']}",
+        f"{validated}.sasl.oauthbearer.expected.audience={OAUTH_AUDIENCE}",
+        f"{validated}.sasl.oauthbearer.expected.issuer={OAUTH_ISSUER}",
+    ]
+
+
 def _choose_extra(ports: Ports, name: str, owner_alive: bool) -> int:
     current = ports.extra.get(name)
     if current and (owner_alive or _port_free(current)):
@@ -444,7 +568,7 @@ def _kafka_layout_current(d: Path) -> bool:
 
 
 def _kafka_listening(ports: Ports) -> bool:
-    return _port_open(ports.kafka) and all(_port_open(ports.extra[k]) for k in KAFKA_LISTENERS.values())
+    return _port_open(ports.kafka) and all(_port_open(ports.extra[x.port]) for x in KAFKA_LISTENERS.values())
 
 
 def kafka_up(ports: Ports) -> None:
@@ -454,27 +578,31 @@ def kafka_up(ports: Ports) -> None:
     current = _kafka_layout_current(d)
     _choose(ports, "kafka", alive)
     _choose(ports, "kafka_controller", alive)
-    for key in KAFKA_LISTENERS.values():
-        _choose_extra(ports, key, alive and current)
+    for listener in KAFKA_LISTENERS.values():
+        _choose_extra(ports, listener.port, alive and current)
     d.mkdir(parents=True, exist_ok=True)
     password_file = d / "sasl-password"  # for trying SASL by hand: WPCDC_KAFKA_SASL_PASSWORD_FILE
     password_file.write_text(KAFKA_SASL_PASSWORD)
     password_file.chmod(0o600)
-    if alive and current and _kafka_listening(ports):
-        return
-    if alive:  # started by an older stack.py, without the TLS and SASL listeners: restart
-        kafka_down()
-    lib = kafka_lib()
-    d.mkdir(parents=True, exist_ok=True)
-    make_tls(kafka_tls_dir(), "Kafka")
+    make_client_cert(make_tls(kafka_tls_dir(), "Kafka"), KAFKA_CLIENT_SUBJECT)
+    oauth_up(ports)  # before the broker, which fetches its JWKS at start
     props = d / "server.properties"
-    props.write_text(_kafka_properties(d, ports))
+    properties = _kafka_properties(d, ports)
+    if alive and current and _kafka_listening(ports) and props.exists() and props.read_text() == properties:
+        return
+    if alive:  # started by an older stack.py (other listeners, another OAuth port): restart
+        _stop_pid(pidfile, timeout=60)
+    lib = kafka_lib()
+    props.write_text(properties)
     log = d / "server.log"
     (d / "log4j2.properties").write_text(_LOG4J.format(log=log))
     java = shutil.which("java")
     if not java:
         raise StackError("java not found: install a Java 17 runtime (make deps does)")
+    # Kafka 4 fetches OAuth URLs only from an allow-list given as a system property (CVE-2025-27817).
+    allowed = ",".join(_oauth_urls(ports)[k] for k in ("jwks", "token", "token_tls"))
     base = [java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={allowed}",
             f"-Dlog4j2.configurationFile={d / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={d}", "-cp", f"{lib}/*"]
     if not current:
@@ -500,20 +628,88 @@ def kafka_up(ports: Ports) -> None:
 
 def kafka_down() -> None:
     _stop_pid(kafka_dir() / "kafka.pid", timeout=60)
+    oauth_down()
 
 
 def kafka_security(ports: Ports | None = None) -> dict[str, str]:
-    """Where the TLS and SASL listeners are and how to log in (for tests and the docs' examples)."""
+    """Where the TLS, SASL and OAuth listeners are and how to log in (for tests and the docs' examples)."""
     ports = ports or _load_ports()
+    tls, oauth = kafka_tls_dir(), oauth_dir()
+    urls = _oauth_urls(ports)
     return {
         "ssl": f"127.0.0.1:{ports.extra['kafka_ssl']}",
         "sasl_plaintext": f"127.0.0.1:{ports.extra['kafka_sasl']}",
         "sasl_ssl": f"127.0.0.1:{ports.extra['kafka_sasl_ssl']}",
-        "ca": str(kafka_tls_dir() / "ca.crt"),
+        "ca": str(tls / "ca.crt"),
         "user": KAFKA_SASL_USER,
         "password": KAFKA_SASL_PASSWORD,
         "password_file": str(kafka_dir() / "sasl-password"),
+        "mtls": f"127.0.0.1:{ports.extra['kafka_mtls']}",
+        "client_cert": str(tls / "client.crt"),
+        "client_key": str(tls / "client.key"),
+        "oauth_unsecured": f"127.0.0.1:{ports.extra['kafka_oauth_unsecured']}",
+        "oauth": f"127.0.0.1:{ports.extra['kafka_oauth']}",
+        "oauth_token_url": urls["token"],
+        "oauth_token_url_tls": urls["token_tls"],  # the same endpoint over HTTPS; trust "ca"
+        "oauth_jwks_url": urls["jwks"],
+        "oauth_client_id": OAUTH_CLIENT_ID,
+        "oauth_client_secret": OAUTH_CLIENT_SECRET,
+        "oauth_client_secret_file": str(oauth / "client-secret"),
+        "oauth_audience": OAUTH_AUDIENCE,
+        "oauth_issuer": OAUTH_ISSUER,
+        "oauth_signing_key": str(oauth / "signing.key"),  # to mint tokens the broker must refuse
     }
+
+
+# The loopback OAuth server (deploy/local/oauth.py) the OAUTH listener trusts. It runs under the
+# python running this script (it needs only the standard library and openssl).
+
+
+def oauth_dir() -> Path:
+    return kafka_dir() / "oauth"
+
+
+def _oauth_urls(ports: Ports) -> dict[str, str]:
+    http, https = ports.extra.get("oauth"), ports.extra.get("oauth_tls")
+    return {"jwks": f"http://127.0.0.1:{http}/jwks.json", "token": f"http://127.0.0.1:{http}/token",
+            "token_tls": f"https://127.0.0.1:{https}/token"}
+
+
+def oauth_up(ports: Ports) -> None:
+    d = oauth_dir()
+    pidfile = d / "oauth.pid"
+    alive = _pid_alive(pidfile) is not None
+    port = _choose_extra(ports, "oauth", alive)
+    tls_port = _choose_extra(ports, "oauth_tls", alive)
+    if alive and _port_open(port) and _port_open(tls_port):
+        return
+    if alive:
+        oauth_down()
+    d.mkdir(parents=True, exist_ok=True)
+    secret_file = d / "client-secret"
+    secret_file.write_text(OAUTH_CLIENT_SECRET)
+    secret_file.chmod(0o600)
+    tls = kafka_tls_dir()
+    config = d / "config.json"
+    config.write_text(json.dumps({
+        "port": port, "tls_port": tls_port, "cert": str(tls / "server.crt"), "cert_key": str(tls / "server.key"),
+        "signing_key": str(d / "signing.key"), "issuer": OAUTH_ISSUER, "audience": OAUTH_AUDIENCE,
+        "scope": "kafka", "lifetime": 3600, "clients": {OAUTH_CLIENT_ID: OAUTH_CLIENT_SECRET},
+    }, indent=2))
+    config.chmod(0o600)
+    log = d / "oauth.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, str(HERE / "oauth.py"), "serve", str(config)],
+                                stdout=out, stderr=out, start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    _wait(lambda: (_port_open(port) and _port_open(tls_port)) or proc.poll() is not None, "OAuth server", log,
+          timeout=30)
+    if proc.poll() is not None:
+        raise StackError(f"the OAuth server exited with {proc.returncode}; see {log}")
+
+
+def oauth_down() -> None:
+    _stop_pid(oauth_dir() / "oauth.pid", timeout=10)
 
 
 # ------------------------------------------------------------------------------------- WordPress
@@ -576,11 +772,16 @@ def status() -> dict[str, object]:
     return {
         "state_dir": str(STATE),
         "mariadb": {"port": ports.mysql, "up": bool(ports.mysql) and _port_open(ports.mysql),
-                    "log": str(mariadb_dir() / "mysqld.log")},
+                    "log": str(mariadb_dir() / "mysqld.log"), "tls_ca": str(mariadb_tls_dir() / "ca.crt"),
+                    "x509_user": CDC_X509_USER, "client_cert": str(mariadb_tls_dir() / "client.crt")},
         "kafka": {"port": ports.kafka, "up": bool(ports.kafka) and _port_open(ports.kafka),
                   "log": str(kafka_dir() / "server.log"),
-                  **{f"{k}_port": ports.extra.get(k) for k in KAFKA_LISTENERS.values()},
-                  "tls_ca": str(kafka_tls_dir() / "ca.crt")},
+                  **{f"{x.port}_port": ports.extra.get(x.port) for x in KAFKA_LISTENERS.values()},
+                  "tls_ca": str(kafka_tls_dir() / "ca.crt"),
+                  "client_cert": str(kafka_tls_dir() / "client.crt")},
+        "oauth": {"up": _pid_alive(oauth_dir() / "oauth.pid") is not None,
+                  "token_url": _oauth_urls(ports)["token"], "token_url_tls": _oauth_urls(ports)["token_tls"],
+                  "jwks_url": _oauth_urls(ports)["jwks"], "log": str(oauth_dir() / "oauth.log")},
         "wordpress": {"root": str(STATE / "wordpress")},
         **({"kafka_cluster": cluster.status()} if cluster.cluster_dir().exists() else {}),
     }
