@@ -5,6 +5,9 @@
 #     only when one of them is missing). The Debian MariaDB service is kept from running on 3306:
 #     the stack runs its own instance from deploy/local/stack.py.
 #   - Java >= 17 and Maven, for the Kafka broker (its jars come from Maven Central at `stack up`).
+#   - The Kafka clients tests/integration/test_clients.py reads wpcdc's topics with: kcat (Debian),
+#     Node.js with npm, and KafkaJS from tests/clients/kafkajs/package-lock.json (`npm ci`, with
+#     npm's cache in ~/.npm). The Java client is the broker's own kafka-clients jar.
 #   - .venv with this project installed editable with its dev extra (pip's cache in ~/.cache/pip).
 #
 # Idempotent, and a quick no-op (well under 5 s) once everything is there. Needs root (or sudo)
@@ -16,7 +19,7 @@ cd "$REPO"
 
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-$REPO/.venv}"
-APT_PACKAGES=(mariadb-server mariadb-client wordpress php-cli php-mysql)
+APT_PACKAGES=(mariadb-server mariadb-client wordpress php-cli php-mysql kcat)
 
 log() { printf 'deps: %s\n' "$*"; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
@@ -141,6 +144,22 @@ if [ "${#need_java[@]}" -gt 0 ]; then
     command -v mvn >/dev/null || die "mvn is still missing after installing maven"
 fi
 
+# ------------------------------------------------------------------------------ Node.js, KafkaJS
+
+# Any Node.js >= 14 runs KafkaJS 2.2.4; Debian's is used only where the machine has none.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+fi
+KAFKAJS="$REPO/tests/clients/kafkajs"
+# npm ci again only when the lock file changed (it empties node_modules first, so it is not free).
+kstamp="$KAFKAJS/node_modules/.wpcdc-deps"
+kwant="$( { cat "$KAFKAJS/package-lock.json"; node --version; } | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$kstamp" 2>/dev/null)" != "$kwant" ]; then
+    log "npm ci in tests/clients/kafkajs"
+    (cd "$KAFKAJS" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+    echo "$kwant" >"$kstamp"
+fi
+
 # ----------------------------------------------------------------------------- Python virtualenv
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -166,4 +185,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" >"$stamp"
 fi
 
-log "ok (python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'), java $jmajor, $(command -v mvn))"
+log "ok (python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'), java $jmajor, $(command -v mvn), node $(node --version))"
