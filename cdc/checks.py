@@ -98,7 +98,7 @@ def set_offsets(settings: StreamSettings, position: Position | None) -> int:
     checkpoint = Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id)
 
     async def write() -> None:
-        await ensure_topics(settings.kafka, connector_topics(settings))
+        await ensure_topics(settings.kafka, connector_topics(settings), settings.replication_factor)
         # The connector's own transactional id: a running instance is fenced rather than raced.
         sink = KafkaSink(settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
                          connector=settings.name, transactional_id=settings.transactional_id)

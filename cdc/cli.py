@@ -30,7 +30,7 @@ from cdc.config import (
     read_secret,
     validate,
 )
-from cdc.errors import ConfigError, WpcdcError
+from cdc.errors import RETRIED_BY_STREAM, ConfigError, WpcdcError, exit_table
 from cdc.options import Option
 
 log = logging.getLogger("wpcdc")
@@ -114,7 +114,8 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         name=name, mysql=mysql, kafka=kafka, table_prefix=kw["table_prefix"], blog_ids=_blogs(kw["blogs"]),
         server_id=default_server_id(name) if kw["server_id"] is None else kw["server_id"],
         topic=kw["topic"] or f"wpcdc.{name}.posts", checkpoint_topic=kw["checkpoint_topic"] or default_checkpoint_topic(name),
-        partitions=kw["partitions"], delivery=kw["delivery"],
+        partitions=kw["partitions"], replication_factor=kw["replication_factor"], compression=kw["compression"],
+        delivery=kw["delivery"],
         window=kw["window"], max_delay=kw["max_delay"],
         max_pending_bytes=kw["max_pending_mb"] << 20,
         max_message_bytes=kw["max_message_bytes"],
@@ -167,30 +168,10 @@ def run_command(fn: Callable[..., int | None]) -> Callable[..., None]:
     return wrapper
 
 
-EPILOG = """\b
-Exit status:
-  0      success; `stream` stopped by SIGTERM/SIGINT after writing a last checkpoint
-  1      unexpected error (a bug: the traceback is in the log)
-  2      usage or configuration error (the message names the option)
-  3      no checkpoint for this connector (status, offsets show)
-  10-18  a preflight check failed: 10 connect, 11 log_bin, 12 binlog_format,
-         13 binlog_row_image, 14 binlog_row_metadata, 15 privileges, 16 tables,
-         17 binlog compression, 18 Kafka
-  20     the binlog could not be read
-  21     the saved position is gone (binlog purged): see docs/operations.md
-  22     the server refused the saved position
-  23     the binlog holds a change wpcdc cannot turn into events (the message
-         names the position, the cause and the remedy)
-  30     Kafka did not accept a write or could not be read
-  31     fenced: another instance with the same --name took over
-  32     Kafka refused an event as too large: the topic's max.message.bytes is
-         below --max-message-bytes (the message has the command to raise it)
-  40     the checkpoint record is unreadable, or hidden behind another producer's
-         open transaction (a shared checkpoint topic; retried by stream)
-  41     no checkpoint, but the event topic holds events: the checkpoint was lost
-         (resume with `offsets set`, or --start end, or backfill)
-`stream` retries 20, 30 and a hidden checkpoint by itself (with backoff, until it works) and exits on the others.
-Runbook, metrics, alerts: docs/operations.md."""
+EPILOG = ("\b\nExit status:\n" + exit_table()
+          + "\n`stream` retries " + ", ".join(str(int(c)) for c in RETRIED_BY_STREAM)
+          + " by itself (with backoff, until it works) and exits on the others."
+          + "\nRunbook, metrics, alerts: docs/operations.md.")
 
 
 def _config_file(ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:

@@ -117,6 +117,8 @@ class StreamSettings:
     topic: str = ""
     checkpoint_topic: str = ""
     partitions: int = default("partitions")
+    replication_factor: int | None = default("replication_factor")  # None: the cluster's default
+    compression: str = default("compression")
     delivery: str = default("delivery")  # or "at-least-once"
     window: float = default("window")
     max_delay: float = default("max_delay")

@@ -51,13 +51,13 @@ EXIT_CODES: dict[Exit, tuple[str, str]] = {
     Exit.TABLES: ("preflight: the WordPress tables are not there", "`check`, start of `stream`"),
     Exit.COMPRESSION: ("preflight: binlog transaction compression is on", "`check`, start of `stream`"),
     Exit.KAFKA: ("Kafka unreachable, refusing the login, or its topics contradict what wpcdc needs", "`check`"),
-    Exit.SOURCE: ("MySQL failed during the command (retried by stream)", "`offsets set`, `offsets reset`"),
+    Exit.SOURCE: ("MySQL failed during the command (retried by stream)", "`offsets set`, `offsets reset` (retried by `stream`)"),
     Exit.BINLOG_PURGED: ("the saved position is gone (binlog purged): see docs/operations.md",
                          "`stream`, `check`, `offsets set`"),
     Exit.INVALID_POSITION: ("the server refused the saved position", "`stream`"),
     Exit.UNSUPPORTED_CHANGE: ("the binlog holds a change wpcdc cannot turn into events (the message names "
                               "the position, the cause and the remedy)", "`stream`, `backfill`"),
-    Exit.SINK: ("Kafka did not accept a write or could not be read (retried by stream)", "`offsets`, `status`"),
+    Exit.SINK: ("Kafka did not accept a write or could not be read (retried by stream)", "`offsets`, `status` (retried by `stream`)"),
     Exit.FENCED: ("fenced: another instance with the same --name (or server_id) took over", "`stream`, `backfill`"),
     Exit.RECORD_TOO_LARGE: ("Kafka refused an event as too large: the topic's max.message.bytes is below "
                             "--max-message-bytes (the message has the command to raise it)", "`stream`, `backfill`"),
@@ -75,7 +75,7 @@ def exit_table(width: int = 100) -> str:
 
     lines = []
     for code, (meaning, _) in EXIT_CODES.items():
-        wrapped = textwrap.wrap(meaning, width - 8) or [""]
+        wrapped = textwrap.wrap(meaning, width - 8, break_on_hyphens=False) or [""]
         lines.append(f"  {int(code):<5} {wrapped[0]}")
         lines += [f"        {more}" for more in wrapped[1:]]
     return "\n".join(lines)

@@ -257,7 +257,7 @@ async def cluster_defaults(admin: AIOKafkaAdminClient, settings: KafkaSettings) 
 
 
 async def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec],
-                        replication_factor: int | None = None) -> list[str]:
+                        replication_factor: int | None) -> list[str]:
     """Create the missing topics (names returned); an existing topic is the operator's.
 
     A CreateTopics error other than "already exists" (another instance created it meanwhile)

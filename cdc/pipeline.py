@@ -446,13 +446,14 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
 
     async def one_session() -> None:
         nonlocal start, want_backfill
-        await ensure_topics(settings.kafka, connector_topics(settings))
+        await ensure_topics(settings.kafka, connector_topics(settings), settings.replication_factor)
         sink = KafkaSink(
             settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
             connector=settings.name,
             transactional_id=settings.transactional_id if settings.delivery == "exactly-once" else None,
             max_message_bytes=settings.max_message_bytes,
             write_timeout=settings.kafka_write_timeout,
+            compression=settings.compression,
         )
         # The producer starts (and so fences any older instance and aborts its open transaction)
         # *before* the checkpoint is read: after that no one else can commit, so the checkpoint

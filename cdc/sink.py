@@ -49,7 +49,7 @@ class KafkaSink:
 
     def __init__(self, settings: KafkaSettings, *, topic: str, checkpoint_topic: str, connector: str,
                  transactional_id: str | None, max_message_bytes: int = 900_000,
-                 write_timeout: float = 60.0) -> None:
+                 write_timeout: float = 60.0, compression: str = "none") -> None:
         self.settings = settings
         self.topic = topic
         self.checkpoints = CheckpointStore(settings, checkpoint_topic, connector)
@@ -64,9 +64,9 @@ class KafkaSink:
             enable_idempotence=True,
             acks="all",
             transactional_id=transactional_id,
-            # zstd (Rust, through cramjam) compresses JSON better than gzip at ~10x its speed;
-            # gzip level 9 in the event loop was a tenth of wpcdc's CPU while catching up.
-            compression_type="zstd",
+            # --compression: none by default, the one codec every client reads at no CPU cost
+            # (aiokafka's gzip is level 9, ~36x the cost of no codec; docs/performance.md).
+            compression_type=None if compression == "none" else compression,
             # No linger: a flush appends all its records before the sender runs (send() does not
             # yield), so they batch anyway; lingering only delayed every transaction by 5 ms.
             linger_ms=0,
