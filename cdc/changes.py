@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdc.position import Position
-from cdc.wordpress import TableKind, WpTable
+from cdc.wordpress import POST_COLUMN, WpTable
 
 Row = dict[str, Any]
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -55,14 +55,9 @@ class RowChange:
 
     @property
     def post_id(self) -> int | None:
-        kind = self.table.kind
-        if kind is TableKind.POSTS:
-            return int(self.row["ID"])
-        if kind is TableKind.POSTMETA:
-            return int(self.row["post_id"])
-        if kind is TableKind.TERM_RELATIONSHIPS:
-            return int(self.row["object_id"])
-        return None
+        """The post the row belongs to; None for term tables (a term belongs to no post)."""
+        column = POST_COLUMN.get(self.table.kind)
+        return None if column is None else int(self.row[column])
 
 
 @dataclass(frozen=True, slots=True)

@@ -433,6 +433,13 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
     # while catching up (docs/performance.md). Rows hold no reference cycles: collect less often.
     gc.set_threshold(10_000, 20, 100)
     db = Database(settings.mysql)
+    try:
+        await _run_sessions(settings, stop, db, backfill_now)
+    finally:
+        db.close()  # on every way out: a stop, a fatal error, a failed preflight
+
+
+async def _run_sessions(settings: StreamSettings, stop: asyncio.Event, db: Database, backfill_now: bool) -> None:
     tables = TableNames(settings.table_prefix, settings.blog_ids)
     await asyncio.to_thread(preflight.run_all, db, tables, None)
     if settings.metrics_port:
@@ -514,7 +521,6 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
             if stop.is_set():
                 return
             await one_session()
-    db.close()
 
 
 __all__ = ["run_stream", "Session", "starting_checkpoint"]

@@ -23,7 +23,7 @@ from cdc.changes import PostDoc
 from cdc.config import MysqlSettings, SnapshotSettings
 from cdc.errors import SourceError
 from cdc.position import Position
-from cdc.source.database import Database, _clean
+from cdc.source.database import Database, column_value
 from cdc.wordpress import TableKind, TableNames
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class SnapshotReader:
         finally:
             self.db.query("COMMIT")
         docs = tuple(
-            PostDoc(blog, {k: _clean(v) for k, v in r.items()}, tuple(meta[int(r["ID"])]),
+            PostDoc(blog, {k: column_value(v) for k, v in r.items()}, tuple(meta[int(r["ID"])]),
                     tuple(terms[int(r["ID"])]))
             for r in rows
         )

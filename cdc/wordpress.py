@@ -23,6 +23,14 @@ class TableKind(enum.Enum):
     TERM_TAXONOMY = "term_taxonomy"
 
 
+# The column of each table that names the post a row belongs to: what keys every row to its post.
+POST_COLUMN: dict[TableKind, str] = {
+    TableKind.POSTS: "ID",
+    TableKind.POSTMETA: "post_id",
+    TableKind.TERM_RELATIONSHIPS: "object_id",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class WpTable:
     """A table name decoded: which blog of the network and which kind of table."""

@@ -52,6 +52,7 @@ from cdc.errors import (
 from cdc.normalize import normalize_rows
 from cdc.position import Position
 from cdc.source import compressed, decoding, fastpath, handoff
+from cdc.source.flavor import GtidState
 from cdc.source.statements import QueryKind, classify
 from cdc.wordpress import TableNames
 
@@ -87,31 +88,6 @@ _REMEDY_SKIP = (
 @dataclass(frozen=True, slots=True)
 class SourceFailed:
     error: Exception
-
-
-class GtidState:
-    """MariaDB's GTID position: the last GTID per replication domain."""
-
-    def __init__(self, text: str | None = None) -> None:
-        self._by_domain: dict[str, str] = {}
-        for part in (text or "").split(","):
-            part = part.strip()
-            if part:
-                self._by_domain[part.split("-")[0] if "-" in part else part] = part
-
-    def apply(self, gtid: str) -> None:
-        self._by_domain[gtid.split("-")[0] if "-" in gtid else gtid] = gtid
-        self._text: str | None = None
-
-    def __str__(self) -> str:
-        return ",".join(self._by_domain[d] for d in sorted(self._by_domain))
-
-    def text(self) -> str | None:
-        # Asked for at every transaction boundary (3 times per autocommit row): built once per GTID.
-        cached = getattr(self, "_text", None)
-        if cached is None:
-            cached = self._text = str(self)
-        return cached or None
 
 
 ROW_OBJECT_BYTES = 600  # a decoded RowChange with its row dicts, beyond the values' bytes

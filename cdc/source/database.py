@@ -137,10 +137,13 @@ class Database:
         table = tables.name(blog_id, TableKind.POSTS)
         marks = ",".join(["%s"] * len(ids))
         rows = self.query(f"SELECT * FROM `{self.settings.database}`.`{table}` WHERE ID IN ({marks})", ids)
-        return {int(r["ID"]): {k: _clean(v) for k, v in r.items()} for r in rows}
+        return {int(r["ID"]): {k: column_value(v) for k, v in r.items()} for r in rows}
 
 
-def _clean(value: Any) -> Any:
+def column_value(value: Any) -> Any:
+    """A value as read by SQL, in the form the binlog decoder gives it: MySQL's zero dates
+    (``0000-00-00``), which PyMySQL hands over as text or a year-0 datetime, become None, so a
+    backfill document and a streamed event agree on the same row."""
     if isinstance(value, str) and value in ZERO_DATES:
         return None
     if isinstance(value, dt.datetime) and value.year == 0:

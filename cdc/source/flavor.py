@@ -1,7 +1,11 @@
-"""What differs between MariaDB and MySQL 8.0/8.4, behind one small interface.
+"""What differs between MariaDB and MySQL 8.0/8.4: the SQL that differs (:class:`Flavor`) and
+the two forms of GTID state (:class:`GtidState`).
 
-Only MariaDB runs in our test stack, so this is the one place with MySQL-specific SQL, and it is
-unit-tested against recorded answers (tests/unit/test_flavor.py).
+Only MariaDB runs in our test stack, so this is the one place with MySQL-specific code, and it is
+unit-tested against recorded answers (tests/unit/test_flavor.py). What stays outside: the binlog
+event types themselves (MariaDB's GTID and compressed events, MySQL's GTID and transaction
+payload events), which the reader (cdc/source/binlog.py) names side by side, and the backfill's
+consistent-snapshot position, read per flavour in cdc/snapshot.py.
 """
 
 from __future__ import annotations
@@ -62,3 +66,68 @@ class Flavor:
     def monitor_grant_names(self) -> tuple[str, ...]:
         # MariaDB 10.5 split REPLICATION CLIENT into BINLOG MONITOR (the old name is an alias).
         return ("REPLICATION CLIENT", "BINLOG MONITOR") if self.is_mariadb else ("REPLICATION CLIENT",)
+
+
+class GtidState:
+    """The server's GTID state after the last transaction read, in the server's own notation.
+
+    MariaDB: the last GTID per replication domain, ``domain-server-seq`` joined by commas (what
+    ``@@gtid_binlog_pos`` says). MySQL: a GTID *set*, ``uuid:1-100:105,uuid2:1-7`` (what
+    ``@@gtid_executed`` says), to which each transaction's ``uuid:n`` is added. The form is told
+    from the text, so one reader serves both servers. The binlog position, not this, is where the
+    connector resumes; the state travels in the checkpoint and the events for operators.
+    """
+
+    def __init__(self, text: str | None = None) -> None:
+        self._mariadb: dict[str, str] = {}
+        self._mysql: dict[str, list[list[int]]] = {}
+        self._text: str | None = None
+        for part in (text or "").replace("\n", "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if ":" in part:
+                uuid, *ranges = part.split(":")
+                for r in ranges:
+                    low, _, high = r.partition("-")
+                    self._add(uuid.lower(), int(low), int(high or low))
+            else:
+                self._mariadb[part.split("-")[0]] = part
+
+    def _add(self, uuid: str, low: int, high: int) -> None:
+        intervals = self._mysql.setdefault(uuid, [])
+        intervals.append([low, high])
+        intervals.sort()
+        merged: list[list[int]] = []
+        for a, b in intervals:
+            if merged and a <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        self._mysql[uuid] = merged
+
+    def apply(self, gtid: str) -> None:
+        """Add one transaction's GTID: MariaDB ``0-1-42`` or MySQL ``uuid:42``."""
+        if ":" in gtid:
+            uuid, _, seq = gtid.rpartition(":")
+            n = int(seq)
+            intervals = self._mysql.get(uuid.lower())
+            if intervals and intervals[-1][1] + 1 == n:
+                intervals[-1][1] = n  # the usual case: the next transaction of the same server
+            else:
+                self._add(uuid.lower(), n, n)
+        else:
+            self._mariadb[gtid.split("-")[0]] = gtid
+        self._text = None
+
+    def __str__(self) -> str:
+        mariadb = [self._mariadb[d] for d in sorted(self._mariadb)]
+        mysql = [uuid + "".join(f":{a}" if a == b else f":{a}-{b}" for a, b in ranges)
+                 for uuid, ranges in sorted(self._mysql.items())]
+        return ",".join(mariadb + mysql)
+
+    def text(self) -> str | None:
+        # Asked for at every transaction boundary (3 times per autocommit row): built once per GTID.
+        if self._text is None:
+            self._text = str(self)
+        return self._text or None

@@ -46,8 +46,3 @@ class WeightedQueue(queue.Queue):  # type: ignore[type-arg]
     def _get(self) -> Any:
         self.weight -= self._weights.popleft()
         return self.queue.popleft()
-
-    def chunks(self) -> int:
-        """How many chunks are queued (``qsize()`` is their weight)."""
-        with self.mutex:
-            return len(self.queue)

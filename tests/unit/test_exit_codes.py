@@ -40,3 +40,9 @@ def test_help_prints_the_table() -> None:
     for code, (meaning, _) in errors.EXIT_CODES.items():
         assert re.search(rf"^\s+{int(code)}\s+{re.escape(meaning.split()[0])}", out, re.M), int(code)
     assert "retries 20, 30, 40" in out
+
+
+def test_the_codes_stream_retries_are_those_of_the_retriable_errors() -> None:
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.WpcdcError)]
+    retried = {c.exit_code for c in classes if getattr(c, "retriable", False)}
+    assert retried == set(errors.RETRIED_BY_STREAM)

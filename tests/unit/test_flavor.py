@@ -10,7 +10,7 @@ from cdc.config import MysqlSettings
 from cdc.errors import Exit, PreflightError
 from cdc.position import Position
 from cdc.source import preflight
-from cdc.source.flavor import Flavor
+from cdc.source.flavor import Flavor, GtidState
 
 
 @pytest.mark.parametrize(("version", "name", "parsed", "status_sql", "gtid_sql", "compression"), [
@@ -119,3 +119,34 @@ def test_saved_position_must_still_exist() -> None:
         preflight.check_position(server, Position("mysql-bin.000003", 4))  # type: ignore[arg-type]
     with pytest.raises(PreflightError, match="past the end"):
         preflight.check_position(server, Position("mysql-bin.000011", 999))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ GTID state
+
+
+def test_mariadb_gtid_state_keeps_the_last_gtid_per_domain() -> None:
+    state = GtidState("0-1-10,1-2-5")
+    state.apply("0-1-11")
+    state.apply("2-3-1")
+    assert state.text() == "0-1-11,1-2-5,2-3-1"
+    assert GtidState(None).text() is None and GtidState("").text() is None
+
+
+def test_mysql_gtid_set_grows_by_each_transaction() -> None:
+    uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+    other = "0a7b1c2d-0000-11e1-9e33-c80aa9429562"
+    state = GtidState(f"{uuid}:1-100:105,\n{other}:1-7")
+    state.apply(f"{uuid}:101")
+    assert state.text() == f"{other}:1-7,{uuid}:1-101:105"
+    for n in (102, 103, 104):
+        state.apply(f"{uuid}:{n}")
+    assert state.text() == f"{other}:1-7,{uuid}:1-105"  # the gap closed: one interval
+    state.apply(f"{other}:9")
+    assert state.text() == f"{other}:1-7:9,{uuid}:1-105"
+
+
+def test_mysql_gtid_state_starts_empty_and_upper_case_uuids_are_one_server() -> None:
+    state = GtidState(None)
+    state.apply("3E11FA47-71CA-11E1-9E33-C80AA9429562:1")
+    state.apply("3e11fa47-71ca-11e1-9e33-c80aa9429562:2")
+    assert state.text() == "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-2"
