@@ -455,6 +455,25 @@ def kafka_lib() -> Path:
     return lib
 
 
+def kafka_topic_defaults(replicas: int, min_isr: int) -> str:
+    """Broker settings shared by the single node and the cluster (deploy/local/cluster.py): the
+    replication of internal topics follows the number of brokers, the rest is the same."""
+    return f"""num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor={replicas}
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_isr}
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={min_isr}
+group.initial.rebalance.delay.ms=0
+log.retention.hours=48
+log.cleaner.backoff.ms=1000
+transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
+"""
+
+
 def _kafka_properties(d: Path, ports: Ports) -> str:
     addresses = {"PLAINTEXT": ports.kafka, **{n: ports.extra[x.port] for n, x in KAFKA_LISTENERS.items()}}
     listeners = ",".join(f"{n}://127.0.0.1:{p}" for n, p in addresses.items())
@@ -485,20 +504,7 @@ ssl.client.auth=none
 sasl.enabled.mechanisms={",".join(SASL_MECHANISMS)}
 {jaas_lines}
 log.dirs={d}/data
-num.partitions=1
-auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-log.retention.hours=48
-log.cleaner.backoff.ms=1000
-transaction.abort.timed.out.transaction.cleanup.interval.ms=5000
-"""
+{kafka_topic_defaults(replicas=1, min_isr=1)}"""
 
 
 _LOG4J = """status = warn
