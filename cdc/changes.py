@@ -91,6 +91,19 @@ class Idle:
 
 
 @dataclass(frozen=True, slots=True)
+class SettingsWritten:
+    """Rows events wrote these blogs' options tables, or the users table (``users``).
+
+    Seen by table name only, their rows never decoded (an options table holds big serialized
+    values and is written on most requests): the few options a link needs are read again before
+    the next events are built (cdc/links.py).
+    """
+
+    blogs: frozenset[int]
+    users: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PostDoc:
     """One post as a backfill snapshot saw it: the row, every meta row, every term_taxonomy id."""
 

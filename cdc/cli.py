@@ -24,6 +24,7 @@ from cdc.config import (
     SnapshotSettings,
     StreamSettings,
     build_capture,
+    build_post_type_bases,
     default_checkpoint_topic,
     default_server_id,
     load_toml,
@@ -122,6 +123,7 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         capture=capture, start=kw["start"], metrics_port=kw["metrics_port"],
         metrics_host=kw["metrics_host"], stall_timeout=kw["stall_timeout"],
         snapshot_mode=kw["snapshot"], snapshot=_snapshot_settings(kw),
+        post_type_bases=build_post_type_bases(kw["post_type_base"]),
     )
     return validate(settings)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from cdc.errors import ConfigError
 from cdc.options import BY_NAME, FILE_KEYS, OPTIONS, default
+from cdc.permalinks import PostTypeBase, parse_post_type_bases
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, Capture, KeyPattern
 
 LEGACY_CHECKPOINT_TOPIC = "wpcdc.checkpoints"  # shared by every connector before per-connector topics
@@ -135,6 +136,7 @@ class StreamSettings:
     metrics_port: int | None = default("metrics_port")
     metrics_host: str = default("metrics_host")
     stall_timeout: float = default("stall_timeout")  # seconds without progress before /readyz says "stalled"
+    post_type_bases: tuple[tuple[str, PostTypeBase], ...] = ()  # --post-type-base, parsed
 
     @property
     def transactional_id(self) -> str:
@@ -238,6 +240,14 @@ def build_capture(
         revisions=revisions,
         skip_auto_drafts=skip_auto_drafts,
     )
+
+
+def build_post_type_bases(text: str | None) -> tuple[tuple[str, PostTypeBase], ...]:
+    """``--post-type-base`` parsed (cdc/permalinks.py), or ConfigError naming the bad entry."""
+    try:
+        return tuple(sorted(parse_post_type_bases(text).items()))
+    except ValueError as exc:
+        raise ConfigError(f"--post-type-base {exc}") from None
 
 
 def validate(s: StreamSettings) -> StreamSettings:

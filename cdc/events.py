@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdc.changes import PostChange, Row
+from cdc.permalinks import Link
 from cdc.wordpress import AUTO_DRAFT, Capture, editor_action
 
 SCHEMA_VERSION = 1
@@ -67,6 +68,9 @@ class PostEvent:
     terms_added: tuple[dict[str, Any], ...] = ()
     terms_removed: tuple[dict[str, Any], ...] = ()
     revisions: tuple[dict[str, Any], ...] = ()
+    # The post's URL before and after the change (cdc/links.py adds them once the event is built).
+    link_before: Link | None = None
+    link_after: Link | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -90,6 +94,8 @@ class PostEvent:
             "ts_ms": self.ts_ms,
             "source": self.source.as_dict(),
             "status": {"before": self.status_before, "after": self.status_after},
+            "link": {"before": self.link_before.as_dict() if self.link_before else None,
+                     "after": self.link_after.as_dict() if self.link_after else None},
             "changed_fields": list(self.changed_fields),
             "before": self.before,
             "after": self.after,

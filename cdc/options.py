@@ -180,6 +180,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("stall_timeout", 60.0, float, commands=STREAMING, setting="stall_timeout", low=0, low_open=True,
            note=" seconds",
            help="Seconds without a binlog event, heartbeat or Kafka write before /readyz reports a stall."),
+    # ------------------------------------------------ links (cdc/permalinks.py): stream, backfill
+    Option("post_type_base", "", commands=STREAMING,
+           help="URL base of custom post types, TYPE=BASE[:hierarchical],… (product=shop/product): the path "
+           "before the slug in their URLs. Other custom types link as ?post_type=TYPE&p=ID."),
     # ------------------------------------------------ what a backfill reads: stream, backfill
     Option("snapshot_blogs", "", commands=STREAMING, help="Backfill only these blog ids (comma-separated)."),
     Option("snapshot_post_types", "", commands=STREAMING, help="Backfill only these post types (comma-separated)."),

@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_nev
 from cdc import metrics
 from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
-from cdc.changes import Commit, Idle, PostChange, RowsBatch, fold_into, gone
+from cdc.changes import Commit, Idle, PostChange, RowsBatch, SettingsWritten, fold_into, gone
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.clock import Clock
 from cdc.config import StreamSettings
@@ -34,6 +34,7 @@ from cdc.encode import Record, encode
 from cdc.errors import PreflightError, UnsupportedChangeError, WpcdcError
 from cdc.events import Origin, PostEvent, build
 from cdc.kafka import connector_topics, ensure_topics
+from cdc.links import MAX_ROUNDS, Linker, LinkRequest, Pair
 from cdc.ports import ChangeSource, Ports
 from cdc.position import Position
 from cdc.sink import KafkaSink
@@ -77,6 +78,7 @@ class Session:
             done_upto=checkpoint.done_upto,
         )
         self.origin = Origin(settings.name, settings.mysql.database, settings.server_id)
+        self.linker = Linker(self.tables, self.catalog, self.assembler.cache.get, dict(settings.post_type_bases))
         self.clock = Clock(ports.monotonic)
         self.source: ChangeSource | None = None
         self._closed: list[PostChange] = []
@@ -174,6 +176,8 @@ class Session:
         elif isinstance(item, Idle):
             self.assembler.on_idle(item.position, item.gtid)
             metrics.idle()
+        elif isinstance(item, SettingsWritten):
+            self.linker.on_written(item)
         elif isinstance(item, SourceFailed):
             raise item.error
 
@@ -213,7 +217,7 @@ class Session:
         self._closed, looked_up = await self._look_up_rows(self._closed)
         closed, self._closed = self._closed, []
         checkpoint = self._current_checkpoint()
-        events = self._build(closed, looked_up)
+        events = await self._link(self._build(closed, looked_up))
         records = self._encode(events)
         moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot, checkpoint.done_upto) != (
             self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot, self.checkpoint.done_upto
@@ -255,7 +259,7 @@ class Session:
         piece = [c for c in self._closed if c.key in keys]
         self._closed = [c for c in self._closed if c.key not in keys]
         piece, looked_up = await self._look_up_rows(piece)
-        events = self._build(piece, looked_up)
+        events = await self._link(self._build(piece, looked_up))
         records = self._encode(events)
         marks = dict(base.emitted)
         for c in piece:
@@ -278,6 +282,31 @@ class Session:
         self.checkpoint = checkpoint
         self._last_checkpoint_at = self.ports.monotonic()
         metrics.checkpointed(checkpoint)
+
+    async def _link(self, events: list[PostEvent]) -> list[PostEvent]:
+        """The events with their ``link`` (cdc/links.py): the settings of blogs whose options were
+        written since they were read are read first (once per flush, however many writes), then
+        what the links need beyond the rows, in batched rounds (a round per unknown level of page
+        hierarchy). After the checkpoint is taken: nothing here changes what the flush covers."""
+        if not events:
+            return events
+        linker = self.linker
+        blogs = linker.to_read(e.blog_id for e in events)
+        if blogs:
+            await self.ports.blocking(linker.read_settings, self.db, blogs)
+        requests = [LinkRequest(e.blog_id, e.post_id, e.before, e.after, e.terms_added, e.terms_removed,
+                                snapshot=e.op == "snapshot") for e in events]
+        facts = linker.facts()
+        done: list[Pair | None] = [None] * len(events)
+        for _ in range(MAX_ROUNDS):
+            if linker.attempt(requests, facts, done):
+                break
+            await self.ports.blocking(facts.read, self.db, self.tables)
+        else:
+            facts.final = True  # what is still unknown counts as absent (a hierarchy deeper than MAX_ROUNDS)
+            linker.attempt(requests, facts, done)
+        return [e if pair is None else replace(e, link_before=pair[0], link_after=pair[1])
+                for e, pair in zip(events, done)]
 
     async def _look_up_rows(self, closed: list[PostChange]) -> tuple[list[PostChange], dict[tuple[int, int], dict]]:
         """(the changes to emit, the post rows of those that carried none) for ``closed``.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -56,6 +56,16 @@ class PostStore(Protocol):
     def term_rows(self, tables: TableNames, blog: int) -> list[Row]: ...
 
     def blog_ids(self, tables: TableNames) -> list[int]: ...
+
+    # For links (cdc/links.py): other posts' link columns, categories, options, user nicenames.
+
+    def post_stubs(self, tables: TableNames, blog: int, ids: list[int]) -> dict[int, Row]: ...
+
+    def post_categories(self, tables: TableNames, blog: int, ids: list[int]) -> dict[int, list[int]]: ...
+
+    def options(self, tables: TableNames, blog: int, names: Iterable[str]) -> dict[str, Any]: ...
+
+    def user_nicenames(self, tables: TableNames, ids: list[int]) -> dict[int, str]: ...
 
 
 class ChunkReader(Protocol):

@@ -40,7 +40,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from cdc.changes import Commit, Idle, TxnRef
+from cdc.changes import Commit, Idle, SettingsWritten, TxnRef
 from cdc.config import MysqlSettings
 from cdc.errors import (
     BinlogPurgedError,
@@ -54,7 +54,7 @@ from cdc.position import Position
 from cdc.source import compressed, decoding, fastpath, handoff
 from cdc.source.flavor import GtidState
 from cdc.source.statements import QueryKind, classify
-from cdc.wordpress import TableNames
+from cdc.wordpress import SettingsKind, TableNames
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,46 @@ class SourceFailed:
     error: Exception
 
 
+class TableFilter:
+    """``only_tables`` for the library: WordPress's five tables, and a note of the options and users
+    tables a table map names.
+
+    The library asks ``table in only_tables`` for every table map; a table it is told to skip has its
+    rows skipped without decoding. Links depend on a few options and on users' nicenames
+    (cdc/links.py), and a write to those tables is all the session must know: so their names are
+    noted here and never let through. A table map precedes every rows event of its table, and the
+    reader thread asks the library for events one at a time, so what this notes belongs to the rows
+    event the library is skipping right now.
+    """
+
+    def __init__(self, tables: TableNames) -> None:
+        self.tables = tables
+        self.blogs: set[int] = set()
+        self.users = False
+
+    def __contains__(self, table: object) -> bool:
+        if not isinstance(table, str):
+            return False
+        if self.tables.parse(table) is not None:
+            return True
+        hit = self.tables.settings(table)
+        if hit is not None:  # the same name in another schema is noted too: a needless re-read at worst
+            if hit[0] is SettingsKind.USERS:
+                self.users = True
+            else:
+                self.blogs.add(hit[1])
+        return False
+
+    def take(self) -> SettingsWritten | None:
+        """What was noted since the last call."""
+        if not self.blogs and not self.users:
+            return None
+        noted = SettingsWritten(frozenset(self.blogs), self.users)
+        self.blogs.clear()
+        self.users = False
+        return noted
+
+
 ROW_OBJECT_BYTES = 600  # a decoded RowChange with its row dicts, beyond the values' bytes
 
 
@@ -114,6 +154,7 @@ class BinlogSource:
         fastpath.install()  # a cache of parsed table maps (see cdc/source/fastpath.py)
         self.settings = settings
         self.tables = tables
+        self.filter = TableFilter(tables)
         self.server_id = server_id
         self.start_position = start
         self.chunk_size = chunk_size
@@ -234,7 +275,7 @@ class BinlogSource:
             log_file=start.file,
             log_pos=start.pos,
             only_events=_EVENTS,
-            only_tables=self.tables,
+            only_tables=self.filter,
             only_schemas=[self.settings.database],
             slave_heartbeat=self.heartbeat,
             is_mariadb=False,  # see module doc: True makes the library ignore log_file/log_pos
@@ -250,6 +291,9 @@ class BinlogSource:
             event = reader.fetchone()
             if event is None:
                 raise SourceError("the server closed the binlog stream")
+            written = self.filter.take()
+            if written is not None:
+                chunk.append(written)
             end = event.packet.log_pos
             ended = False  # this event ends a transaction
             if isinstance(event, RotateEvent):

@@ -18,7 +18,7 @@ from cdc.errors import SourceError
 from cdc.position import Position
 from cdc.source import decoding
 from cdc.source.flavor import Flavor
-from cdc.wordpress import TableKind, TableNames
+from cdc.wordpress import SettingsKind, TableKind, TableNames
 
 ZERO_DATES = {"0000-00-00 00:00:00", "0000-00-00"}
 
@@ -126,7 +126,7 @@ class Database:
         tt = tables.name(blog_id, TableKind.TERM_TAXONOMY)
         t = tables.name(blog_id, TableKind.TERMS)
         return self.query(
-            f"SELECT tt.term_taxonomy_id, tt.term_id, tt.taxonomy, t.slug, t.name "
+            f"SELECT tt.term_taxonomy_id, tt.term_id, tt.taxonomy, t.slug, t.name, tt.parent "
             f"FROM `{db}`.`{tt}` tt JOIN `{db}`.`{t}` t ON t.term_id = tt.term_id"
         )
 
@@ -138,6 +138,56 @@ class Database:
         marks = ",".join(["%s"] * len(ids))
         rows = self.query(f"SELECT * FROM `{self.settings.database}`.`{table}` WHERE ID IN ({marks})", ids)
         return {int(r["ID"]): {k: column_value(v) for k, v in r.items()} for r in rows}
+
+    # What a post's URL needs beside its row (cdc/permalinks.py): small reads, batched per flush.
+
+    def post_stubs(self, tables: TableNames, blog_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The columns a link reads of other posts (a page's parents, an attachment's parent)."""
+        if not ids:
+            return {}
+        table = tables.name(blog_id, TableKind.POSTS)
+        marks = ",".join(["%s"] * len(ids))
+        rows = self.query(f"SELECT ID, post_author, post_date, post_name, post_parent, post_status, post_type "
+                          f"FROM `{self.settings.database}`.`{table}` WHERE ID IN ({marks})", ids)
+        return {int(r["ID"]): {k: column_value(v) for k, v in r.items()} for r in rows}
+
+    def post_categories(self, tables: TableNames, blog_id: int, ids: list[int]) -> dict[int, list[int]]:
+        """The term_ids of each post's categories (posts without any are left out)."""
+        if not ids:
+            return {}
+        db = self.settings.database
+        tr = tables.name(blog_id, TableKind.TERM_RELATIONSHIPS)
+        tt = tables.name(blog_id, TableKind.TERM_TAXONOMY)
+        marks = ",".join(["%s"] * len(ids))
+        rows = self.query(f"SELECT tr.object_id, tt.term_id FROM `{db}`.`{tr}` tr JOIN `{db}`.`{tt}` tt "
+                          f"ON tt.term_taxonomy_id = tr.term_taxonomy_id "
+                          f"WHERE tt.taxonomy = 'category' AND tr.object_id IN ({marks})", ids)
+        out: dict[int, list[int]] = {}
+        for r in rows:
+            out.setdefault(int(r["object_id"]), []).append(int(r["term_id"]))
+        return out
+
+    def options(self, tables: TableNames, blog_id: int, names: Iterable[str]) -> dict[str, Any]:
+        """Some rows of a blog's options table (``{prefix}options``, ``{prefix}N_options``)."""
+        names = list(names)
+        table = tables.settings_name(SettingsKind.OPTIONS, blog_id)
+        marks = ",".join(["%s"] * len(names))
+        try:
+            rows = self.query(f"SELECT option_name, option_value FROM `{self.settings.database}`.`{table}` "
+                              f"WHERE option_name IN ({marks})", names)
+        except pymysql.err.ProgrammingError:
+            return {}  # no such table (a blog being created, or deleted): no links for it
+        return {r["option_name"]: r["option_value"] for r in rows}
+
+    def user_nicenames(self, tables: TableNames, ids: list[int]) -> dict[int, str]:
+        """users.user_nicename by ID (the network's one users table)."""
+        if not ids:
+            return {}
+        table = tables.settings_name(SettingsKind.USERS)
+        marks = ",".join(["%s"] * len(ids))
+        rows = self.query(f"SELECT ID, user_nicename FROM `{self.settings.database}`.`{table}` "
+                          f"WHERE ID IN ({marks})", ids)
+        return {int(r["ID"]): r["user_nicename"] for r in rows}
 
 
 def column_value(value: Any) -> Any:

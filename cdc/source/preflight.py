@@ -17,7 +17,7 @@ from cdc.errors import Exit, PreflightError, SourceError
 from cdc.position import Position
 from cdc.source import boundary
 from cdc.source.database import Database
-from cdc.wordpress import TableKind, TableNames
+from cdc.wordpress import SettingsKind, TableKind, TableNames
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,9 @@ def _unreadable_tables(db: Database, tables: TableNames) -> list[str]:
     """Blog 1's WordPress tables this user may not SELECT from (a missing table is not reported
     here but by check_tables; MySQL says "denied" for both when the user has no grant at all)."""
     denied = []
-    for kind in TableKind:
-        table = tables.name(1, kind)
+    # The options and users tables too: a post's link reads them (cdc/links.py).
+    names = [tables.name(1, kind) for kind in TableKind] + [tables.settings_name(k) for k in SettingsKind]
+    for table in names:
         try:
             db.query(f"SELECT 1 FROM `{db.settings.database}`.`{table}` LIMIT 0")
         except SourceError as exc:

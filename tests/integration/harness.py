@@ -196,6 +196,7 @@ def fold(events: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
             continue
         s["cut"] = s["cut"] or "truncated" in e
         s["row"] = e["after"]
+        s["link"] = (e.get("link") or {}).get("after")
         for m in e["meta"]:
             if m["op"] == "delete":
                 s["meta"].pop(m["meta_id"], None)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdc.changes import Commit, Idle, PostDoc, Row, RowChange, RowsBatch, TxnRef
 from cdc.checkpoint import Checkpoint
@@ -555,6 +556,11 @@ def _check_tables(site: Site, tables: TableNames) -> None:
         raise SourceError(f"MySQL query failed (Table '{tables.prefix}posts' doesn't exist)")
 
 
+SIM_OPTIONS = {"home": "http://site{blog}.test", "permalink_structure": "/%category%/%author%/%postname%/",
+               "show_on_front": "posts", "page_on_front": "0", "default_category": "1"}
+STUB_COLUMNS = ("ID", "post_author", "post_date", "post_name", "post_parent", "post_status", "post_type")
+
+
 class FakeStore:
     """``PostStore`` over the database now: a lookup sees every committed transaction, as the
     real ones do (the binlog reader may be behind). ``before_read(method)`` may raise a SourceError."""
@@ -585,6 +591,35 @@ class FakeStore:
     def blog_ids(self, tables: TableNames) -> list[int]:
         site = self._enter("blog_ids", tables)
         return sorted(b for b in site.blogs if tables.parse(tables.name(b, TableKind.POSTS)) is not None)
+
+    # Links (cdc/links.py). The model has no options or users tables: every blog has SIM_OPTIONS,
+    # whose structure needs categories and nicenames, and user N is "user-N".
+
+    def post_stubs(self, tables: TableNames, blog: int, ids: list[int]) -> dict[int, Row]:
+        rows = self.post_rows(tables, blog, ids)
+        return {pid: {k: row[k] for k in STUB_COLUMNS} for pid, row in rows.items()}
+
+    def post_categories(self, tables: TableNames, blog: int, ids: list[int]) -> dict[int, list[int]]:
+        t = self._enter("post_categories", tables).blogs.get(blog)
+        if t is None:
+            return {}
+        wanted, out = set(ids), {}
+        for oid, ttid in t.term_relationships:
+            tt = t.term_taxonomy.get(ttid)
+            if oid in wanted and tt is not None and tt["taxonomy"] == "category":
+                out.setdefault(oid, []).append(int(tt["term_id"]))
+        return out
+
+    def options(self, tables: TableNames, blog: int, names: Iterable[str]) -> dict[str, Any]:
+        site = self._enter("options", tables)
+        if blog not in site.blogs:
+            return {}
+        values = {k: v.format(blog=blog) for k, v in SIM_OPTIONS.items()}
+        return {n: values[n] for n in names if n in values}
+
+    def user_nicenames(self, tables: TableNames, ids: list[int]) -> dict[int, str]:
+        self._enter("user_nicenames", tables)
+        return {uid: f"user-{uid}" for uid in ids if uid > 0}
 
 
 def snapshot_skip_types(capture: Capture) -> frozenset[str]:
