@@ -287,6 +287,11 @@ class WordPress:
             args["set_thumbnail_of"] = set_thumbnail_of
         return int(self.run("upload_attachment", blog, **args)["attachment_id"])
 
+    def permalinks(self, post_ids: list[int], blog: int = 1) -> dict[int, str | None]:
+        """get_permalink() of each post, as an anonymous visitor gets it (None: no such post)."""
+        links = self.run("permalinks", blog, post_ids=list(post_ids))["links"]
+        return {int(k): (v if isinstance(v, str) else None) for k, v in dict(links).items()}
+
     def create_blog(self, slug: str, title: str | None = None) -> int:
         """A new blog at /<slug>/ on the network (idempotent); returns its id."""
         args: dict[str, Any] = {"slug": slug}

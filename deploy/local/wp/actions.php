@@ -190,6 +190,9 @@ function wpcdc_insert_post( array $a ): int {
 	if ( isset( $a['slug'] ) ) {
 		$postarr['post_name'] = (string) $a['slug'];
 	}
+	if ( isset( $a['author'] ) ) {
+		$postarr['post_author'] = (int) $a['author'];
+	}
 	$post_id = (int) wpcdc_ok( wp_insert_post( wp_slash( $postarr ), true ), 'wp_insert_post' );
 	if ( ! empty( $a['tags'] ) ) {
 		wpcdc_ok( wp_set_post_terms( $post_id, array_map( 'strval', (array) $a['tags'] ), 'post_tag' ), 'wp_set_post_terms(post_tag)' );
@@ -240,13 +243,13 @@ function wpcdc_action_info( array $a ): array {
 	);
 }
 
-/** {title, content, excerpt?, status=draft, type=post, tags?, categories?, meta?, date?, slug?, parent_id?} -> {post_id, status} */
+/** {title, content, excerpt?, status=draft, type=post, tags?, categories?, meta?, date?, slug?, parent_id?, author?} -> {post_id, status} */
 function wpcdc_action_create_post( array $a ): array {
 	$post_id = wpcdc_insert_post( $a );
 	return wpcdc_post_summary( $post_id );
 }
 
-/** {post_id, title?, content?, excerpt?, status?, date?, slug?} -> {post_id, status} via wp_update_post() */
+/** {post_id, title?, content?, excerpt?, status?, date?, slug?, parent_id?} -> {post_id, status} via wp_update_post() */
 function wpcdc_action_update_post( array $a ): array {
 	$post_id = wpcdc_post_id( $a );
 	$postarr = array( 'ID' => $post_id );
@@ -255,6 +258,9 @@ function wpcdc_action_update_post( array $a ): array {
 		if ( isset( $a[ $arg ] ) ) {
 			$postarr[ $field ] = (string) $a[ $arg ];
 		}
+	}
+	if ( isset( $a['parent_id'] ) ) {
+		$postarr['post_parent'] = (int) $a['parent_id'];
 	}
 	if ( isset( $a['date'] ) ) {
 		$postarr['post_date']     = wpcdc_local_date( $a['date'] );
@@ -431,6 +437,11 @@ function wpcdc_action_update_option( array $a ): array {
 	$autoload = array_key_exists( 'autoload', $a ) ? ( $a['autoload'] ? 'yes' : 'no' ) : null;
 	$changed  = update_option( (string) wpcdc_req( $a, 'name' ), $a['value'] ?? '', $autoload );
 	return array( 'changed' => (bool) $changed );
+}
+
+/** {name} -> {value} via get_option() on the current blog (false when the option does not exist) */
+function wpcdc_action_get_option( array $a ): array {
+	return array( 'value' => get_option( (string) wpcdc_req( $a, 'name' ) ) );
 }
 
 /**
@@ -803,4 +814,84 @@ function wpcdc_action_create_blog( array $a ): array {
 		'prefix'  => $wpdb->get_blog_prefix( $blog_id ),
 		'url'     => get_home_url( $blog_id, '/' ),
 	);
+}
+
+/**
+ * {post_ids: [ids]} -> {links: {id: url|false}}: get_permalink() of each post as an anonymous
+ * visitor gets it (no current user: a private post has its plain link), in a fresh process, so
+ * nothing is cached from before the last change; on blog N with blog N's permalink settings.
+ */
+function wpcdc_action_permalinks( array $a ): array {
+	global $wp_rewrite;
+	wp_set_current_user( 0 );
+	// switch_to_blog() (driver.php, --blog=N) keeps the main site's WP_Rewrite: a request to blog N
+	// would have built it from blog N's permalink_structure.
+	$wp_rewrite->init();
+	$links = array();
+	foreach ( (array) wpcdc_req( $a, 'post_ids' ) as $id ) {
+		$links[ (string) (int) $id ] = get_permalink( (int) $id );
+	}
+	return array( 'links' => (object) $links );
+}
+
+/** {name, taxonomy=category, parent_id?, slug?} -> {term_id, term_taxonomy_id} via wp_insert_term() (existing: returned) */
+function wpcdc_action_create_term( array $a ): array {
+	$name     = (string) wpcdc_req( $a, 'name' );
+	$taxonomy = (string) ( $a['taxonomy'] ?? 'category' );
+	$args     = array();
+	if ( isset( $a['parent_id'] ) ) {
+		$args['parent'] = (int) $a['parent_id'];
+	}
+	if ( isset( $a['slug'] ) ) {
+		$args['slug'] = (string) $a['slug'];
+	}
+	$term = term_exists( $name, $taxonomy, $args['parent'] ?? null );
+	if ( ! $term ) {
+		$term = wpcdc_ok( wp_insert_term( $name, $taxonomy, $args ), "wp_insert_term($name, $taxonomy)" );
+	}
+	return array( 'term_id' => (int) $term['term_id'], 'term_taxonomy_id' => (int) $term['term_taxonomy_id'] );
+}
+
+/** {term_id, taxonomy=category, slug?, parent_id?, name?} -> {term_id} via wp_update_term() */
+function wpcdc_action_update_term( array $a ): array {
+	$term_id  = (int) wpcdc_req( $a, 'term_id' );
+	$taxonomy = (string) ( $a['taxonomy'] ?? 'category' );
+	$args     = array();
+	foreach ( array( 'slug' => 'slug', 'name' => 'name', 'parent_id' => 'parent' ) as $arg => $field ) {
+		if ( isset( $a[ $arg ] ) ) {
+			$args[ $field ] = 'parent' === $field ? (int) $a[ $arg ] : (string) $a[ $arg ];
+		}
+	}
+	$result = wpcdc_ok( wp_update_term( $term_id, $taxonomy, $args ), 'wp_update_term' );
+	return array( 'term_id' => (int) $result['term_id'] );
+}
+
+/** {login, nicename?, role=author} -> {user_id, created} via wp_insert_user() (an existing login is returned) */
+function wpcdc_action_create_user( array $a ): array {
+	$login = (string) wpcdc_req( $a, 'login' );
+	$user  = get_user_by( 'login', $login );
+	if ( $user ) {
+		return array( 'user_id' => (int) $user->ID, 'created' => false );
+	}
+	$userdata = array(
+		'user_login' => $login,
+		'user_pass'  => wp_generate_password( 24 ),
+		'user_email' => $login . '@example.test',
+		'role'       => (string) ( $a['role'] ?? 'author' ),
+	);
+	if ( isset( $a['nicename'] ) ) {
+		$userdata['user_nicename'] = (string) $a['nicename'];
+	}
+	$user_id = (int) wpcdc_ok( wp_insert_user( $userdata ), 'wp_insert_user' );
+	if ( is_multisite() ) {
+		add_user_to_blog( get_current_blog_id(), $user_id, $userdata['role'] );
+	}
+	return array( 'user_id' => $user_id, 'created' => true );
+}
+
+/** {user_id, nicename} -> {user_id} via wp_update_user() */
+function wpcdc_action_update_user( array $a ): array {
+	$user_id = (int) wpcdc_req( $a, 'user_id' );
+	wpcdc_ok( wp_update_user( array( 'ID' => $user_id, 'user_nicename' => (string) wpcdc_req( $a, 'nicename' ) ) ), 'wp_update_user' );
+	return array( 'user_id' => $user_id );
 }

@@ -48,6 +48,7 @@ const WPCDC_ACTIONS = array(
 	'update_meta'       => array( '/', 'POST', array(), false ),
 	'delete_meta'       => array( '/', 'POST', array(), false ),
 	'update_option'     => array( '/', 'POST', array(), false ),
+	'get_option'        => array( '/', 'GET', array(), false ),
 	'upload_attachment' => array( '/wp-admin/async-upload.php', 'POST', array( 'WP_ADMIN' ), true ),
 	'bulk_edit'         => array( '/wp-admin/edit.php', 'GET', array( 'WP_ADMIN' ), true ),
 	'seed'              => array( '/', 'POST', array(), false ),
@@ -59,6 +60,11 @@ const WPCDC_ACTIONS = array(
 	'heartbeat_lock'    => array( '/wp-admin/admin-ajax.php', 'POST', array( 'WP_ADMIN', 'DOING_AJAX' ), true ),
 	'get_post'          => array( '/', 'GET', array(), false ),
 	'create_blog'       => array( '/wp-admin/network/site-new.php', 'POST', array( 'WP_ADMIN', 'WP_NETWORK_ADMIN' ), true ),
+	'permalinks'        => array( '/', 'GET', array(), false ),
+	'create_term'       => array( '/', 'POST', array(), false ),
+	'update_term'       => array( '/', 'POST', array(), false ),
+	'create_user'       => array( '/wp-admin/user-new.php', 'POST', array( 'WP_ADMIN' ), true ),
+	'update_user'       => array( '/wp-admin/user-edit.php', 'POST', array( 'WP_ADMIN' ), true ),
 );
 
 try {

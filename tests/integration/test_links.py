@@ -1,0 +1,204 @@
+"""Every event's ``link`` against WordPress's own get_permalink(), asked in PHP right after each change.
+
+The structures run on a blog of the multisite made for these tests (``links``), so changing its
+permalink settings disturbs no other test; every option changed is put back. Posts are edited in
+rounds: in a round each post gets at most one action and no post depends on another one changed in
+the same round (a page and its parent), then PHP is asked for the links of the round's posts and the
+round settles, so each action is one event whose ``link.after`` must equal what PHP said.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.integration.harness import Connector
+
+pytestmark = pytest.mark.integration
+
+WINDOW = 0.4
+SETTLE = WINDOW + 0.9
+
+STRUCTURES = [
+    "",
+    "/%year%/%monthnum%/%postname%/",
+    "/%category%/%postname%/",
+    "/%post_id%/",
+    "/archives/%post_id%",
+    "/%author%/%postname%/",
+    "/index.php/%year%/%monthnum%/%day%/%hour%-%minute%-%second%/%postname%",
+]
+
+
+@pytest.fixture(scope="module")
+def blog(wordpress) -> int:  # type: ignore[no-untyped-def]
+    return wordpress.create_blog("links", "Links")
+
+
+@pytest.fixture(scope="module")
+def connector(cdc_env: dict[str, str], blog: int) -> Iterator[Connector]:
+    c = Connector(cdc_env, window=WINDOW, extra=["--blogs", str(blog)])
+    c.start()
+    yield c
+    assert c.stop() == 0, c.log()[-3000:]
+
+
+@contextmanager
+def options(wordpress: Any, blog: int, **values: str) -> Iterator[None]:
+    """Set options of ``blog`` and put the old values back, whatever happens."""
+    old = {name: wordpress.run("get_option", blog, name=name)["value"] for name in values}
+    try:
+        for name, value in values.items():
+            wordpress.run("update_option", blog, name=name, value=value)
+        yield
+    finally:
+        for name, value in old.items():
+            wordpress.run("update_option", blog, name=name, value="" if value is False else value)
+
+
+class Expect:
+    """What PHP said each post links to after each of its actions, in order."""
+
+    def __init__(self, wordpress: Any, blog: int) -> None:
+        self.wp, self.blog = wordpress, blog
+        self.links: dict[int, list[str | None]] = {}
+
+    def round(self, *actions: Callable[[], int]) -> list[int]:
+        ids = [action() for action in actions]
+        got = self.wp.permalinks(ids, self.blog)
+        for pid in ids:
+            self.links.setdefault(pid, []).append(got[pid])
+        time.sleep(SETTLE)
+        return ids
+
+    def check(self, connector: Connector, chain: bool = True) -> list[dict[str, Any]]:
+        """Each event's link.after is what PHP said; with ``chain``, each link.before is the previous
+        event's link.after (not across a change of the settings: before is made with the current ones)."""
+        count = sum(len(v) for v in self.links.values())
+        events = connector.wait_events(*[(self.blog, pid) for pid in self.links], count=count, timeout=60,
+                                       settle=SETTLE)
+        by_post: dict[int, list[dict[str, Any]]] = {}
+        for e in events:
+            by_post.setdefault(e["post_id"], []).append(e)
+        for pid, wanted in self.links.items():
+            got = by_post.get(pid, [])
+            assert [(e["link"]["after"] or {}).get("url") for e in got] == wanted, (
+                f"post {pid}: {[(e['action'], e['link']) for e in got]}")
+            for prev, e in zip(got, got[1:]) if chain else ():
+                # before is the link of the row before the change: the previous event's after.
+                assert e["link"]["before"] == prev["link"]["after"], f"post {pid}: {e['action']} {e['link']}"
+            for e in got:
+                for side in ("before", "after"):
+                    link = e["link"][side]
+                    if link is not None:
+                        parts = urlsplit(link["url"])
+                        assert link["path"] == parts.path + (f"?{parts.query}" if parts.query else ""), link
+        return events
+
+
+@pytest.mark.parametrize("structure", STRUCTURES, ids=lambda s: s or "plain")
+def test_links_equal_get_permalink(structure: str, connector: Connector, wordpress, blog: int) -> None:  # type: ignore[no-untyped-def]
+    wp, tag = wordpress, uuid.uuid4().hex[:6]
+    parent_cat = wp.run("create_term", blog, name=f"Topics {tag}", slug=f"topics-{tag}")["term_id"]
+    wp.run("create_term", blog, name=f"Child {tag}", slug=f"child-{tag}", parent_id=parent_cat)
+    with options(wp, blog, permalink_structure=structure):
+        expect = Expect(wp, blog)
+        ids: dict[str, int] = {}
+
+        def create(name: str, **args: Any) -> Callable[[], int]:
+            def run() -> int:
+                ids[name] = int(wp.run("create_post", blog, title=f"{name} {tag}", **args)["post_id"])
+                return ids[name]
+            return run
+
+        def act(name: str, action: str, **args: Any) -> Callable[[], int]:
+            def run() -> int:
+                wp.run(action, blog, post_id=ids[name], **args)
+                return ids[name]
+            return run
+
+        def upload(name: str, parent: str) -> Callable[[], int]:
+            def run() -> int:
+                ids[name] = int(wp.run("upload_attachment", blog, filename=f"{name}-{tag}.png",
+                                       parent_id=ids[parent])["attachment_id"])
+                return ids[name]
+            return run
+
+        expect.round(
+            create("post", status="draft", categories=[f"Child {tag}"]),
+            create("parent1", type="page", status="publish", slug=f"parent-one-{tag}"),
+            create("parent2", type="page", status="publish", slug=f"parent-two-{tag}"),
+            create("later", status="draft"),
+            create("private", status="private"),
+            create("unattached", type="attachment", status="inherit", slug=f"loose-{tag}"),
+        )
+        expect.round(
+            act("post", "publish", via="update"),
+            create("child", type="page", status="publish", slug=f"child-{tag}", parent_id=ids["parent1"]),
+            act("later", "schedule"),
+        )
+        expect.round(
+            act("post", "update_post", slug=f"renamed-{tag}"),
+            act("child", "update_post", slug=f"child-renamed-{tag}"),
+            upload("file", "parent2"),
+        )
+        expect.round(
+            act("post", "update_post", date="2021-03-04 05:06:07"),
+            act("child", "update_post", parent_id=ids["parent2"]),
+            upload("attached", "post"),
+            act("parent1", "update_post", title="Parent one, retitled"),
+        )
+        expect.round(
+            act("post", "trash"),
+            create("draft_page", type="page", status="draft", parent_id=ids["parent2"]),
+        )
+        events = expect.check(connector)
+    home = wp.run("info", blog)["home"]
+    assert all(e["link"]["after"]["url"].startswith(home + "/") for e in events if e["link"]["after"]), home
+
+
+def test_front_page_posts_page_and_author(connector: Connector, wordpress, blog: int) -> None:  # type: ignore[no-untyped-def]
+    """The front page links to home/ whatever its slug; the posts page has its own page link;
+    %author% follows a renamed user (the users table written: the nicename is read again)."""
+    wp, tag = wordpress, uuid.uuid4().hex[:6]
+    user = int(wp.run("create_user", blog, login=f"links-{tag}", nicename=f"writer-{tag}")["user_id"])
+    expect = Expect(wp, blog)
+    front, posts = expect.round(lambda: wp.create_post(f"Front {tag}", type="page", status="publish", blog=blog),
+                                lambda: wp.create_post(f"News {tag}", type="page", status="publish", blog=blog))
+    with options(wp, blog, permalink_structure="/%author%/%postname%/", show_on_front="page",
+                 page_on_front=str(front), page_for_posts=str(posts)):
+        ids: dict[str, int] = {}
+
+        def edit(pid: int, **fields: Any) -> Callable[[], int]:
+            return lambda: (wp.update_post(pid, blog=blog, **fields), pid)[1]
+
+        def create() -> int:
+            ids["by"] = int(wp.run("create_post", blog, title=f"By {tag}", status="publish", author=user)["post_id"])
+            return ids["by"]
+
+        expect.round(edit(front, title="Front, retitled"), edit(posts, title="News, retitled"), create)
+        wp.run("update_user", blog, user_id=user, nicename=f"renamed-{tag}")
+        expect.round(edit(ids["by"], title="By, retitled"))
+        events = expect.check(connector, chain=False)
+    home = wp.run("info", blog)["home"]
+    assert expect.links[front][-1] == home + "/"
+    last_front = [e for e in events if e["post_id"] == front][-1]
+    assert last_front["link"]["before"] == last_front["link"]["after"], "made with the settings of the flush"
+    assert f"/renamed-{tag}/" in (expect.links[ids["by"]][-1] or "")
+
+
+def test_single_site_links(connectors, wp_single) -> None:  # type: ignore[no-untyped-def]
+    """The single site (prefix site_, its own home) with whatever structure it has: not changed here."""
+    c: Connector = connectors(database="wpsingle", prefix="site_", window=WINDOW)
+    c.start()
+    expect = Expect(wp_single, 1)
+    pid = expect.round(lambda: wp_single.create_post(f"Single {uuid.uuid4().hex[:6]}", status="draft"))[0]
+    expect.round(lambda: (wp_single.publish(pid, via="update"), pid)[1])
+    expect.check(c)
+    assert (expect.links[pid][-1] or "").startswith(wp_single.info()["home"] + "/")
