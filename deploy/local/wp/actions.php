@@ -817,9 +817,11 @@ function wpcdc_action_create_blog( array $a ): array {
 }
 
 /**
- * {post_ids: [ids]} -> {links: {id: url|false}}: get_permalink() of each post as an anonymous
- * visitor gets it (no current user: a private post has its plain link), in a fresh process, so
- * nothing is cached from before the last change; on blog N with blog N's permalink settings.
+ * {post_ids: [ids], post_types?: {name: {slug, hierarchical?}}} -> {links: {id: url|false}}:
+ * get_permalink() of each post as an anonymous visitor gets it (no current user: a private post has
+ * its plain link), in a fresh process, so nothing is cached from before the last change; on blog N
+ * with blog N's permalink settings. post_types are registered first, public, with their rewrite
+ * slug and without the structure's front, as a plugin would register them.
  */
 function wpcdc_action_permalinks( array $a ): array {
 	global $wp_rewrite;
@@ -827,6 +829,16 @@ function wpcdc_action_permalinks( array $a ): array {
 	// switch_to_blog() (driver.php, --blog=N) keeps the main site's WP_Rewrite: a request to blog N
 	// would have built it from blog N's permalink_structure.
 	$wp_rewrite->init();
+	foreach ( (array) ( $a['post_types'] ?? array() ) as $name => $type ) {
+		register_post_type(
+			(string) $name,
+			array(
+				'public'       => true,
+				'hierarchical' => ! empty( $type['hierarchical'] ),
+				'rewrite'      => array( 'slug' => (string) $type['slug'], 'with_front' => false ),
+			)
+		);
+	}
 	$links = array();
 	foreach ( (array) wpcdc_req( $a, 'post_ids' ) as $id ) {
 		$links[ (string) (int) $id ] = get_permalink( (int) $id );
