@@ -50,9 +50,10 @@ class WpTable:
 class TableNames:
     """Recognises ``{prefix}posts`` (blog 1) and ``{prefix}{N}_posts`` (blog N of a multisite).
 
-    It is also handed to mysql-replication as ``only_tables``: the library only asks
-    ``name in only_tables``, so a matcher catches blogs created after the connector started,
-    which a fixed list could not.
+    It is also what mysql-replication's ``only_tables`` asks (through
+    cdc.source.binlog.TableFilter): the library only asks ``name in only_tables``, so a matcher
+    catches blogs created after the connector started, which a fixed list could not. The options
+    and users tables, which links depend on, are recognised apart (``settings``).
     """
 
     def __init__(self, prefix: str = "wp_", blog_ids: Iterable[int] | None = None) -> None:

@@ -389,3 +389,19 @@ def test_a_meta_key_of_invalid_utf8_gives_a_string_path() -> None:
                     "after": "v" * 20_000}]
     out = _fit(doc, 12_000)
     assert out["truncated"] == ["meta[k\ufffd].after"]
+
+
+def test_links_are_in_the_schema_and_a_create_has_no_link_before() -> None:
+    from dataclasses import replace
+
+    from cdc.permalinks import Link
+
+    event = replace(_event(), link_after=Link.of("http://h/blog/hello/"))
+    doc = orjson.loads(encode(event)[0].value)  # type: ignore[arg-type]
+    assert doc["link"] == {"before": None, "after": {"url": "http://h/blog/hello/", "path": "/blog/hello/"}}
+    jsonschema.validate(doc, SCHEMA)
+    jsonschema.validate({k: v for k, v in doc.items() if k != "link"}, SCHEMA)  # events written before it
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**doc, "link": {"before": doc["link"]["after"], "after": None}}, SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**doc, "link": {"before": None, "after": {"url": "x"}}}, SCHEMA)
