@@ -346,6 +346,20 @@ class Assembler:
             return True
         return self.pruned_upto is not None and position < self.pruned_upto
 
+    def may_emit_at(self, key: PostKey, position: Position) -> bool:
+        """Whether an event of the post at ``position`` that no row of its own made (its URL moved
+        with an ancestor's: cdc/links.py) keeps the post's events in order: none of its rows waits
+        here, and nothing of it past ``position`` may be in Kafka already."""
+        return key not in self._pending and key not in self._unresolved and not self.emitted_since(key, position)
+
+    def note_emitted(self, key: PostKey, position: Position) -> None:
+        """Such an event is written at ``position``: its mark moves there, so a backfill document
+        of the post read before it is stale (the post's rows up to there are all emitted already)."""
+        mark = self.emitted.get(key)
+        if mark is None or mark < position:
+            self.emitted[key] = position
+            self._documented.discard(key)
+
     @property
     def stream_marks(self) -> int:
         """Marks set by the stream's own closes (not by backfill documents)."""

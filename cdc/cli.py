@@ -123,7 +123,7 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         capture=capture, start=kw["start"], metrics_port=kw["metrics_port"],
         metrics_host=kw["metrics_host"], stall_timeout=kw["stall_timeout"],
         snapshot_mode=kw["snapshot"], snapshot=_snapshot_settings(kw),
-        post_type_bases=build_post_type_bases(kw["post_type_base"]),
+        post_type_bases=build_post_type_bases(kw["post_type_base"]), link_fanout=kw["link_fanout"],
     )
     return validate(settings)
 

@@ -137,6 +137,7 @@ class StreamSettings:
     metrics_host: str = default("metrics_host")
     stall_timeout: float = default("stall_timeout")  # seconds without progress before /readyz says "stalled"
     post_type_bases: tuple[tuple[str, PostTypeBase], ...] = ()  # --post-type-base, parsed
+    link_fanout: int = default("link_fanout")
 
     @property
     def transactional_id(self) -> str:

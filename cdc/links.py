@@ -20,7 +20,8 @@ current ones without the categories the change added and with those it removed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from cdc.changes import PostKey, Row, SettingsWritten
@@ -33,9 +34,11 @@ log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 32  # batched reads for one flush's links: a page hierarchy deeper than this reads as cut
 MAX_NICENAMES = 100_000  # users remembered (~100 bytes each)
+MAX_REMEMBERED = 50_000  # posts whose last link is remembered (~250 bytes each: ~12 MB)
 CATEGORY = "category"
 
 Pair = tuple[Link | None, Link | None]
+Blocking = Callable[..., Awaitable[Any]]  # how blocking reads run (Ports.blocking)
 
 
 class FlushFacts:
@@ -129,14 +132,19 @@ class _Side:
     """The facts for one row of an event: the post's own categories as they were at that row.
 
     ``before``: the current ones without those the change added and with those it removed. A
-    backfill document gives them ``exact``: the terms it read with the row.
+    backfill document gives them ``exact``: the terms it read with the row. For the link of a
+    descendant before its ancestor's change, ``key`` is the ancestor and ``row`` its row before.
     """
 
     def __init__(self, facts: FlushFacts, key: PostKey, added: frozenset[int] = frozenset(),
-                 removed: frozenset[int] = frozenset(), exact: tuple[int, ...] | None = None) -> None:
+                 removed: frozenset[int] = frozenset(), exact: tuple[int, ...] | None = None,
+                 row: Row | None = None) -> None:
         self.facts, self.key, self.added, self.removed, self.exact = facts, key, added, removed, exact
+        self.row = row  # the post's row at that side (a descendant's link reads its ancestor's)
 
     def post(self, blog: int, post_id: int) -> Row | None:
+        if self.row is not None and (blog, post_id) == self.key:
+            return self.row
         return self.facts.post(blog, post_id)
 
     def categories(self, blog: int, post_id: int) -> tuple[int, ...]:
@@ -155,9 +163,13 @@ class _Side:
 
 
 class LinkRequest:
-    """One event's rows and category changes: what its link is made of."""
+    """One event's rows and category changes: what its link is made of.
 
-    __slots__ = ("blog", "post_id", "before", "after", "added", "removed", "snapshot_cats")
+    ``side`` is the post whose row and categories differ before the change: the post itself, or for
+    a descendant whose URL moved with an ancestor's (:meth:`moved`), that ancestor.
+    """
+
+    __slots__ = ("blog", "post_id", "before", "after", "added", "removed", "snapshot_cats", "side", "side_row")
 
     def __init__(self, blog: int, post_id: int, before: Row | None, after: Row | None,
                  terms_added: Sequence[Mapping[str, Any]] = (), terms_removed: Sequence[Mapping[str, Any]] = (),
@@ -169,6 +181,17 @@ class LinkRequest:
                                  if t.get("taxonomy") == CATEGORY and t.get("term_id") is not None)
         # A backfill document lists every term of the post as it was read: exact, no lookup.
         self.snapshot_cats = tuple(sorted(self.added)) if snapshot else None
+        self.side: PostKey = (blog, post_id)
+        self.side_row: Row | None = None
+
+    @classmethod
+    def moved(cls, row: Row, blog: int, ancestor: LinkRequest) -> LinkRequest:
+        """A descendant of ``ancestor``'s post, unchanged itself: its link before is made with the
+        ancestor as it was before its change."""
+        req = cls(blog, int(row["ID"]), row, row)
+        req.added, req.removed = ancestor.added, ancestor.removed
+        req.side, req.side_row = (ancestor.blog, ancestor.post_id), ancestor.before
+        return req
 
 
 class Linker:
@@ -184,6 +207,11 @@ class Linker:
         self.stale: set[int] = set()
         self.nicenames: dict[int, str | None] = {}
         self._warned: set[object] = set()
+        # The link.after each post's last event carried, newest last: what consumers hold for it, so
+        # the next event's link.before (a moved one's included) is that URL even when it moved since
+        # without an event (a settings change, an ancestor deleted). Per process: a new session makes
+        # link.before from the row before the change again, until it wrote the post's event.
+        self._last: OrderedDict[PostKey, Link] = OrderedDict()
 
     # ------------------------------------------------------------------ settings
 
@@ -210,8 +238,76 @@ class Linker:
 
     # ------------------------------------------------------------------ links
 
-    def facts(self) -> FlushFacts:
-        return FlushFacts(self.catalog, self.cached_row, self.nicenames)
+    def last(self, key: PostKey) -> Link | None:
+        """The link.after of the post's last event this process wrote, if it still remembers it."""
+        return self._last.get(key)
+
+    def written(self, key: PostKey, after: Link | None) -> None:
+        """The post's event carries ``after`` (None: the post is gone)."""
+        if after is None:
+            self._last.pop(key, None)
+            return
+        self._last[key] = after
+        self._last.move_to_end(key)
+        if len(self._last) > MAX_REMEMBERED:
+            self._last.popitem(last=False)
+
+    def facts(self, known: Mapping[PostKey, Row] | None = None) -> FlushFacts:
+        facts = FlushFacts(self.catalog, self.cached_row, self.nicenames)
+        facts.posts.update(known or {})
+        return facts
+
+    async def resolve(self, requests: Sequence[LinkRequest], store: PostStore, blocking: Blocking,
+                      known: Mapping[PostKey, Row] | None = None) -> list[Pair]:
+        """The links of ``requests``: attempts, and between them a batched read (blocking) of what
+        they missed, until none misses or MAX_ROUNDS reads were made (then the rest counts as absent)."""
+        blogs = self.to_read(r.blog for r in requests)
+        if blogs:
+            await blocking(self.read_settings, store, blogs)
+        facts = self.facts(known)
+        done: list[Pair | None] = [None] * len(requests)
+        for _ in range(MAX_ROUNDS):
+            if self.attempt(requests, facts, done):
+                break
+            await blocking(facts.read, store, self.tables)
+        else:
+            facts.final = True  # a hierarchy deeper than MAX_ROUNDS: the rest of it counts as absent
+            self.attempt(requests, facts, done)
+        return [pair if pair is not None else (None, None) for pair in done]
+
+    async def descendants(self, ancestors: Sequence[LinkRequest], store: PostStore, blocking: Blocking,
+                          limit: int) -> tuple[list[tuple[int, Row]], set[int]]:
+        """The posts below ``ancestors`` (children, their children, …; revisions and auto-drafts
+        left out), breadth first, at most ``limit``: [(index of its ancestor, row)], and the
+        indexes of the ancestors whose descendants the limit cut."""
+        owner: dict[PostKey, int] = {}
+        for i, a in enumerate(ancestors):
+            # A post changed twice in one flush: its descendants' URLs moved from before its first change.
+            owner.setdefault((a.blog, a.post_id), i)
+        frontier: dict[int, list[int]] = {}
+        for blog, pid in owner:
+            frontier.setdefault(blog, []).append(pid)
+        found: list[tuple[int, Row]] = []
+        cut: set[int] = set()
+        for _ in range(MAX_ROUNDS):
+            if not frontier:
+                break
+            below: dict[int, list[int]] = {}
+            for blog, parents in sorted(frontier.items()):
+                room = limit - len(found)
+                rows = await blocking(store.post_children, self.tables, blog, sorted(parents), room + 1)
+                for row in rows:
+                    key, parent = (blog, int(row["ID"])), (blog, int(row.get("post_parent") or 0))
+                    if key in owner or parent not in owner:
+                        continue  # seen already (a loop of parents), or not ours
+                    if len(found) >= limit:
+                        cut.add(owner[parent])
+                        continue
+                    owner[key] = owner[parent]
+                    found.append((owner[key], row))
+                    below.setdefault(blog, []).append(key[1])
+            frontier = below
+        return found, cut
 
     def attempt(self, requests: Sequence[LinkRequest], facts: FlushFacts,
                 done: list[Pair | None]) -> bool:
@@ -232,12 +328,13 @@ class Linker:
         settings = self.settings.get(req.blog)
         if settings is None:
             return None, None
-        key = (req.blog, req.post_id)
         before = after = None
         if req.after is not None:
-            after = self._link(req.blog, settings, req.after, _Side(facts, key, exact=req.snapshot_cats))
+            after = self._link(req.blog, settings, req.after,
+                               _Side(facts, (req.blog, req.post_id), exact=req.snapshot_cats))
         if req.before is not None:
-            before = self._link(req.blog, settings, req.before, _Side(facts, key, req.added, req.removed))
+            before = self._link(req.blog, settings, req.before,
+                                _Side(facts, req.side, req.added, req.removed, row=req.side_row))
         return before, after
 
     def _link(self, blog: int, settings: BlogSettings, row: Row, facts: Any) -> Link:

@@ -184,6 +184,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("post_type_base", "", commands=STREAMING,
            help="URL base of custom post types, TYPE=BASE[:hierarchical],… (product=shop/product): the path "
            "before the slug in their URLs. Other custom types link as ?post_type=TYPE&p=ID."),
+    Option("link_fanout", 1000, int, commands=STREAMING, setting="link_fanout", low=0, high=100_000,
+           help="Descendants (child pages, attachments) whose URL moved with a post's get a 'moved' event each, "
+           "up to this many per flush; past it the post's event says so (0: none)."),
     # ------------------------------------------------ what a backfill reads: stream, backfill
     Option("snapshot_blogs", "", commands=STREAMING, help="Backfill only these blog ids (comma-separated)."),
     Option("snapshot_post_types", "", commands=STREAMING, help="Backfill only these post types (comma-separated)."),

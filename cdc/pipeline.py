@@ -32,9 +32,9 @@ from cdc.clock import Clock
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode
 from cdc.errors import PreflightError, UnsupportedChangeError, WpcdcError
-from cdc.events import Origin, PostEvent, build
+from cdc.events import Origin, PostEvent, build, moved
 from cdc.kafka import connector_topics, ensure_topics
-from cdc.links import MAX_ROUNDS, Linker, LinkRequest, Pair
+from cdc.links import Linker, LinkRequest
 from cdc.ports import ChangeSource, Ports
 from cdc.position import Position
 from cdc.sink import KafkaSink
@@ -48,6 +48,9 @@ from cdc.wordpress import TableNames
 log = logging.getLogger(__name__)
 
 
+# Columns whose change may move descendants' URLs even when the post's own does not (the front
+# page's is home/ whatever its slug).
+_MOVES_DESCENDANTS = frozenset({"post_name", "post_parent", "post_status", "post_date"})
 MAX_CLOSED_PER_FLUSH = 500  # closed changes one flush (one Kafka transaction) takes at most
 MAX_PIECE_MARKS = 40_000  # marks a piece's checkpoint may carry (~12 bytes each: under 1 MiB)
 
@@ -287,26 +290,82 @@ class Session:
         """The events with their ``link`` (cdc/links.py): the settings of blogs whose options were
         written since they were read are read first (once per flush, however many writes), then
         what the links need beyond the rows, in batched rounds (a round per unknown level of page
-        hierarchy). After the checkpoint is taken: nothing here changes what the flush covers."""
+        hierarchy); then the ``moved`` events of descendants whose URL moved with a post's. After
+        the flush's checkpoint is taken: nothing here changes what the flush covers."""
         if not events:
             return events
-        linker = self.linker
-        blogs = linker.to_read(e.blog_id for e in events)
-        if blogs:
-            await self.ports.blocking(linker.read_settings, self.db, blogs)
         requests = [LinkRequest(e.blog_id, e.post_id, e.before, e.after, e.terms_added, e.terms_removed,
                                 snapshot=e.op == "snapshot") for e in events]
-        facts = linker.facts()
-        done: list[Pair | None] = [None] * len(events)
-        for _ in range(MAX_ROUNDS):
-            if linker.attempt(requests, facts, done):
-                break
-            await self.ports.blocking(facts.read, self.db, self.tables)
-        else:
-            facts.final = True  # what is still unknown counts as absent (a hierarchy deeper than MAX_ROUNDS)
-            linker.attempt(requests, facts, done)
-        return [e if pair is None else replace(e, link_before=pair[0], link_after=pair[1])
-                for e, pair in zip(events, done)]
+        linker = self.linker
+        pairs = await linker.resolve(requests, self.db, self.ports.blocking)
+        linked = []
+        for e, (before, after) in zip(events, pairs):
+            key = (e.blog_id, e.post_id)
+            if e.before is not None and e.op != "snapshot":
+                before = linker.last(key) or before  # the URL consumers were last told (docs/events.md)
+            linker.written(key, after)
+            linked.append(replace(e, link_before=before, link_after=after))
+        events = linked
+        if self.settings.link_fanout:
+            events = await self._moved(events, requests)
+        return events
+
+    async def _moved(self, events: list[PostEvent], requests: list[LinkRequest]) -> list[PostEvent]:
+        """After each update whose path (or slug, parent, status, date) changed, a ``moved`` event for
+        each descendant (child pages, attachments, …) whose URL moved with it, up to --link-fanout per
+        flush (the update says how many follow, and whether the bound cut them: ``link.descendants``).
+
+        A moved event takes its ancestor's ``seq``; it is written only where that keeps the
+        descendant's events in order and unique: nothing of it pending, in this flush or waiting for
+        the next, nothing emitted past that position. Otherwise its own next event carries the new
+        URL. Its mark is set, so a backfill document of it read before is stale.
+        """
+        moving = [i for i, e in enumerate(events) if e.op == "update" and e.link_before is not None
+                  and e.link_after is not None and (e.link_before.path != e.link_after.path
+                                                    or _MOVES_DESCENDANTS.intersection(e.changed_fields))]
+        if not moving:
+            return events
+        linker, capture = self.linker, self.settings.capture
+        found, cut = await linker.descendants([requests[i] for i in moving], self.db, self.ports.blocking,
+                                              self.settings.link_fanout)
+        rows = []
+        for n, row in found:
+            key = (events[moving[n]].blog_id, int(row["ID"]))
+            row = self.assembler.cache.get(key) or row  # the newest row the stream read, else the database's
+            if capture.wants_type(row.get("post_type")) and capture.wants_status(row.get("post_status")):
+                rows.append((n, row))
+        known = {(events[moving[n]].blog_id, int(row["ID"])): row for n, row in rows}
+        pairs = await linker.resolve([LinkRequest.moved(row, events[moving[n]].blog_id, requests[moving[n]])
+                                      for n, row in rows], self.db, self.ports.blocking, known)
+        # From here to the return nothing awaits: what is pending or closed cannot change meanwhile.
+        busy = {c.key for c in self._closed} | {(e.blog_id, e.post_id) for e in events}
+        follow: dict[int, list[PostEvent]] = defaultdict(list)
+        for (n, row), (before, after) in zip(rows, pairs):
+            if before is None or after is None:
+                continue
+            ancestor = events[moving[n]]
+            key, position = (ancestor.blog_id, int(row["ID"])), Position(ancestor.source.file, ancestor.source.pos)
+            before = linker.last(key) or before
+            if before.path == after.path or key in busy or not self.assembler.may_emit_at(key, position):
+                continue
+            busy.add(key)
+            self.assembler.note_emitted(key, position)
+            linker.written(key, after)
+            follow[n].append(moved(ancestor, row, before, after))
+        out: list[PostEvent] = []
+        index = {i: n for n, i in enumerate(moving)}
+        for i, e in enumerate(events):
+            n = index.get(i, -1)
+            if n >= 0 and (follow[n] or n in cut):
+                if n in cut:
+                    log.warning("post %s:%s moved more descendants' URLs than --link-fanout %d lets this flush "
+                                "announce: its event says so (link.descendants.cut); revalidate everything under %s",
+                                e.blog_id, e.post_id, self.settings.link_fanout,
+                                e.link_before.path if e.link_before else "its old path")
+                e = replace(e, link_descendants=(len(follow[n]), n in cut))
+            out.append(e)
+            out.extend(follow.get(n, ()) if n >= 0 else ())
+        return out
 
     async def _look_up_rows(self, closed: list[PostChange]) -> tuple[list[PostChange], dict[tuple[int, int], dict]]:
         """(the changes to emit, the post rows of those that carried none) for ``closed``.

@@ -151,6 +151,18 @@ class Database:
                           f"FROM `{self.settings.database}`.`{table}` WHERE ID IN ({marks})", ids)
         return {int(r["ID"]): {k: column_value(v) for k, v in r.items()} for r in rows}
 
+    def post_children(self, tables: TableNames, blog_id: int, parent_ids: list[int], limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of the posts whose parent is one of ``parent_ids`` (revisions and
+        auto-drafts left out): whose URL may move with their parent's."""
+        if not parent_ids or limit <= 0:
+            return []
+        table = tables.name(blog_id, TableKind.POSTS)
+        marks = ",".join(["%s"] * len(parent_ids))
+        rows = self.query(f"SELECT * FROM `{self.settings.database}`.`{table}` WHERE post_parent IN ({marks}) "
+                          f"AND post_type <> 'revision' AND post_status <> 'auto-draft' ORDER BY ID LIMIT {int(limit)}",
+                          parent_ids)
+        return [{k: column_value(v) for k, v in r.items()} for r in rows]
+
     def post_categories(self, tables: TableNames, blog_id: int, ids: list[int]) -> dict[int, list[int]]:
         """The term_ids of each post's categories (posts without any are left out)."""
         if not ids:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.harness import Connector
+from tests.integration.harness import Connector, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,17 +74,19 @@ class Expect:
         self.wp, self.blog = wordpress, blog
         self.links: dict[int, list[str | None]] = {}
 
-    def round(self, *actions: Callable[[], int]) -> list[int]:
+    def round(self, *actions: Callable[[], int], moved: tuple[int, ...] = ()) -> list[int]:
+        """Run the actions (each returns the post it changed); ``moved``: posts whose URL moved with
+        them, which get an event of their own too."""
         ids = [action() for action in actions]
-        got = self.wp.permalinks(ids, self.blog, POST_TYPES)
-        for pid in ids:
+        got = self.wp.permalinks([*ids, *moved], self.blog, POST_TYPES)
+        for pid in [*ids, *moved]:
             self.links.setdefault(pid, []).append(got[pid])
         time.sleep(SETTLE)
         return ids
 
     def check(self, connector: Connector, chain: bool = True) -> list[dict[str, Any]]:
         """Each event's link.after is what PHP said; with ``chain``, each link.before is the previous
-        event's link.after (not across a change of the settings: before is made with the current ones)."""
+        event's link.after (the URL consumers were told last)."""
         count = sum(len(v) for v in self.links.values())
         events = connector.wait_events(*[(self.blog, pid) for pid in self.links], count=count, timeout=60,
                                        settle=SETTLE)
@@ -201,11 +203,11 @@ def test_front_page_posts_page_and_author(connector: Connector, wordpress, blog:
         expect.round(edit(front, title="Front, retitled"), edit(posts, title="News, retitled"), create)
         wp.run("update_user", blog, user_id=user, nicename=f"renamed-{tag}")
         expect.round(edit(ids["by"], title="By, retitled"))
-        events = expect.check(connector, chain=False)
+        events = expect.check(connector)
     home = wp.run("info", blog)["home"]
     assert expect.links[front][-1] == home + "/"
     last_front = [e for e in events if e["post_id"] == front][-1]
-    assert last_front["link"]["before"] == last_front["link"]["after"], "made with the settings of the flush"
+    assert last_front["link"]["before"]["path"].endswith(f"/front-{tag}/"), "the URL the last event said"
     assert f"/renamed-{tag}/" in (expect.links[ids["by"]][-1] or "")
 
 
@@ -229,3 +231,43 @@ def test_a_custom_type_without_base_links_by_query_and_is_warned_about(connector
     home = wordpress.run("info", blog)["home"]
     assert event["link"]["after"]["url"] == f"{home}/?post_type=wpcdc_thing&p={pid}"
     assert "post type 'wpcdc_thing' has no --post-type-base" in connector.log()
+
+
+def test_descendants_whose_url_moved_get_a_moved_event(cdc_env, connector: Connector, wordpress, blog: int) -> None:  # type: ignore[no-untyped-def]
+    """A parent page re-slugged moves its child, grandchild and attachment: each gets a ``moved``
+    event with its old and new URL, right after the parent's; --link-fanout bounds them, and the
+    parent's event says so."""
+    wp, tag = wordpress, uuid.uuid4().hex[:6]
+    bounded = Connector(cdc_env, window=WINDOW, extra=["--blogs", str(blog), "--link-fanout", "1"])
+    bounded.start()
+    try:
+        with options(wp, blog, permalink_structure="/%postname%/"):
+            expect = Expect(wp, blog)
+            [top] = expect.round(lambda: wp.create_post(f"Top {tag}", type="page", status="publish", blog=blog))
+            ids = expect.round(
+                lambda: int(wp.run("create_post", blog, title=f"Sub {tag}", type="page", status="publish",
+                                   parent_id=top)["post_id"]),
+                lambda: wp.upload_attachment(f"top-{tag}.png", parent_id=top, blog=blog))
+            sub, photo = ids
+            [leaf] = expect.round(lambda: int(wp.run("create_post", blog, title=f"Leaf {tag}", type="page",
+                                                     status="publish", parent_id=sub)["post_id"]))
+            expect.round(lambda: (wp.update_post(top, blog=blog, slug=f"top-renamed-{tag}"), top)[1],
+                         moved=(sub, leaf, photo))
+            events = expect.check(connector)
+            last = {e["post_id"]: e for e in events}
+            assert last[top]["link"]["descendants"] == {"moved": 3, "cut": False}
+            assert [e["post_id"] for e in events if e["action"] == "moved"] == [sub, photo, leaf], "breadth first"
+            for pid in (sub, leaf, photo):
+                e = last[pid]
+                assert (e["action"], e["seq"], e["changed_fields"], e["source"]["rows"]) == (
+                    "moved", last[top]["seq"], [], 0), e
+                assert f"/top-{tag}/" in e["link"]["before"]["path"] and f"/top-renamed-{tag}/" in e["link"]["after"]["path"]
+            keys = [(blog, pid) for pid in (top, sub, leaf, photo)]
+            wait_until(lambda: any(e["link"].get("descendants") for e in bounded.events(*keys)), 30,
+                       what="the bounded connector's event of the re-slugged page")
+            cut = bounded.events(*keys)
+            assert [e["link"].get("descendants") for e in cut if e["post_id"] == top][-1] == {"moved": 1, "cut": True}
+            assert len([e for e in cut if e["action"] == "moved"]) == 1
+            assert "more descendants' URLs than --link-fanout 1" in bounded.log()
+    finally:
+        assert bounded.stop() == 0, bounded.log()[-3000:]

@@ -599,6 +599,15 @@ class FakeStore:
         rows = self.post_rows(tables, blog, ids)
         return {pid: {k: row[k] for k in STUB_COLUMNS} for pid, row in rows.items()}
 
+    def post_children(self, tables: TableNames, blog: int, parent_ids: list[int], limit: int) -> list[Row]:
+        t = self._enter("post_children", tables).blogs.get(blog)
+        if t is None:
+            return []
+        parents = set(parent_ids)
+        rows = [dict(r) for pid, r in sorted(t.posts.items()) if int(r["post_parent"] or 0) in parents
+                and r["post_type"] != "revision" and r["post_status"] != AUTO_DRAFT]
+        return rows[:max(0, limit)]
+
     def post_categories(self, tables: TableNames, blog: int, ids: list[int]) -> dict[int, list[int]]:
         t = self._enter("post_categories", tables).blogs.get(blog)
         if t is None:

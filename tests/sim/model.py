@@ -499,6 +499,12 @@ class Workload:
                 with self._autocommit() as t:
                     t.update(blog, TableKind.TERM_TAXONOMY, [(ttid, {"count": count})])
 
+    def _parent(self, blog: int, pid: int) -> int:
+        """A parent for page ``pid``: none, or a page with a smaller ID (no loop, as WordPress allows)."""
+        pages = [i for i, r in self.site.blogs[blog].posts.items()
+                 if r["post_type"] == "page" and i < pid and r["post_status"] != AUTO_DRAFT]
+        return self.rng.choice(pages) if pages and self.rng.random() < 0.6 else 0
+
     def _pick(self, blog: int, statuses: tuple[str, ...] | None = None) -> int | None:
         """A post to act on: often the newest (an editor goes on with what they just created)."""
         ids = self.content(blog, statuses=statuses)
@@ -518,9 +524,10 @@ class Workload:
         pid = self.site.next_id(blog, TableKind.POSTS)
         status = status or rng.choice(("draft", PUBLISH))
         post_type = rng.choice(_CONTENT_TYPES)
+        parent = self._parent(blog, pid) if post_type == "page" else 0
         row = post_row(pid, post_type=post_type, post_status=status, post_title=self._text(3),
                        post_content=self._text(12), post_name=f"p-{blog}-{pid}", post_date=now, post_date_gmt=now,
-                       post_modified=now, post_modified_gmt=now, guid="")
+                       post_modified=now, post_modified_gmt=now, guid="", post_parent=parent)
         with self._autocommit() as t:
             t.insert(blog, TableKind.POSTS, [row])
         with self._autocommit() as t:
@@ -562,6 +569,10 @@ class Workload:
             changes.update(post_status=rng.choice(("draft", PUBLISH)), post_name=f"p-{blog}-{pid}", post_date_gmt=now)
         elif row["post_status"] != TRASH and rng.random() < 0.2:
             changes["post_status"] = "draft" if row["post_status"] == PUBLISH else PUBLISH
+        if row["post_status"] != AUTO_DRAFT and rng.random() < 0.15:  # a new slug: child pages' URLs move
+            changes["post_name"] = f"p-{blog}-{pid}-{self.binlog.ts}"
+        if row["post_type"] == "page" and rng.random() < 0.15:  # a new parent (page attributes)
+            changes["post_parent"] = self._parent(blog, pid)
         with self._autocommit() as t:
             t.update(blog, TableKind.POSTS, [(pid, changes)])
         autosave = rng.random() < 0.2
@@ -667,6 +678,13 @@ class Workload:
         for rid in [r for r, row in tables.posts.items() if row["post_type"] == "revision" and row["post_parent"] == pid]:
             with self._autocommit() as t:
                 t.delete(blog, TableKind.POSTS, [rid])
+        row = tables.posts[pid]
+        for kind in ((row["post_type"],) if row["post_type"] == "page" else ()) + ("attachment",):
+            # Children of a page point to its parent; attachments of any post too (one UPDATE each).
+            children = [c for c, r in tables.posts.items() if r["post_parent"] == pid and r["post_type"] == kind]
+            if children:
+                with self._autocommit() as t:
+                    t.update(blog, TableKind.POSTS, [(c, {"post_parent": row["post_parent"]}) for c in children])
         meta = [m["meta_id"] for m in tables.meta_of(pid)]
         if meta:
             with self._autocommit() as t:

@@ -72,7 +72,8 @@ def resolve(linker: Linker, store: Store, requests: list[LinkRequest]) -> list[A
 
 
 def page(pid: int, parent: int = 0, **fields: Any) -> dict[str, Any]:
-    return post_row(pid, post_type="page", post_status="publish", post_parent=parent, post_name=f"p{pid}", **fields)
+    return post_row(pid, **{"post_type": "page", "post_status": "publish", "post_parent": parent,
+                            "post_name": f"p{pid}", **fields})
 
 
 def test_facts_are_read_in_one_batch_per_kind_and_level() -> None:
@@ -195,3 +196,83 @@ def test_the_readers_table_filter_lets_posts_tables_through_and_notes_settings_w
     assert "wp_options" not in f and "wp_2_options" not in f and "wp_users" not in f and "wp_links" not in f
     assert f.take() == SettingsWritten(frozenset({1, 2}), users=True)
     assert f.take() is None
+
+
+# ------------------------------------------------------------------------------ descendants
+
+
+class Children(Store):
+    def post_children(self, tables: TableNames, blog: int, parent_ids: list[int], limit: int) -> list[dict[str, Any]]:
+        self.reads.append(("children", tuple(parent_ids), limit))
+        rows = [r for i, r in sorted(self.posts.items()) if r["post_parent"] in parent_ids]
+        return rows[:limit]
+
+
+async def _inline(fn: Any, *args: Any) -> Any:
+    return fn(*args)
+
+
+def test_descendants_breadth_first_bounded_and_loop_safe() -> None:
+    import asyncio
+
+    posts = {2: page(2, 1), 3: page(3, 1), 4: page(4, 2), 5: page(5, 4), 9: page(9, 8), 8: page(8, 9)}
+    store = Children(posts=posts)
+    linker = Linker(TABLES, catalog(), lambda key: None)
+    ancestors = [LinkRequest(1, 1, page(1), page(1)), LinkRequest(1, 1, page(1), page(1)),
+                 LinkRequest(1, 8, page(8, 9), page(8, 9))]
+    found, cut = asyncio.run(linker.descendants(ancestors, store, _inline, 10))  # type: ignore[arg-type]
+    assert [(n, r["ID"]) for n, r in found] == [(0, 2), (0, 3), (2, 9), (0, 4), (0, 5)], "the first change of a post owns"
+    assert cut == set()
+    found, cut = asyncio.run(linker.descendants(ancestors[:1], store, _inline, 2))  # type: ignore[arg-type]
+    assert [r["ID"] for _, r in found] == [2, 3] and cut == {0}
+
+
+def test_a_moved_descendant_links_from_its_ancestor_before_the_change() -> None:
+    store = Store(posts={})
+    old_top, new_top = page(1, post_name="old"), page(1, post_name="new")
+    linker = Linker(TABLES, catalog(), {(1, 1): new_top}.get)
+    ancestor = LinkRequest(1, 1, old_top, new_top)
+    child = page(2, 1)
+    assert resolve(linker, store, [LinkRequest.moved(child, 1, ancestor)]) == [
+        ("http://b1/old/p2/", "http://b1/new/p2/")]
+
+
+def test_a_moved_event_keeps_its_row_and_takes_its_ancestors_place() -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from cdc.encode import encode
+    from cdc.events import PostEvent, SourceInfo, moved
+    from cdc.permalinks import Link
+
+    source = SourceInfo("c", "wordpress", 1, "mariadb-bin.000001", 900, "0-1-5", 1000, "mariadb-bin.000001", 400, 7)
+    top = PostEvent("update", "updated", 1, 1, "page", 900, source, 5, page(1), page(1), ("post_name",),
+                    "publish", "publish", link_before=Link.of("http://h/old/"), link_after=Link.of("http://h/new/"),
+                    link_descendants=(1, False))
+    child = moved(top, page(2, 1), Link.of("http://h/old/p2/"), Link.of("http://h/new/p2/"))
+    assert (child.op, child.action, child.post_id, child.seq, child.changed_fields) == ("update", "moved", 2, 900, ())
+    assert child.source.rows == 0 and child.before == child.after and child.status_before == "publish"
+    schema = json.loads((Path(__file__).parents[2] / "docs" / "schema" / "post-event.v1.json").read_text())
+    for event in (top, child):
+        import orjson
+
+        jsonschema.validate(orjson.loads(encode(event)[0].value), schema)  # type: ignore[arg-type]
+    assert top.as_dict()["link"]["descendants"] == {"moved": 1, "cut": False}
+    assert "descendants" not in child.as_dict()["link"]
+
+
+def test_the_assembler_lets_a_moved_event_through_only_in_order() -> None:
+    from cdc.assemble import Assembler
+    from cdc.position import Position
+    from cdc.wordpress import Capture
+
+    at = Position("mariadb-bin.000001", 900)
+    a = Assembler(Capture(), TermCatalog(), emitted={(1, 2): Position("mariadb-bin.000001", 950)})
+    assert not a.may_emit_at((1, 2), at), "emitted past it already"
+    assert a.may_emit_at((1, 3), at)
+    a.note_emitted((1, 3), at)
+    assert a.emitted[(1, 3)] == at and not a.may_emit_at((1, 3), at)
+    a.note_emitted((1, 2), at)
+    assert a.emitted[(1, 2)] == Position("mariadb-bin.000001", 950), "a mark never goes back"
