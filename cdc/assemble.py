@@ -346,6 +346,11 @@ class Assembler:
             return True
         return self.pruned_upto is not None and position < self.pruned_upto
 
+    def pending_before(self, key: PostKey) -> Row | None:
+        """The post's row before its pending change, when that change wrote its posts row."""
+        p = self._pending.get(key)
+        return p.before if p is not None and p.posts_row else None
+
     def may_emit_at(self, key: PostKey, position: Position) -> bool:
         """Whether an event of the post at ``position`` that no row of its own made (its URL moved
         with an ancestor's: cdc/links.py) keeps the post's events in order: none of its rows waits

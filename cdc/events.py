@@ -75,6 +75,9 @@ class PostEvent:
     link_before: Link | None = None
     link_after: Link | None = None
     link_descendants: tuple[int, bool] | None = None
+    # A posts row was written (whatever its net change): a descendant's event in between may have
+    # read a state of it the net does not show. Not in the JSON (cdc/pipeline.py, Session._moved).
+    row_written: bool = False
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -231,4 +234,5 @@ def build(
         revisions=tuple(
             {"revision_id": r.revision_id, "autosave": r.autosave} for r in change.revisions
         ),
+        row_written=change.posts_row_changed,
     )

@@ -14,7 +14,11 @@ cdc/permalinks.py knows WordPress's rules; this module feeds them what they read
 
 A link is made as the database stands when the flush runs, apart from the post's own row: the
 event's row for ``after`` and its row before the change for ``before``, whose categories are the
-current ones without the categories the change added and with those it removed.
+current ones without the categories the change added and with those it removed (a post deleted
+meanwhile counts with its row before the deletion). The link.after of each post's last event is
+remembered: the next event's link.before is that URL, the one consumers hold. It also finds the
+descendants of a changed post (:meth:`Linker.descendants`), whose ``moved`` events the session
+writes (cdc/pipeline.py, Session._moved).
 """
 
 from __future__ import annotations
@@ -49,10 +53,11 @@ class FlushFacts:
     """
 
     def __init__(self, catalog: TermCatalog, cached_row: Callable[[PostKey], Row | None],
-                 nicenames: dict[int, str | None]) -> None:
+                 nicenames: dict[int, str | None], gone: Callable[[PostKey], Row | None] | None = None) -> None:
         self.catalog = catalog
         self.cached_row = cached_row
         self.nicenames = nicenames
+        self.gone = gone or (lambda key: None)
         self.posts: dict[PostKey, Row | None] = {}
         self.cats: dict[PostKey, tuple[int, ...]] = {}
         self.want_posts: set[PostKey] = set()
@@ -61,18 +66,27 @@ class FlushFacts:
         self.misses = 0
         self.final = False  # the last round: what is still unknown counts as absent
 
-    def post(self, blog: int, post_id: int) -> Row | None:
+    def post(self, blog: int, post_id: int, fresh: bool = False) -> Row | None:
+        """The row cache's row (the newest the stream read), else the database's; ``fresh``: the
+        database's (a backfill document is newer than what the stream read, maybe)."""
         key = (blog, post_id)
+        if not fresh:
+            row = self.cached_row(key)
+            if row is not None:
+                return row
         try:
             return self.posts[key]
         except KeyError:
-            pass
-        row = self.cached_row(key)
-        if row is not None:
-            self.posts[key] = row
-            return row
-        self._miss(self.want_posts, key)
-        return None
+            self._miss(self.want_posts, key)
+            return None
+
+    def post_before(self, blog: int, post_id: int) -> Row | None:
+        """For a link before a change: a post that is gone now (deleted in this flush, or its delete
+        still pending) is there with its row before its deletion."""
+        row = self.post(blog, post_id)
+        if row is None and (blog, post_id) in self.posts:
+            return self.gone((blog, post_id))
+        return row
 
     def categories(self, blog: int, post_id: int) -> tuple[int, ...]:
         key = (blog, post_id)
@@ -132,20 +146,25 @@ class _Side:
     """The facts for one row of an event: the post's own categories as they were at that row.
 
     ``before``: the current ones without those the change added and with those it removed. A
-    backfill document gives them ``exact``: the terms it read with the row. For the link of a
+    backfill document gives them ``exact``: the terms it read with the row (and its other posts come
+    from the database, not from the stream's cache, which may be behind it). For the link of a
     descendant before its ancestor's change, ``key`` is the ancestor and ``row`` its row before.
     """
 
     def __init__(self, facts: FlushFacts, key: PostKey, added: frozenset[int] = frozenset(),
                  removed: frozenset[int] = frozenset(), exact: tuple[int, ...] | None = None,
-                 row: Row | None = None) -> None:
+                 row: Row | None = None, before: bool = False) -> None:
         self.facts, self.key, self.added, self.removed, self.exact = facts, key, added, removed, exact
         self.row = row  # the post's row at that side (a descendant's link reads its ancestor's)
+        self.before = before
 
     def post(self, blog: int, post_id: int) -> Row | None:
         if self.row is not None and (blog, post_id) == self.key:
             return self.row
-        return self.facts.post(blog, post_id)
+        if self.before:
+            return self.facts.post_before(blog, post_id)
+        # A backfill document's parents from the database: the stream may not have read up to it.
+        return self.facts.post(blog, post_id, fresh=self.exact is not None)
 
     def categories(self, blog: int, post_id: int) -> tuple[int, ...]:
         if (blog, post_id) != self.key:
@@ -252,19 +271,22 @@ class Linker:
         if len(self._last) > MAX_REMEMBERED:
             self._last.popitem(last=False)
 
-    def facts(self, known: Mapping[PostKey, Row] | None = None) -> FlushFacts:
-        facts = FlushFacts(self.catalog, self.cached_row, self.nicenames)
+    def facts(self, known: Mapping[PostKey, Row] | None = None,
+              gone: Callable[[PostKey], Row | None] | None = None) -> FlushFacts:
+        facts = FlushFacts(self.catalog, self.cached_row, self.nicenames, gone)
         facts.posts.update(known or {})
         return facts
 
     async def resolve(self, requests: Sequence[LinkRequest], store: PostStore, blocking: Blocking,
-                      known: Mapping[PostKey, Row] | None = None) -> list[Pair]:
+                      known: Mapping[PostKey, Row] | None = None,
+                      gone: Callable[[PostKey], Row | None] | None = None) -> list[Pair]:
         """The links of ``requests``: attempts, and between them a batched read (blocking) of what
-        they missed, until none misses or MAX_ROUNDS reads were made (then the rest counts as absent)."""
+        they missed, until none misses or MAX_ROUNDS reads were made (then the rest counts as absent).
+        ``gone``: the row before its deletion of a post deleted in this flush or pending deletion."""
         blogs = self.to_read(r.blog for r in requests)
         if blogs:
             await blocking(self.read_settings, store, blogs)
-        facts = self.facts(known)
+        facts = self.facts(known, gone)
         done: list[Pair | None] = [None] * len(requests)
         for _ in range(MAX_ROUNDS):
             if self.attempt(requests, facts, done):
@@ -334,7 +356,7 @@ class Linker:
                                _Side(facts, (req.blog, req.post_id), exact=req.snapshot_cats))
         if req.before is not None:
             before = self._link(req.blog, settings, req.before,
-                                _Side(facts, req.side, req.added, req.removed, row=req.side_row))
+                                _Side(facts, req.side, req.added, req.removed, row=req.side_row, before=True))
         return before, after
 
     def _link(self, blog: int, settings: BlogSettings, row: Row, facts: Any) -> Link:

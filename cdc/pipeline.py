@@ -19,6 +19,7 @@ import gc
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
@@ -26,7 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_nev
 from cdc import metrics
 from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
-from cdc.changes import Commit, Idle, PostChange, RowsBatch, SettingsWritten, fold_into, gone
+from cdc.changes import Commit, Idle, PostChange, Row, RowsBatch, SettingsWritten, fold_into, gone
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.clock import Clock
 from cdc.config import StreamSettings
@@ -48,9 +49,6 @@ from cdc.wordpress import TableNames
 log = logging.getLogger(__name__)
 
 
-# Columns whose change may move descendants' URLs even when the post's own does not (the front
-# page's is home/ whatever its slug).
-_MOVES_DESCENDANTS = frozenset({"post_name", "post_parent", "post_status", "post_date"})
 MAX_CLOSED_PER_FLUSH = 500  # closed changes one flush (one Kafka transaction) takes at most
 MAX_PIECE_MARKS = 40_000  # marks a piece's checkpoint may carry (~12 bytes each: under 1 MiB)
 
@@ -297,7 +295,12 @@ class Session:
         requests = [LinkRequest(e.blog_id, e.post_id, e.before, e.after, e.terms_added, e.terms_removed,
                                 snapshot=e.op == "snapshot") for e in events]
         linker = self.linker
-        pairs = await linker.resolve(requests, self.db, self.ports.blocking)
+        deleted = {(e.blog_id, e.post_id): e.before for e in events if e.op == "delete" and e.before is not None}
+
+        def before_deletion(key: tuple[int, int]) -> Row | None:
+            return deleted.get(key) or self.assembler.pending_before(key)
+
+        pairs = await linker.resolve(requests, self.db, self.ports.blocking, gone=before_deletion)
         linked = []
         for e, (before, after) in zip(events, pairs):
             key = (e.blog_id, e.post_id)
@@ -307,13 +310,18 @@ class Session:
             linked.append(replace(e, link_before=before, link_after=after))
         events = linked
         if self.settings.link_fanout:
-            events = await self._moved(events, requests)
+            events = await self._moved(events, requests, before_deletion)
         return events
 
-    async def _moved(self, events: list[PostEvent], requests: list[LinkRequest]) -> list[PostEvent]:
-        """After each update whose path (or slug, parent, status, date) changed, a ``moved`` event for
-        each descendant (child pages, attachments, …) whose URL moved with it, up to --link-fanout per
-        flush (the update says how many follow, and whether the bound cut them: ``link.descendants``).
+    async def _moved(self, events: list[PostEvent], requests: list[LinkRequest],
+                     before_deletion: Callable[[tuple[int, int]], Row | None]) -> list[PostEvent]:
+        """After each update that wrote the post's row or moved its URL, a ``moved`` event for each
+        descendant (child pages, attachments, …) whose URL is no longer the one its last event said
+        (made from the ancestor's row before the change when this process wrote none), up to
+        --link-fanout per flush (the update says how many follow, and whether the bound cut them:
+        ``link.descendants``). Any write of the row counts, not only a net change of its slug,
+        parent, status or date: a descendant's event in between may have read a state the net hides
+        (a page trashed and untrashed within one window).
 
         A moved event takes its ancestor's ``seq``; it is written only where that keeps the
         descendant's events in order and unique: nothing of it pending, in this flush or waiting for
@@ -321,8 +329,7 @@ class Session:
         URL. Its mark is set, so a backfill document of it read before is stale.
         """
         moving = [i for i, e in enumerate(events) if e.op == "update" and e.link_before is not None
-                  and e.link_after is not None and (e.link_before.path != e.link_after.path
-                                                    or _MOVES_DESCENDANTS.intersection(e.changed_fields))]
+                  and e.link_after is not None and (e.row_written or e.link_before.path != e.link_after.path)]
         if not moving:
             return events
         linker, capture = self.linker, self.settings.capture
@@ -336,7 +343,7 @@ class Session:
                 rows.append((n, row))
         known = {(events[moving[n]].blog_id, int(row["ID"])): row for n, row in rows}
         pairs = await linker.resolve([LinkRequest.moved(row, events[moving[n]].blog_id, requests[moving[n]])
-                                      for n, row in rows], self.db, self.ports.blocking, known)
+                                      for n, row in rows], self.db, self.ports.blocking, known, before_deletion)
         # From here to the return nothing awaits: what is pending or closed cannot change meanwhile.
         busy = {c.key for c in self._closed} | {(e.blog_id, e.post_id) for e in events}
         follow: dict[int, list[PostEvent]] = defaultdict(list)
