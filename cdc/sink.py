@@ -114,7 +114,7 @@ class KafkaSink:
         producer = self._producer
         await producer.begin_transaction()
         try:
-            futures = [await producer.send(self.topic, r.value, key=r.topic_key) for r in records]
+            futures = [await producer.send(self.topic, r.value, key=r.topic_key, headers=list(r.headers)) for r in records]
             if checkpoint is not None:
                 topic, key, value = self.checkpoints.record(checkpoint)
                 futures.append(await producer.send(topic, value, key=key))
@@ -133,7 +133,7 @@ class KafkaSink:
 
     async def _write_acked(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
         producer = self._producer
-        futures = [await producer.send(self.topic, r.value, key=r.topic_key) for r in records]
+        futures = [await producer.send(self.topic, r.value, key=r.topic_key, headers=list(r.headers)) for r in records]
         await asyncio.gather(*futures)
         if checkpoint is not None:
             topic, key, value = self.checkpoints.record(checkpoint)
