@@ -59,18 +59,22 @@ class KafkaSink:
         # Room for the largest event the size policy lets through, its key and batch framing; never
         # below Kafka's usual 1 MiB, so the checkpoint record and small batches always fit.
         max_request_size = max(1 << 20, max_message_bytes + (64 << 10))
+        tuning = dict(
+            # No linger: a flush appends all its records before the sender runs (send() does not
+            # yield), so they batch anyway; lingering only delayed every transaction by 5 ms.
+            linger_ms=0,
+            max_batch_size=min(max_request_size, 512 << 10),  # default 16 KiB: 2-3 post events
+        )
         self._producer = AIOKafkaProducer(
-            **settings.client_kwargs(),
+            # --kafka-option's producer settings (linger.ms, batch.size ...) override the tuning;
+            # the guarantees below are not among the keys it takes (cdc/kafka_options.py).
+            **(tuning | settings.client_kwargs("producer")),
             enable_idempotence=True,
             acks="all",
             transactional_id=transactional_id,
             # --compression: none by default, the one codec every client reads at no CPU cost
             # (aiokafka's gzip is level 9, ~36x the cost of no codec; docs/performance.md).
             compression_type=None if compression == "none" else compression,
-            # No linger: a flush appends all its records before the sender runs (send() does not
-            # yield), so they batch anyway; lingering only delayed every transaction by 5 ms.
-            linger_ms=0,
-            max_batch_size=min(max_request_size, 512 << 10),  # default 16 KiB: 2-3 post events
             max_request_size=max_request_size,
         )
 
