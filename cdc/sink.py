@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFenced
 
-from cdc import metrics
+from cdc import login, metrics
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import KafkaSettings
 from cdc.encode import Record
@@ -84,7 +84,11 @@ class KafkaSink:
         except KafkaError as exc:
             metrics.kafka_error("start")
             await self._close_quietly()
-            raise _fenced_or_sink(exc, self.settings, "start the producer") from None
+            error = _fenced_or_sink(exc, self.settings, "start the producer")
+            more = login.hint(self.settings)  # aiokafka cannot see a refused login (cdc/login.py)
+            if more and type(error) is SinkError:
+                error = SinkError(f"{error}; {more}")
+            raise error from None
 
     async def stop(self) -> None:
         await self._close_quietly()

@@ -49,7 +49,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from cdc.errors import ConfigError
+from cdc.errors import LibraryVersionError
 from cdc.source import compressed, decoding, fastpath
 from cdc.source.decoding import decode_text, json_text
 
@@ -63,11 +63,6 @@ TESTED = ("1.0.17",)
 """The releases wpcdc's tests ran against (tests/integration/test_fastpath.py compares the fast
 path with the library's own decoder, row by row)."""
 REMEDY = f"pip install '{DISTRIBUTION}{SUPPORTED}'"
-
-
-class LibraryVersionError(ConfigError):
-    """The installed mysql-replication is not a release whose internals wpcdc was written for
-    (another version, or a copy without a private name wpcdc patches or reads)."""
 
 
 # ------------------------------------------------------------------------------ what we need

@@ -16,9 +16,8 @@ from pymysqlreplication import binlogstream
 from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import RowsEvent, TableMapEvent
 
-from cdc.errors import ConfigError
+from cdc.errors import ConfigError, LibraryVersionError
 from cdc.source import library
-from cdc.source.library import LibraryVersionError
 
 REMEDY = "pip install 'mysql-replication>=1.0.17,<1.1'"
 
