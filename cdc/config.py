@@ -321,6 +321,9 @@ def validate(s: StreamSettings) -> StreamSettings:
     if s.start not in ("checkpoint", "end") and ":" not in s.start:
         raise ConfigError(f"--start {s.start!r}: use checkpoint, end, or FILE:POS")
     security.validate(s.mysql, s.kafka)
+    from cdc.routing import TopicRouter  # here, not at the top: routing needs the event model
+
+    TopicRouter(s.topic, s.name)  # the template's placeholders and characters
     return s
 
 

@@ -39,6 +39,7 @@ class Record:
     topic_key: bytes
     value: bytes | None  # None: a tombstone
     headers: Headers = ()
+    topic: str | None = None  # None: the sink's topic (cdc/routing.py sets it per post type or blog)
 
 
 def _default(obj: Any) -> Any:

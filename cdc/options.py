@@ -162,7 +162,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("kafka_option", (), multiple=True, table="kafka_options",
            help="Another Kafka client setting by its Java name: KEY=VALUE, repeatable (request.timeout.ms=60000, "
            "linger.ms, batch.size, client.id ...; docs/operations.md lists them). In the file: a [kafka_options] table."),
-    Option("topic", help="Event topic [default: wpcdc.<name>.posts]."),
+    Option("topic", help="Event topic [default: wpcdc.<name>.posts]; a template with {name}, {blog_id} and "
+           "{post_type} routes each blog or post type to its own topic (created as first needed)."),
     Option("checkpoint_topic",
            help="Compacted topic for this connector's position [default: wpcdc.<name>.checkpoints]."),
     # ------------------------------------------------ what shapes the stream: stream, backfill
