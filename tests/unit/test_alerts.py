@@ -396,6 +396,26 @@ def test_every_alert_says_how_urgent_and_links_its_runbook() -> None:
         assert ALERTS[name]["for"] in {"15m", "20m", "30m"}, name
 
 
+def test_the_alertmanager_snippet_names_real_alerts() -> None:
+    """Inhibition cannot be tested by promtool; at least every name it matches exists, it never
+    inhibits a page, and it matches on the labels every alert of a connector carries."""
+    config = yaml.safe_load((MONITORING / "alertmanager.yaml").read_text())
+    for rule in config["inhibit_rules"]:
+        (source,) = rule["source_matchers"]
+        (target,) = rule["target_matchers"]
+        for matcher in (source, target):
+            names = re.fullmatch(r'alertname\s*=~?\s*"([^"]+)"', matcher).group(1).split("|")
+            assert set(names) <= set(ALERTS), matcher
+        for name in re.fullmatch(r'alertname\s*=~?\s*"([^"]+)"', target).group(1).split("|"):
+            assert ALERTS[name]["labels"]["severity"] == "warning", f"{name} pages: never inhibit a page"
+        assert rule["equal"] == ["namespace", "service"]
+    for scenario in SCENARIOS:  # the labels inhibition matches on are on every alert of a site
+        for firing in scenario.expect.values():
+            for name, labels in firing:
+                if name != "WpcdcAbsent":
+                    assert {"namespace", "service"} <= set(labels), (scenario.name, name)
+
+
 def github_anchor(heading: str) -> str:
     """The id GitHub gives a Markdown heading."""
     text = re.sub(r"`", "", heading.strip().lower())

@@ -298,6 +298,34 @@ def test_prometheus_selects_what_the_overlays_render(validator: Path) -> None:
                 assert o["metadata"]["labels"]["app.kubernetes.io/name"] == "wpcdc"
 
 
+def test_the_alert_scenarios_use_the_fleet_s_label_sets(validator: Path) -> None:
+    """tests/unit/test_alerts.py feeds promtool the labels the Prometheus Operator gives these
+    targets: job and service are the Service's name, pod the StatefulSet's pod, container and
+    endpoint those of the metrics port, and the ServiceMonitor's targetLabels from the Service."""
+    from tests.unit.test_alerts import FLEET, PRODUCTION
+
+    for target, sites in (("overlays/fleet", FLEET), ("overlays/production", (PRODUCTION,))):
+        objs = render(validator, target)
+        for site in sites:
+            expected = site.target()
+            (svc,) = [o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == expected["service"]]
+            (sts,) = [o for o in objs if o["kind"] == "StatefulSet" and o["spec"]["serviceName"] == expected["service"]]
+            (sm,) = [o for o in objs if o["kind"] == "ServiceMonitor"
+                     and o["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()]
+            assert svc["metadata"]["namespace"] == expected["namespace"]
+            assert f"{sts['metadata']['name']}-0" == expected["pod"]
+            (endpoint,) = sm["spec"]["endpoints"]
+            (container,) = [c for c in _pod_spec(sts)["containers"] if any(p["name"] == endpoint["port"] for p in c["ports"])]
+            assert (container["name"], endpoint["port"]) == (expected["container"], expected["endpoint"])
+            for label in sm["spec"]["targetLabels"]:
+                sanitized = re.sub(r"[^a-zA-Z0-9_]", "_", label)
+                assert expected[sanitized] == svc["metadata"]["labels"][label], (site, label)
+            assert "jobLabel" not in sm["spec"]  # job is the Service's name
+            cm = next(o for o in objs if o["kind"] == "ConfigMap"
+                      and o["metadata"]["name"] == container["envFrom"][0]["configMapRef"]["name"])
+            assert cm["data"]["WPCDC_NAME"] == site.connector
+
+
 def _pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
     return obj["spec"]["template"]["spec"]
 
