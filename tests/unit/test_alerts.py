@@ -440,3 +440,10 @@ def test_alerts_fire_in_their_scenario_and_nowhere_else(promtool: str, tmp_path:
     result = subprocess.run([promtool, "test", "rules", "test.yaml"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_runbooks_links_resolve() -> None:
+    """The runbooks link each other; a renamed heading must not leave a dead link."""
+    text = OPERATIONS.read_text()
+    anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+    assert set(re.findall(r"\]\(#([^)]+)\)", text)) <= anchors
