@@ -206,6 +206,8 @@ BREAKAGES = [
     Breakage("job-beside-connector", "overlays/jobs/production/backfill", "overlays/jobs/production/backfill/kustomization.yaml",
              r"\n  - (\.\./)+jobs/only-jobs\n", "\n",
              'connector name "www" (WPCDC_NAME) is used by 2 workloads (StatefulSet wpcdc/wpcdc, Job wpcdc/wpcdc-backfill)'),
+    Breakage("no-target-labels", "overlays/fleet", "base/servicemonitor.yaml", r"\n  targetLabels:\n(    - .*\n)+", "\n",
+             "spec.targetLabels: must include app.kubernetes.io/name"),
     Breakage("rule-selects-job", "overlays/fleet", "monitoring/prometheusrule.yaml",
              r'up\{app_kubernetes_io_name="wpcdc"\} == 0', 'up{job="wpcdc"} == 0',
              "(WpcdcDown).expr: selects by job"),

@@ -768,6 +768,15 @@ func checkServiceMonitor(o *object, x objectIndex) {
 		return
 	}
 	svc := matched[0].typed.(*corev1.Service)
+	// The alerting rules (../monitoring) select connectors by this label, copied onto every series.
+	hasName := false
+	for _, l := range sm.Spec.TargetLabels {
+		hasName = hasName || l == "app.kubernetes.io/name"
+	}
+	if !hasName {
+		o.problem("spec.targetLabels: must include app.kubernetes.io/name: the alerting rules select connectors " +
+			"by app_kubernetes_io_name, not by job (the Service's name)")
+	}
 	for i, ep := range sm.Spec.Endpoints {
 		if ep.Port == "" {
 			continue
