@@ -9,8 +9,11 @@ does. promtool compares annotations too: the scenarios run on a copy of the rule
 (`promtool check rules` checks their templates on the real file). Alertmanager's inhibit rules
 (alertmanager.yaml) cannot be tested by promtool: what they silence still fires here.
 
-promtool comes from Debian's `prometheus` package (deploy/local/deps.sh installs it, service
-disabled); `promtool test rules` runs the scenarios in a second or two.
+promtool comes from Debian's `prometheus` package (2.42; deploy/local/deps.sh installs it, service
+disabled); `promtool test rules` runs the scenarios in a second or two. WPCDC_PROMTOOL names
+another one, e.g. a Prometheus 3 promtool built with `go install
+github.com/prometheus/prometheus/cmd/promtool@v0.316.0` (3.x selects ranges left-open; the
+scenarios keep clear of the edges and pass with both).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "deploy" / "k8s" / "monitoring"
 RULES = MONITORING / "wpcdc.rules.yaml"
 OPERATIONS = REPO / "docs" / "operations.md"
-PROMTOOL = shutil.which("promtool")
+PROMTOOL = os.environ.get("WPCDC_PROMTOOL") or shutil.which("promtool")
 RUNBOOK = "https://github.com/wpcdc/wpcdc/blob/main/docs/operations.md#"
 
 
