@@ -13,7 +13,7 @@ BACKFILL_ARGS ?=
 KAFKA_BROKERS ?= 1
 UP_SERVICES := $(if $(filter 3,$(KAFKA_BROKERS)),mariadb kafka wordpress cluster)
 
-.PHONY: help deps up down status test test-unit test-cluster lint demo bench soak sim clean
+.PHONY: help deps up down status test test-unit test-cluster lint demo bench soak sim clean lock rules image
 
 help:
 	@echo "make deps       install Debian packages, Java/Maven check, .venv with wpcdc[dev]"
@@ -28,6 +28,9 @@ help:
 	@echo "make soak       hundreds of kill -9 cycles (SOAK_CYCLES, default 300) and 100,000 simulation seeds"
 	@echo "make sim        the deterministic simulation only: SEEDS=N (default 1000), SEED=n replays one"
 	@echo "make clean      stop the stack and remove $(STACK_DIR)"
+	@echo "make lock       deploy/requirements.lock (+ build-requirements.lock): pinned, hashed, from pyproject.toml (uv)"
+	@echo "make rules      deploy/k8s/monitoring/prometheusrule.yaml from wpcdc.rules.yaml"
+	@echo "make image      release check, then docker build (PYTHON_DIGEST=sha256:... of the reviewed base image)"
 
 deps:
 	bash deploy/local/deps.sh
@@ -91,3 +94,24 @@ sim:
 clean:
 	$(STACK_PY) $(STACK) down
 	rm -rf -- "$(STACK_DIR)"
+
+# The image's dependencies, pinned with their hashes for Python 3.11 on any platform (the
+# Dockerfile installs them with --require-hashes). Needs PyPI; tests/unit/test_image.py checks the
+# result against pyproject.toml offline.
+UV ?= $(dir $(PY))uv
+LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock" -q
+lock: deps
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o deploy/requirements.lock
+	$(PY) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+		| $(UV) pip compile - $(LOCK_FLAGS) -o deploy/build-requirements.lock
+
+rules:
+	$(STACK_PY) deploy/k8s/monitoring/prometheusrule.py
+
+# PYTHON_DIGEST: the digest of the python:3.11-slim-bookworm image you reviewed; never a default.
+IMAGE ?= wpcdc:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' cdc/__init__.py)
+PYTHON_DIGEST ?=
+image: deps
+	$(PY) deploy/release_check.py --python-digest "$(PYTHON_DIGEST)" --version "$(lastword $(subst :, ,$(IMAGE)))"
+	docker build -f deploy/Dockerfile --build-arg PYTHON_DIGEST=$(PYTHON_DIGEST) \
+		--build-arg VERSION=$(lastword $(subst :, ,$(IMAGE))) -t $(IMAGE) .
