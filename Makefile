@@ -60,7 +60,7 @@ test-unit: deps
 
 # The `kafka_cluster` fixture starts the cluster and stops it at the end of the session.
 test-cluster: deps
-	$(PY) -m pytest -q -m cluster tests/integration/test_kafka_cluster.py $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m cluster tests/integration/test_kafka_cluster.py tests/integration/test_kafka_cluster_cdc.py $(PYTEST_ARGS)
 
 lint: deps
 	$(PY) -m ruff check .
