@@ -22,7 +22,7 @@ help:
 	@echo "make down       stop the stack (the cluster too);  make status: what runs where"
 	@echo "make test       deps, stack up, the whole pytest suite, stack down (keeps pytest's exit code)"
 	@echo "make test-unit  tests/unit only, no servers"
-	@echo "make test-cluster  only the 3-broker Kafka cluster tests (-m cluster, ~2 min; make test runs them last)"
+	@echo "make test-cluster  only the 3-broker Kafka cluster tests (-m cluster, ~3 min; make test runs them last)"
 	@echo "make lint       ruff check + mypy cdc"
 	@echo "make demo       deps, up, then deploy/local/demo.py"
 	@echo "make bench      deps, up, then bench.run, bench.backfill and bench.codecs (python -m ...)"
