@@ -9,6 +9,7 @@ STACK_DIR ?= $(or $(WPCDC_STACK_DIR),.stack)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 BACKFILL_ARGS ?=
+CODECS_ARGS ?=
 # KAFKA_BROKERS=3: `make up` also starts the three-broker cluster (deploy/local/cluster.py).
 KAFKA_BROKERS ?= 1
 UP_SERVICES := $(if $(filter 3,$(KAFKA_BROKERS)),mariadb kafka wordpress cluster)
@@ -21,10 +22,10 @@ help:
 	@echo "make down       stop the stack (the cluster too);  make status: what runs where"
 	@echo "make test       deps, stack up, the whole pytest suite, stack down (keeps pytest's exit code)"
 	@echo "make test-unit  tests/unit only, no servers"
-	@echo "make test-cluster  only the 3-broker Kafka cluster tests (-m cluster, ~2 min; make test runs them last)"
+	@echo "make test-cluster  only the 3-broker Kafka cluster tests (-m cluster, ~3 min; make test runs them last)"
 	@echo "make lint       ruff check + mypy cdc"
 	@echo "make demo       deps, up, then deploy/local/demo.py"
-	@echo "make bench      deps, up, then bench/run.py (as python -m bench.run)"
+	@echo "make bench      deps, up, then bench.run, bench.backfill and bench.codecs (python -m ...)"
 	@echo "make soak       hundreds of kill -9 cycles (SOAK_CYCLES, default 300) and 100,000 simulation seeds"
 	@echo "make sim        the deterministic simulation only: SEEDS=N (default 1000), SEED=n replays one"
 	@echo "make clean      stop the stack and remove $(STACK_DIR)"
@@ -62,7 +63,7 @@ test-unit: deps
 
 # The `kafka_cluster` fixture starts the cluster and stops it at the end of the session.
 test-cluster: deps
-	$(PY) -m pytest -q -m cluster tests/integration/test_kafka_cluster.py $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m cluster tests/integration/test_kafka_cluster.py tests/integration/test_kafka_cluster_cdc.py $(PYTEST_ARGS)
 
 lint: deps
 	$(PY) -m ruff check .
@@ -72,10 +73,13 @@ demo: up
 	$(PY) deploy/local/demo.py
 
 # BENCH_ARGS: e.g. --quick, --workloads wp-bulk,latency, --no-debezium (python -m bench.run -h).
+# bench.codecs (no server, ~1 min): the CPU of each Kafka codec, the default none beside zstd
+# (docs/performance.md, "Compression"); CODECS_ARGS e.g. --events 200.
 bench: up
 	@if [ -f bench/run.py ]; then \
 		$(PY) -c 'import psutil, matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[dev,bench]'; \
-		$(PY) -m bench.run $(BENCH_ARGS) && $(PY) -m bench.backfill $(BACKFILL_ARGS); \
+		$(PY) -m bench.run $(BENCH_ARGS) && $(PY) -m bench.backfill $(BACKFILL_ARGS) \
+			&& $(PY) -m bench.codecs --json bench/results/codecs-latest.json $(CODECS_ARGS); \
 	else \
 		echo "make bench: bench/run.py does not exist yet; nothing to run"; \
 	fi

@@ -11,17 +11,22 @@ brokers' ``default.replication.factor`` (read with DescribeConfigs, since aiokaf
 v0–v3 cannot send KIP-464's ``-1``) unless ``--replication-factor`` overrides it, and every
 per-topic error of CreateTopics is checked (a managed cluster refusing a replication factor
 must not leave the connector writing to a topic that does not exist).
+
+aiokafka's admin client sends each request to a random broker of its metadata and does not retry:
+for the seconds a dead broker is still listed (until the controller fences it), one request in
+three of a three-broker cluster would fail. Every admin call here goes through :func:`retrying`,
+so ``check``, ``status`` and the checkpoint read work while any one broker is down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -42,6 +47,9 @@ UNKNOWN_TOPIC = 3
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 # Room above --max-message-bytes for the key, headers and batch framing of the largest event.
 FRAMING_ROOM = 64 << 10
+RETRY_BACKOFF = 0.25  # seconds between attempts of an admin request that failed retriably
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -52,6 +60,26 @@ def kafka_errors(settings: KafkaSettings, what: str, metric: str = "topics") -> 
     except KafkaError as exc:
         metrics.kafka_error(metric)
         raise SinkError(f"Kafka at {settings.bootstrap} failed to {what}: {exc!r}") from None
+    except TimeoutError:  # aiokafka's wait for the controller to be reachable (CreateTopics)
+        metrics.kafka_error(metric)
+        raise SinkError(f"Kafka at {settings.bootstrap} failed to {what}: no answer within "
+                        f"{settings.request_timeout_ms / 1000:.0f}s") from None
+
+
+async def retrying(settings: KafkaSettings, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, again while it fails with an error Kafka calls retriable, for at most the
+    request timeout: a broker that died is listed in the metadata until the controller fences
+    it, and aiokafka's admin client picks a random broker for each request without retrying."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.request_timeout_ms / 1000
+    while True:
+        try:
+            return await call()
+        except KafkaError as exc:
+            if not exc.retriable or loop.time() + RETRY_BACKOFF > deadline:
+                raise
+            log.debug("Kafka admin request failed (%r); retrying", exc)
+        await asyncio.sleep(RETRY_BACKOFF)
 
 
 @dataclass(frozen=True)
@@ -129,7 +157,7 @@ class KafkaReader:
     async def partitions(self, topic: str) -> list[TopicPartition] | None:
         """The topic's partitions, or None when the topic does not exist."""
         with self._errors():
-            described = await self._admin.describe_topics([topic])
+            described = await retrying(self.settings, lambda: self._admin.describe_topics([topic]))
         for entry in described:
             if entry["topic"] != topic:
                 continue
@@ -287,15 +315,15 @@ async def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec],
     try:
         with kafka_errors(settings, "create topics"):
             await admin.start()
-            existing = set(await admin.list_topics())
+            existing = set(await retrying(settings, admin.list_topics))
             missing = [s for s in specs if s.name not in existing]
             if not missing:
                 return []
             factor = replication_factor
             if factor is None:
-                factor = (await cluster_defaults(admin, settings)).replication_factor
-            response = await admin.create_topics([NewTopic(s.name, s.partitions, factor, topic_configs=s.configs)
-                                                  for s in missing])
+                factor = (await retrying(settings, lambda: cluster_defaults(admin, settings))).replication_factor
+            new = [NewTopic(s.name, s.partitions, factor, topic_configs=s.configs) for s in missing]
+            response = await retrying(settings, lambda: admin.create_topics(new))
         failed = [e for e in response.to_object()["topic_errors"] if e["error_code"] not in (0, TOPIC_ALREADY_EXISTS)]
         if failed:
             metrics.kafka_error("topics")
@@ -324,12 +352,13 @@ async def check_topics(settings: KafkaSettings, specs: Sequence[TopicSpec]) -> l
     try:
         with kafka_errors(settings, "describe topics"):
             await admin.start()
-            described = {t["topic"]: t for t in await admin.describe_topics([s.name for s in specs])}
+            names = [s.name for s in specs]
+            described = {t["topic"]: t for t in await retrying(settings, lambda: admin.describe_topics(names))}
             present = [s for s in specs if described.get(s.name, {}).get("partitions")]
             if not present:
                 return []
-            responses = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present])
+            resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present]
+            responses = await retrying(settings, lambda: admin.describe_configs(resources))
         configs: dict[str, dict[str, str]] = {}
         for response in responses:
             for resource in response.to_object()["resources"]:
