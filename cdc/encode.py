@@ -35,6 +35,7 @@ SIDES = ("before", "after")
 class Record:
     topic_key: bytes
     value: bytes | None  # None: a tombstone
+    truncated: bool = False  # the size policy cut the event to fit (wpcdc_truncated_events_total)
 
 
 def _default(obj: Any) -> Any:
@@ -305,16 +306,22 @@ def encode_value(doc: dict[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> byt
     below that the smallest event the policy can make is returned as it is.
     ``doc`` itself is never changed.
     """
+    return _fitted(doc, max_bytes)[0]
+
+
+def _fitted(doc: dict[str, Any], max_bytes: int) -> tuple[bytes, bool]:
+    """(the JSON, whether the size policy cut it)."""
     value = dumps(doc)
     if len(value) <= max_bytes:
-        return value
-    return _Fit(doc, value, max_bytes).encode()
+        return value, False
+    return _Fit(doc, value, max_bytes).encode(), True
 
 
 def encode(event: PostEvent, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Record]:
     """The records for one event: the event itself, then a tombstone after a delete."""
     key = event.key.encode()
-    records = [Record(key, encode_value(event.as_dict(), max_bytes))]
+    value, cut = _fitted(event.as_dict(), max_bytes)
+    records = [Record(key, value, cut)]
     if event.op == "delete":
         records.append(Record(key, None))
     return records

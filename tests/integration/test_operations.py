@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -160,7 +162,7 @@ def test_metrics_after_a_real_stream(cdc_env, wordpress) -> None:  # type: ignor
             s = m.samples()
             v = lambda name, **lb: s.get((name, tuple(sorted(lb.items()))), 0.0)  # noqa: E731
             done = (all(v("wpcdc_events_total", op=op) == by_op[op] for op in ("create", "update", "delete"))
-                    and v("wpcdc_seconds_behind_source") == 0 and v("wpcdc_assembler_pending_posts") == 0)
+                    and v("wpcdc_source_lag_seconds") < 3 and v("wpcdc_assembler_pending_posts") == 0)
             return s if done else None
 
         s = wait_until(settled, 30, 0.5, "metrics to match the topic and the source to be idle")
@@ -181,6 +183,16 @@ def test_metrics_after_a_real_stream(cdc_env, wordpress) -> None:  # type: ignor
         assert v("wpcdc_checkpoints_total") >= 3
         assert v("wpcdc_checkpoint_age_seconds") < 20  # rewritten every few seconds while idle
         assert (v("wpcdc_ready"), v("wpcdc_stalled")) == (1, 0)
+        assert (v("wpcdc_source_connected"), v("wpcdc_sink_connected")) == (1, 1)
+        assert v("wpcdc_seconds_behind_source") < 3  # the deprecated alias
+        assert v("wpcdc_source_transactions_total") >= 3
+        assert v("wpcdc_reader_queue_capacity_bytes") == 4 << 20 and 0 <= v("wpcdc_reader_queue_bytes") <= 4 << 20
+        # One observation per stream event, from its last row's binlog time to the commit: the
+        # window (0.4 s) plus a flush, counted in whole binlog seconds.
+        assert v("wpcdc_delivery_age_seconds_count") == sum(by_op.values())
+        assert 0 < v("wpcdc_delivery_age_seconds_sum") < 10 * v("wpcdc_delivery_age_seconds_count")
+        assert v("wpcdc_forced_emits_total") == 0 and v("wpcdc_truncated_events_total") == 0
+        assert sum(v("wpcdc_statement_writes_total", table=t) for t in ("posts", "postmeta")) == 0
         assert v("wpcdc_binlog_file_number") >= 1 and v("wpcdc_binlog_position_bytes") > 0
         last = events[-1]["source"]
         assert (v("wpcdc_binlog_file_number"), v("wpcdc_binlog_position_bytes")) >= (
@@ -211,6 +223,9 @@ def test_health_when_kafka_stops_and_comes_back(cdc_env, stack) -> None:  # type
             assert "Kafka" in why, why
             assert m.get("/healthz")[0] == 200  # waiting for Kafka is not dead
             assert m.value("wpcdc_ready") == 0
+            lag = m.value("wpcdc_source_lag_seconds")
+            time.sleep(3)
+            assert m.value("wpcdc_source_lag_seconds") >= lag + 2.5  # an idle site behind a lost Kafka: not 0
         finally:
             local_stack.up(["kafka"])
         m.wait("/readyz", 200, timeout=120)
@@ -219,20 +234,142 @@ def test_health_when_kafka_stops_and_comes_back(cdc_env, stack) -> None:  # type
         assert c.stop() == 0
 
 
-def test_health_when_mariadb_stops_and_comes_back(cdc_env, stack) -> None:  # type: ignore[no-untyped-def]
+def test_health_and_lag_when_mariadb_stops_and_comes_back(cdc_env, stack) -> None:  # type: ignore[no-untyped-def]
+    """MySQL stopped on an idle site: the running connector's lag grows from the last heartbeat
+    (it used to read 0 throughout), it is alive and not ready; a connector started meanwhile waits
+    for MySQL (its startup checks are retried, /metrics and /healthz answer from the start) instead
+    of crash-looping. Both catch up when MySQL is back."""
     c, m = metered(cdc_env, "--stall-timeout", "5")
+    late, lm = metered(cdc_env)
     with running(c):
         m.wait("/readyz", 200)
+        wait_until(lambda: m.value("wpcdc_source_connected") == 1 and m.value("wpcdc_source_lag_seconds") < 3,
+                   30, 0.5, "a caught-up connector")
         local_stack.mariadb_down()
+        down = time.monotonic()
         try:
             why = m.wait("/readyz", 503, timeout=60)
             assert re.search(r"MySQL|binlog", why), why
             assert m.get("/healthz")[0] == 200
+            assert m.value("wpcdc_source_connected") == 0
+            late.start(wait=False)
+            lm.wait("/healthz", 200, timeout=60)
+            why = lm.wait("/readyz", 503, timeout=60, contains="cannot connect to MySQL")
+            assert why.startswith("reconnecting after:"), why
+            assert late.running and lm.value("wpcdc_ready") == 0
+            first = m.value("wpcdc_source_lag_seconds")
+            time.sleep(4)
+            lag = m.value("wpcdc_source_lag_seconds")
+            assert lag >= first + 3.5 and lag >= time.monotonic() - down - 2, (first, lag)
+            assert lm.value("wpcdc_source_lag_seconds") > 0 and late.running
         finally:
             local_stack.up(["mariadb"])
-        m.wait("/readyz", 200, timeout=120)
-        assert m.value("wpcdc_reconnects_total", cause="mysql") >= 1
+        try:
+            m.wait("/readyz", 200, timeout=120)
+            wait_until(lambda: m.value("wpcdc_source_lag_seconds") < 3, 30, 0.5, "the lag to fall back")
+            assert m.value("wpcdc_source_connected") == 1
+            assert m.value("wpcdc_reconnects_total", cause="mysql") >= 1
+            lm.wait("/readyz", 200, timeout=120)  # the late one passed its startup checks and streams
+            assert lm.value("wpcdc_reconnects_total", cause="mysql") >= 1
+            assert late.stop() == 0
+        finally:
+            if late.running:
+                late.kill()
         assert c.stop() == 0
+
+
+def test_a_refused_login_still_stops_the_stream(cdc_env) -> None:  # type: ignore[no-untyped-def]
+    refused = cli({**cdc_env, "WPCDC_MYSQL_PASSWORD": f"wrong-{uuid.uuid4().hex}"}, "stream", "--name",
+                  f"refused-{uuid.uuid4().hex[:6]}", timeout=60)
+    assert refused.returncode == errors.Exit.MYSQL_CONNECT, refused.stderr[-2000:]
+    assert "refused the login" in refused.stderr
+
+
+# ---------------------------------------------------------------------------- binlog retention
+
+
+def admin_rows(port: int, statement: str) -> list[dict[str, Any]]:
+    conn = pymysql.connect(host="127.0.0.1", port=port, user=local_stack.ADMIN_USER,
+                           password=local_stack.ADMIN_PASSWORD, autocommit=True,
+                           cursorclass=pymysql.cursors.DictCursor)
+    with conn, conn.cursor() as cur:
+        cur.execute(statement)
+        return list(cur.fetchall())
+
+
+def test_binlog_retention_gauges_follow_the_server(cdc_env, stack, wordpress) -> None:  # type: ignore[no-untyped-def]
+    """The polled SHOW BINARY LOGS against FLUSH BINARY LOGS: files and distances move, and a
+    checkpoint held back in a closed file (a post pending in a long window) gets a time left
+    counted from that file's close."""
+    [expiry] = admin_rows(stack.mysql, "SELECT @@GLOBAL.binlog_expire_logs_seconds AS s")
+    expire = float(expiry["s"])
+    assert expire > 0  # the local stack keeps binlogs 2 days
+    c, m = metered(cdc_env, "--binlog-poll-interval", "1", window=15)
+    with running(c):
+        m.wait("/readyz", 200)
+
+        def server() -> tuple[int, int]:
+            """(files on the server, the current file's number), read now: other tests flush too."""
+            names = [r["Log_name"] for r in admin_rows(stack.mysql, "SHOW BINARY LOGS")]
+            return len(names), max(int(n.rsplit(".", 1)[1]) for n in names)
+
+        def gauge(name: str) -> float:
+            return m.value(f"wpcdc_binlog_{name}")
+
+        def in_newest_file() -> bool:
+            files, current = server()
+            return (gauge("server_files"), gauge("server_current_file_number"), gauge("checkpoint_files_behind"),
+                    gauge("retention_seconds_left")) == (files, current, files - 1, expire)
+
+        admin_sql(stack.mysql, "FLUSH BINARY LOGS")
+        # Idle: the checkpoint follows the reader into the new file, the one the server writes.
+        wait_until(in_newest_file, 30, 0.5, "the gauges to show the checkpoint in the newest file")
+        assert gauge("expire_seconds") == expire
+        assert gauge("checkpoint_bytes_behind_end") < 1000
+        assert time.time() - gauge("poll_timestamp_seconds") < 10
+        behind = gauge("checkpoint_files_behind")
+
+        wordpress.create_post("held in its window", status="publish")  # pending for 15 s
+        time.sleep(2)  # checkpoints with the post's rows pending: they stay in this file
+        admin_sql(stack.mysql, "FLUSH BINARY LOGS")
+        closed = time.time()
+        wait_until(lambda: gauge("server_current_file_number") == server()[1]
+                   and gauge("checkpoint_files_behind") == behind, 10, 0.3,
+                   "the poll to see the new file while the checkpoint stays in the old one")
+        left = gauge("retention_seconds_left")
+        assert expire - (time.time() - closed) - 5 <= left < expire, (left, expire)  # counted from the close
+        assert gauge("checkpoint_bytes_behind_end") > 0
+
+        # The window ends, the post goes out, the checkpoint moves on to the newest file.
+        wait_until(in_newest_file, 40, 0.5, "the checkpoint to follow into the newest file")
+        assert gauge("checkpoint_files_behind") >= behind + 1
+        assert c.stop() == 0
+
+
+# ------------------------------------------------------------------------------- server_id
+
+
+def test_a_shared_server_id_stops_the_older_reader_with_its_own_message(cdc_env, stack) -> None:  # type: ignore[no-untyped-def]
+    """Two connectors (different names, so Kafka does not fence either) with one server_id: the
+    server keeps the newer binlog reader; the older exits 31 naming the server_id and the causes,
+    and SHOW SLAVE HOSTS names the reader that holds it."""
+    server_id = random.randint(3_000_000_000, 4_000_000_000)
+    first = Connector(cdc_env, extra=["--server-id", str(server_id)])
+    second = Connector(cdc_env, extra=["--server-id", str(server_id)])
+
+    def registered() -> str | None:
+        hosts = [r["Host"] for r in admin_rows(stack.mysql, "SHOW SLAVE HOSTS") if int(r["Server_id"]) == server_id]
+        return hosts[0] if hosts else None
+
+    with running(first):
+        assert wait_until(registered, 30, 0.5, "the reader to register").startswith(f"wpcdc {first.name} on ")
+        with running(second):
+            code = first.proc.wait(60)  # type: ignore[union-attr]
+            assert code == errors.Exit.FENCED, first.log()[-3000:]
+            assert f"server_id {server_id}" in first.log() and "SHOW SLAVE HOSTS" in first.log()
+            assert wait_until(lambda: (h := registered()) and h.startswith(f"wpcdc {second.name} on ") and h,
+                              30, 0.5, "the newer reader to hold the server_id")
+            assert second.stop() == 0
 
 
 def test_a_stalled_stream_turns_unready_with_a_reason(cdc_env, wordpress) -> None:  # type: ignore[no-untyped-def]
