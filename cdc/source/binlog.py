@@ -254,6 +254,13 @@ class BinlogSource:
             end = event.packet.log_pos
             ended = False  # this event ends a transaction
             if isinstance(event, RotateEvent):
+                if event.next_binlog != file:
+                    # Table ids hold for one server run. The library forgets its table maps at a
+                    # rotation the server wrote (timestamp != 0), not at the one the dump thread
+                    # makes up (timestamp 0) to move past a file a restart ended: a map of a
+                    # captured table would then decode another table's rows (a filtered table map
+                    # does not replace it). Forget them at every move to another file.
+                    reader.table_map.clear()
                 file = event.next_binlog
                 self.position = Position(file, event.position)
                 if txn is None:
