@@ -15,6 +15,7 @@ compute the checkpoint (low watermark + per-post marks) → write events and che
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -537,11 +538,17 @@ async def _retry_sessions(settings: StreamSettings, stop: asyncio.Event, db: Dat
         metrics.reconnect(exc)
         log.warning("%s; retrying in %.1fs", exc, state.next_action.sleep)  # type: ignore[attr-defined]
 
+    async def sleep(seconds: float) -> None:
+        """The backoff, cut short by SIGTERM: a connector waiting for its servers stops at once."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(_retriable),
         wait=backoff,
         stop=stop_never,
         before_sleep=before_sleep,
+        sleep=sleep,
         reraise=True,
     ):
         with attempt:

@@ -81,3 +81,24 @@ def test_stream_stops_at_once_on_a_refused_login(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(PreflightError) as failed:
         asyncio.run(pipeline.run_stream(settings(), asyncio.Event()))
     assert failed.value.exit_code == Exit.MYSQL_CONNECT and len(calls) == 1
+
+
+def test_a_stop_cuts_the_backoff_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM while waiting for MySQL at startup: the process stops now, not after the backoff."""
+
+    def run_all(db: Any, tables: Any, position: Any) -> list[Any]:
+        raise PreflightError("cannot connect to MySQL at db:3306", check="connect", retriable=True)
+
+    monkeypatch.setattr(pipeline.preflight, "run_all", run_all)
+
+    async def main() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(pipeline.run_stream(settings(), stop))
+        await asyncio.sleep(2.0)  # 0.5 + 1.0 s of backoff, then the third wait (2 s) starts
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        return loop.time() - started
+
+    assert asyncio.run(main()) < 0.5
