@@ -398,14 +398,14 @@ def _same_server_id(exc: Exception) -> bool:
 def replaced_message(server_id: int, server: str, said: str) -> str:
     """Why the binlog stream was taken away, its two causes, and how to tell which one it is."""
     return (
-        f"MySQL at {server} dropped this binlog connection because another client connected with the same "
-        f"server_id {server_id} ({said}); stopping so that two readers never run on one connector. Either "
-        f"(1) a second instance of this connector runs (another pod during a drain or a rollout, a forgotten "
-        f"`wpcdc stream` or `wpcdc backfill`): it also fences this one in Kafka; or (2) another connector or a "
-        f"real replica uses server_id {server_id}: give this one its own --server-id. To tell them apart, run "
-        f"SHOW SLAVE HOSTS (MySQL 8.0.22+: SHOW REPLICAS) on the server: the row with Server_id {server_id} "
-        f"names its Host (wpcdc reports 'wpcdc <name> on <hostname>'; a replica its report_host); "
-        f"SHOW PROCESSLIST lists every reader as a 'Binlog Dump' thread with its client address"
+        f"MySQL at {server} dropped this binlog connection for another client with the same server_id "
+        f"{server_id} ({said}); stopping. Is another instance running? Either (1) a second instance of this "
+        f"connector runs (another pod during a drain or a rollout, a forgotten `wpcdc stream` or `wpcdc "
+        f"backfill`): it also fences this one in Kafka, make sure only one runs; or (2) another connector or a "
+        f"real replica uses server_id {server_id}: give this one its own --server-id. To tell them apart, "
+        f"SHOW SLAVE HOSTS (MySQL 8.0.22+: SHOW REPLICAS) on the server names the Host of server_id "
+        f"{server_id} (wpcdc registers as 'wpcdc <name> on <hostname>', a replica with its report_host), and "
+        f"SHOW PROCESSLIST shows every reader as a 'Binlog Dump' thread with its client address"
     )
 
 

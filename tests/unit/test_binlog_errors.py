@@ -29,7 +29,7 @@ def test_a_shared_server_id_names_it_and_both_causes() -> None:
         assert isinstance(error, ReplicaReplacedError) and error.exit_code == Exit.FENCED
         text = str(error)
         assert "server_id 1234567" in text and "db-1:3306" in text
-        for words in ("a second instance of this connector", "another connector or a real replica",
+        for words in ("Is another instance running?", "a second instance of this connector", "another connector or a real replica",
                       "--server-id", "SHOW SLAVE HOSTS", "SHOW REPLICAS", "Binlog Dump"):
             assert words in text, words
 
