@@ -95,6 +95,12 @@ class ConfigError(WpcdcError):
     exit_code: int = Exit.CONFIG
 
 
+class LibraryVersionError(ConfigError):
+    """The installed mysql-replication is not a release whose internals wpcdc was written for
+    (another version, or a copy without a private name wpcdc patches or reads): see
+    cdc/source/library.py."""
+
+
 class PreflightError(WpcdcError):
     """The source server is not set up for change data capture (one check failed).
 

@@ -32,6 +32,7 @@ from aiokafka.structs import ConsumerRecord
 from cdc import metrics
 from cdc.config import KafkaSettings, StreamSettings
 from cdc.errors import SinkError
+from cdc.routing import TopicRouter
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +220,29 @@ def checkpoint_topic_spec(topic: str) -> TopicSpec:
                                                 "segment.ms": "600000"})
 
 
-def connector_topics(settings: StreamSettings) -> list[TopicSpec]:
-    """The event topic and the checkpoint topic of a connector."""
-    return [event_topic_spec(settings.topic, settings.partitions, settings.max_message_bytes),
+def connector_topics(settings: StreamSettings, events: Sequence[str] | None = None) -> list[TopicSpec]:
+    """The event topic(s) and the checkpoint topic of a connector. With a routing template the
+    event topics are those given (created as first needed, cdc/routing.py); else the one topic."""
+    if events is None:
+        events = [settings.topic] if TopicRouter(settings.topic, settings.name).static else []
+    return [*(event_topic_spec(t, settings.partitions, settings.max_message_bytes) for t in events),
             checkpoint_topic_spec(settings.checkpoint_topic)]
+
+
+async def event_topics(settings: StreamSettings) -> list[str]:
+    """The event topics that exist: the one topic, or every topic the routing template names."""
+    router = TopicRouter(settings.topic, settings.name)
+    if router.static:
+        return [settings.topic]
+    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs("admin"))
+    try:
+        with kafka_errors(settings.kafka, "list topics"):
+            await admin.start()
+            names = await admin.list_topics()
+    finally:
+        await admin.close()
+    pattern = router.pattern()
+    return sorted(t for t in names if pattern.fullmatch(t))
 
 
 @dataclass(frozen=True)

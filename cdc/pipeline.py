@@ -34,9 +34,10 @@ from cdc.config import StreamSettings
 from cdc.encode import Record, encode
 from cdc.errors import PreflightError, UnsupportedChangeError, WpcdcError
 from cdc.events import Origin, PostEvent, build
-from cdc.kafka import connector_topics, ensure_topics
+from cdc.kafka import connector_topics, ensure_topics, event_topic_spec, event_topics
 from cdc.ports import ChangeSource, Ports
 from cdc.position import Position
+from cdc.routing import TopicRouter
 from cdc.sink import KafkaSink
 from cdc.snapshot import SnapshotProgress, SnapshotReader
 from cdc.source import preflight
@@ -79,6 +80,7 @@ class Session:
             done_upto=checkpoint.done_upto,
         )
         self.origin = Origin(settings.name, settings.mysql.database, settings.server_id)
+        self.router = TopicRouter(settings.topic, settings.name)
         self.clock = Clock(ports.monotonic)
         self.source: ChangeSource | None = None
         self._closed: list[PostChange] = []
@@ -270,8 +272,11 @@ class Session:
         return True
 
     def _encode(self, events: list[PostEvent]) -> list[Record]:
-        """Each event's records (the event, and a tombstone after a delete), in order."""
-        return [r for event in events for r in encode(event, self.settings.max_message_bytes)]
+        """Each event's records (the event, and a tombstone after a delete), in order, routed to
+        their topic (and a tombstone in the old topic first when a post moved: cdc/routing.py)."""
+        if self.router.static:
+            return [r for event in events for r in encode(event, self.settings.max_message_bytes)]
+        return [r for event in events for r in self.router.route(event, encode(event, self.settings.max_message_bytes))]
 
     async def _write(self, events: list[PostEvent], records: list[Record], checkpoint: Checkpoint) -> None:
         started = time.perf_counter()
@@ -381,9 +386,15 @@ async def starting_checkpoint(settings: StreamSettings, db: Database, start: str
         position = await asyncio.to_thread(preflight.transaction_start, db, Position.parse(start))
         return Checkpoint(settings.name, position, server_id=settings.server_id), True, True
     if start == "checkpoint" and not fresh_ok:
-        await store.require_not_lost(settings.topic)
+        await store.require_not_lost(await event_topics(settings))
     position, gtid = await asyncio.to_thread(db.current_position)
     return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id), True, True
+
+
+async def _new_event_topic(settings: StreamSettings, topic: str) -> None:
+    """An event topic the routing template named for the first time (cdc/routing.py)."""
+    spec = event_topic_spec(topic, settings.partitions, settings.max_message_bytes)
+    await ensure_topics(settings.kafka, [spec], settings.replication_factor)
 
 
 def _new_snapshot(settings: StreamSettings, tables: TableNames) -> SnapshotProgress:
@@ -487,6 +498,7 @@ async def _retry_sessions(settings: StreamSettings, stop: asyncio.Event, db: Dat
             max_message_bytes=settings.max_message_bytes,
             write_timeout=settings.kafka_write_timeout,
             compression=settings.compression,
+            new_topic=lambda topic: _new_event_topic(settings, topic),
         )
         # The producer starts (and so fences any older instance and aborts its open transaction)
         # *before* the checkpoint is read: after that no one else can commit, so the checkpoint

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pymysql
-from pymysqlreplication import BinLogStreamReader, binlogstream
+from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
     ExecuteLoadQueryEvent,
     GtidEvent,
@@ -43,7 +43,7 @@ from pymysqlreplication.row_event import (
 )
 
 from cdc import metrics
-from cdc.changes import Commit, Idle, TxnRef
+from cdc.changes import Commit, Idle, RowsBatch, TxnRef
 from cdc.config import MysqlSettings
 from cdc.errors import (
     BinlogPurgedError,
@@ -54,16 +54,12 @@ from cdc.errors import (
 )
 from cdc.normalize import normalize_rows
 from cdc.position import Position
-from cdc.source import compressed, decoding, fastpath, handoff
+from cdc.source import compressed, fastpath, handoff, library
 from cdc.source.flavor import GtidState
 from cdc.source.statements import QueryKind, classify
 from cdc.wordpress import TableNames
 
 log = logging.getLogger(__name__)
-
-# The library retries these two errors ("server has gone away", "lost connection") on its own,
-# from wherever it was. We want them: recovery goes through our checkpoint.
-binlogstream.MYSQL_EXPECTED_ERROR_CODES = []
 
 _OPS = {WriteRowsEvent: "insert", UpdateRowsEvent: "update", DeleteRowsEvent: "delete"}
 # NotImplementedEvent: every event type the library does not parse reaches us too, so one that can
@@ -80,7 +76,6 @@ _MARIADB_QUERY_COMPRESSED = compressed.QUERY_COMPRESSED
 _MARIADB_ROWS_COMPRESSED = frozenset(compressed.ROWS)
 # MySQL 8.0.20+ binlog_transaction_compression: a whole transaction in one zstd payload.
 _MYSQL_TRANSACTION_PAYLOAD = 0x28
-_HEADER = 20  # the OK byte and the 19-byte event header before an event's body in a packet
 
 _REMEDY_SKIP = (
     "Then skip this transaction and re-read the posts: `wpcdc offsets set {end}` (the end of the "
@@ -113,9 +108,9 @@ class BinlogSource:
         chunk_bytes: int = 512 << 10,
         report_host: str | None = None,
     ) -> None:
-        decoding.install()
-        compressed.install()  # MariaDB's log_bin_compress events, inflated (cdc/source/compressed.py)
-        fastpath.install()  # a cache of parsed table maps (see cdc/source/fastpath.py)
+        # Checks the installed mysql-replication, then patches it: our value readers, inflated
+        # compressed events, cached table maps, no reconnect by itself (cdc/source/library.py).
+        library.install()
         self.settings = settings
         self.tables = tables
         self.server_id = server_id
@@ -350,9 +345,14 @@ class BinlogSource:
             metrics.statement_write(kind)
 
     def _rows(self, chunk: list[Any], event: Any, op: str, txn: TxnRef) -> None:
-        batch = (fastpath.rows_batch(self.tables, event, op, self.position, txn, event.timestamp)
-                 if self.fastpath else fastpath.UNSUPPORTED)
-        if batch is fastpath.UNSUPPORTED:  # a layout the fast path leaves to the library
+        wp_table = self.tables.parse(event.table)
+        if wp_table is None:
+            return
+        rows = library.fast_rows(event, op) if self.fastpath else None
+        batch: RowsBatch | None
+        if rows is not None:
+            batch = fastpath.rows_batch(wp_table, op, rows, self.position, txn, event.timestamp)
+        else:  # a layout the fast path leaves to the library
             batch = normalize_rows(self.tables, event.table, op, event.rows, self.position, txn, event.timestamp)
         if batch is not None:
             chunk.append(batch)
@@ -380,7 +380,7 @@ class BinlogSource:
             return "(a compressed statement)"
         if event.event_type not in _MARIADB_ROWS_COMPRESSED:
             return None
-        table_id = int.from_bytes(_body(event)[:6], "little")
+        table_id = int.from_bytes(library.event_body(event)[:6], "little")
         table = self._reader.table_map.get(table_id) if self._reader is not None else None
         if table is None or self.tables.parse(table.table) is None:
             return None
@@ -418,14 +418,7 @@ def report_host(connector: str) -> str:
 def _start(file: str, event: Any) -> Position:
     """Where an event begins (what SHOW BINLOG EVENTS lists as its Pos), from its size as written
     (an inflated event's size is not: see cdc/source/compressed.py)."""
-    size = getattr(event.packet, "compressed_size", None) or event.packet.event_size
-    return Position(file, event.packet.log_pos - size)
-
-
-def _body(event: Any) -> bytes:
-    """An event's body as the server sent it (the library has skipped over it)."""
-    data = event.packet.packet._data  # noqa: SLF001 - the raw packet of an event the library skips
-    return bytes(data[_HEADER:_HEADER + event.event_size])
+    return Position(file, event.packet.log_pos - library.written_size(event))
 
 
 def _full(bitmap: bytes, n: int) -> bool:

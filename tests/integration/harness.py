@@ -37,6 +37,7 @@ class Message:
     key: str
     value: dict[str, Any] | None
     offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def post(self) -> tuple[int, int]:
@@ -67,7 +68,7 @@ async def _read(bootstrap: str, topic: str) -> list[Message]:
                 batch = await consumer.getmany(tp, timeout_ms=1000)
                 for m in batch.get(tp, []):
                     value = orjson.loads(m.value) if m.value is not None else None
-                    out.append(Message(m.key.decode(), value, m.offset))
+                    out.append(Message(m.key.decode(), value, m.offset, tuple(m.headers or ())))
         return out
     finally:
         await consumer.stop()

@@ -265,6 +265,13 @@ function wpcdc_action_update_post( array $a ): array {
 	return wpcdc_post_summary( $post_id );
 }
 
+/** {post_id, type} -> {post_id, status} via set_post_type(): a post turned into a page, say */
+function wpcdc_action_set_post_type( array $a ): array {
+	$post_id = wpcdc_post_id( $a );
+	wpcdc_ok( set_post_type( $post_id, (string) wpcdc_req( $a, 'type' ) ) ? true : new WP_Error( 'set_post_type', 'no row changed' ), 'set_post_type' );
+	return wpcdc_post_summary( $post_id );
+}
+
 /**
  * {post_id, via?="wp_publish_post"} -> {post_id, status}
  * via=wp_publish_post (default): the status flip cron and XML-RPC use - one $wpdb->update of

@@ -36,6 +36,7 @@ const WPCDC_ACTIONS = array(
 	'info'              => array( '/', 'GET', array(), false ),
 	'create_post'       => array( '/', 'POST', array(), false ),
 	'update_post'       => array( '/', 'POST', array(), false ),
+	'set_post_type'     => array( '/', 'POST', array(), false ),
 	'publish'           => array( '/', 'POST', array(), false ),
 	'schedule'          => array( '/', 'POST', array(), false ),
 	'publish_scheduled' => array( '/wp-cron.php', 'GET', array( 'DOING_CRON' ), false ),
