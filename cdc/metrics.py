@@ -1,4 +1,4 @@
-"""Prometheus metrics and the health state behind /healthz and /readyz.
+"""Prometheus metrics and the health state behind /healthz and /readyz (served by cdc/endpoints.py).
 
 Names follow Prometheus conventions (base units, ``_total`` counters, ``wpcdc_`` prefix) and carry
 no high-cardinality labels: table *kind*, op, Kafka operation, reconnect cause, never post ids,
