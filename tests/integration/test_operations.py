@@ -90,8 +90,8 @@ def metered(env: dict[str, str], *extra: str, **kw: Any) -> tuple[Connector, End
 
 @contextmanager
 def running(c: Connector) -> Iterator[Connector]:
-    c.start()
     try:
+        c.start()  # inside: a start that times out (a server away) must not leave the process behind
         yield c
     finally:
         if c.running:
