@@ -125,6 +125,7 @@ class Assembler:
         self.pending_bytes = 0
         self.rows_skipped = 0  # replayed rows already in Kafka
         self.rows_folded = 0  # rows that reached a pending change (the rest were filtered)
+        self.forced_closes = 0  # changes the memory bound closed before their window
 
     # ------------------------------------------------------------------ input
 
@@ -139,6 +140,7 @@ class Assembler:
             # transaction (a statement changing a million rows) the resume point cannot move, so
             # the marks of posts emitted meanwhile are folded into done_upto the same way.
             closed = self.close_all(include_held=True)
+            self.forced_closes += len(closed)
             self.done_upto = batch.position
             self._remember(k for k, pos in self.emitted.items() if pos <= batch.position)
             self.emitted = {k: pos for k, pos in self.emitted.items() if pos > batch.position}

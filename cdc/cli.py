@@ -143,6 +143,7 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         max_message_bytes=kw["max_message_bytes"],
         capture=capture, start=kw["start"], metrics_port=kw["metrics_port"],
         metrics_host=kw["metrics_host"], stall_timeout=kw["stall_timeout"],
+        binlog_poll_interval=kw["binlog_poll_interval"],
         snapshot_mode=kw["snapshot"], snapshot=_snapshot_settings(kw),
     )
     validate(settings)

@@ -183,6 +183,7 @@ class StreamSettings:
     metrics_port: int | None = default("metrics_port")
     metrics_host: str = default("metrics_host")
     stall_timeout: float = default("stall_timeout")  # seconds without progress before /readyz says "stalled"
+    binlog_poll_interval: float = default("binlog_poll_interval")  # SHOW BINARY LOGS for the retention metrics
 
     @property
     def transactional_id(self) -> str:

@@ -40,6 +40,7 @@ class Record:
     value: bytes | None  # None: a tombstone
     headers: Headers = ()
     topic: str | None = None  # None: the sink's topic (cdc/routing.py sets it per post type or blog)
+    truncated: bool = False  # the size policy cut the event to fit (wpcdc_truncated_events_total)
 
 
 def _default(obj: Any) -> Any:
@@ -310,10 +311,15 @@ def encode_value(doc: dict[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> byt
     below that the smallest event the policy can make is returned as it is.
     ``doc`` itself is never changed.
     """
+    return _fitted(doc, max_bytes)[0]
+
+
+def _fitted(doc: dict[str, Any], max_bytes: int) -> tuple[bytes, bool]:
+    """(the JSON, whether the size policy cut it)."""
     value = dumps(doc)
     if len(value) <= max_bytes:
-        return value
-    return _Fit(doc, value, max_bytes).encode()
+        return value, False
+    return _Fit(doc, value, max_bytes).encode(), True
 
 
 CLOUDEVENTS_TYPE = "org.wordpress.post."  # + the event's action: org.wordpress.post.published
@@ -360,7 +366,8 @@ def tombstone_headers(event: PostEvent) -> Headers:
 def encode(event: PostEvent, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Record]:
     """The records for one event: the event itself, then a tombstone after a delete."""
     key = event.key.encode()
-    records = [Record(key, encode_value(event.as_dict(), max_bytes), event_headers(event))]
+    value, cut = _fitted(event.as_dict(), max_bytes)
+    records = [Record(key, value, event_headers(event), truncated=cut)]
     if event.op == "delete":
         records.append(Record(key, None, tombstone_headers(event)))
     return records

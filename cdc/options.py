@@ -209,6 +209,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("stall_timeout", 60.0, float, commands=STREAMING, setting="stall_timeout", low=0, low_open=True,
            note=" seconds",
            help="Seconds without a binlog event, heartbeat or Kafka write before /readyz reports a stall."),
+    Option("binlog_poll_interval", 30.0, float, commands=STREAMING, setting="binlog_poll_interval", low=1, high=3600,
+           note=" seconds",
+           help="How often SHOW BINARY LOGS is polled (own connection) for the binlog retention metrics ({allowed})."),
     # ------------------------------------------------ what a backfill reads: stream, backfill
     Option("snapshot_blogs", "", commands=STREAMING, help="Backfill only these blog ids (comma-separated)."),
     Option("snapshot_post_types", "", commands=STREAMING, help="Backfill only these post types (comma-separated)."),

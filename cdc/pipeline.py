@@ -15,6 +15,7 @@ compute the checkpoint (low watermark + per-post marks) → write events and che
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -23,7 +24,7 @@ from dataclasses import replace
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
-from cdc import metrics
+from cdc import endpoints, metrics
 from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
 from cdc.changes import Commit, Idle, PostChange, RowsBatch, fold_into, gone
@@ -40,8 +41,9 @@ from cdc.routing import TopicRouter
 from cdc.sink import KafkaSink
 from cdc.snapshot import SnapshotProgress, SnapshotReader
 from cdc.source import preflight
-from cdc.source.binlog import BinlogSource, SourceFailed
+from cdc.source.binlog import BinlogSource, SourceFailed, report_host
 from cdc.source.database import Database
+from cdc.source.retention import BinlogPoller
 from cdc.terms import TermCatalog
 from cdc.wordpress import TableNames
 
@@ -165,18 +167,21 @@ class Session:
                 # Binlog time jumped (a backlog): close what that jump ends before folding more.
                 self._closed.extend(self.assembler.due(self.clock.now()))
             metrics.rows_seen(item)
-            folded = self.assembler.rows_folded
+            folded, forced = self.assembler.rows_folded, self.assembler.forced_closes
             self._closed.extend(self.assembler.on_batch(item, self.clock.now()))
             metrics.rows_filtered(item, self.assembler.rows_folded - folded)
+            if self.assembler.forced_closes > forced:
+                metrics.forced_emits(self.assembler.forced_closes - forced)
         elif isinstance(item, Commit):
             if self.clock.advance(item.ts):
                 self._closed.extend(self.assembler.due(self.clock.now()))
             self._closed.extend(self.assembler.on_commit(item))
-            metrics.position(item.end, item.ts)
+            metrics.position(item.end, item.ts, item.rotate)
         elif isinstance(item, Idle):
             self.assembler.on_idle(item.position, item.gtid)
-            metrics.idle()
+            metrics.idle(item.at)
         elif isinstance(item, SourceFailed):
+            metrics.source_lost()
             raise item.error
 
     async def _maybe_flush(self) -> None:
@@ -276,7 +281,7 @@ class Session:
     async def _write(self, events: list[PostEvent], records: list[Record], checkpoint: Checkpoint) -> None:
         started = time.perf_counter()
         await self.sink.write(records, checkpoint)
-        metrics.flushed(events, time.perf_counter() - started)
+        metrics.flushed(events, time.perf_counter() - started, sum(1 for r in records if r.truncated))
         for event in events:
             log.debug("%s %s post %s:%s seq=%s (%s)", event.op, event.post_type, event.blog_id,
                       event.post_id, event.seq, event.action)
@@ -452,18 +457,39 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
 
 async def _run_sessions(settings: StreamSettings, stop: asyncio.Event, db: Database, backfill_now: bool) -> None:
     tables = TableNames(settings.table_prefix, settings.blog_ids)
-    await asyncio.to_thread(preflight.run_all, db, tables, None)
     if settings.metrics_port:
+        # Served from the start, so a connector waiting for its servers is alive and says why it
+        # is not ready; a fatal exit shows as restarts (kube-state-metrics), not as a silent up.
         metrics.configure(connector=settings.name, stall_timeout=settings.stall_timeout,
                           mysql=f"{settings.mysql.host}:{settings.mysql.port}", kafka=settings.kafka.bootstrap)
-        metrics.serve(settings.metrics_port, settings.metrics_host)
+        endpoints.serve(settings.metrics_port, settings.metrics_host)
+        poller = BinlogPoller(settings.mysql, settings.binlog_poll_interval, metrics.binlogs_polled)
+        poller.start()
+        try:
+            await _retry_sessions(settings, stop, db, tables, backfill_now)
+        finally:
+            await asyncio.to_thread(poller.stop)
+    else:
+        await _retry_sessions(settings, stop, db, tables, backfill_now)
 
+
+async def _retry_sessions(settings: StreamSettings, stop: asyncio.Event, db: Database, tables: TableNames,
+                          backfill_now: bool) -> None:
+    """Sessions until ``stop``; the preflight runs inside the retries, so a server that is not up
+    yet is waited for like one lost mid-stream, while a check the server fails stops the process."""
+    checked = False
     start = settings.start
     want_backfill = backfill_now
     backoff = Backoff()
 
     async def one_session() -> None:
-        nonlocal start, want_backfill
+        nonlocal start, want_backfill, checked
+        if not checked:
+            if not backoff.failures:  # on a retry, /readyz keeps saying what failed
+                metrics.starting("checking the MySQL server (preflight)")
+            await asyncio.to_thread(preflight.run_all, db, tables, None)
+            checked = True
+            metrics.starting("connecting to Kafka and reading the checkpoint")
         await ensure_topics(settings.kafka, connector_topics(settings), settings.replication_factor)
         sink = KafkaSink(
             settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
@@ -478,6 +504,7 @@ async def _run_sessions(settings: StreamSettings, stop: asyncio.Event, db: Datab
         # *before* the checkpoint is read: after that no one else can commit, so the checkpoint
         # we read is the last word.
         await sink.start()
+        metrics.sink_connected()
         try:
             fresh_ok = want_backfill or settings.snapshot_mode in ("initial", "when_needed")
             checkpoint, must_write, is_new = await starting_checkpoint(settings, db, start, fresh_ok)
@@ -507,7 +534,8 @@ async def _run_sessions(settings: StreamSettings, stop: asyncio.Event, db: Datab
             backoff.streaming()
             ports = Ports(
                 source=lambda position, gtid: BinlogSource(settings.mysql, tables, server_id=settings.server_id,
-                                                           start=position, gtid=gtid),
+                                                           start=position, gtid=gtid,
+                                                           report_host=report_host(settings.name)),
                 sink=sink, store=db,
                 chunk_reader=lambda: SnapshotReader(settings.mysql, tables, settings.snapshot,
                                                     skip_types(settings.capture)),
@@ -522,11 +550,17 @@ async def _run_sessions(settings: StreamSettings, stop: asyncio.Event, db: Datab
         metrics.reconnect(exc)
         log.warning("%s; retrying in %.1fs", exc, state.next_action.sleep)  # type: ignore[attr-defined]
 
+    async def sleep(seconds: float) -> None:
+        """The backoff, cut short by SIGTERM: a connector waiting for its servers stops at once."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(_retriable),
         wait=backoff,
         stop=stop_never,
         before_sleep=before_sleep,
+        sleep=sleep,
         reraise=True,
     ):
         with attempt:

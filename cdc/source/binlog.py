@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
+from cdc import metrics
 from cdc.changes import Commit, Idle, RowsBatch, TxnRef
 from cdc.config import MysqlSettings
 from cdc.errors import (
@@ -103,6 +106,7 @@ class BinlogSource:
         heartbeat: float = 1.0,
         max_queue_bytes: int = 4 << 20,
         chunk_bytes: int = 512 << 10,
+        report_host: str | None = None,
     ) -> None:
         # Checks the installed mysql-replication, then patches it: our value readers, inflated
         # compressed events, cached table maps, no reconnect by itself (cdc/source/library.py).
@@ -113,6 +117,7 @@ class BinlogSource:
         self.start_position = start
         self.chunk_size = chunk_size
         self.heartbeat = heartbeat
+        self.report_host = report_host  # registered with COM_REGISTER_SLAVE: see SHOW SLAVE HOSTS
         # Bounded by the decoded size of the rows it holds: see cdc/source/handoff.py.
         self.queue: handoff.WeightedQueue = handoff.WeightedQueue(max_queue_bytes)
         self.chunk_bytes = chunk_bytes
@@ -180,6 +185,9 @@ class BinlogSource:
                     pass
 
     def _map_error(self, exc: Exception) -> Exception:
+        if _same_server_id(exc):
+            return ReplicaReplacedError(replaced_message(self.server_id, f"{self.settings.host}:{self.settings.port}",
+                                                         str(exc.args[-1])))
         if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] == 1236:
             message = str(exc.args[-1])
             if "checksum" in message.lower():
@@ -200,14 +208,6 @@ class BinlogSource:
                 f"({exc.args[-1]}): it was purged while wpcdc was not reading. Run "
                 "`wpcdc backfill` (or `wpcdc stream --snapshot when_needed`) to take a new "
                 "snapshot, then stream from there"
-            )
-        if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] == 4052:
-            # The server hands the binlog to the newest replica with this server_id and drops
-            # the older one: another instance took over, as Kafka's fencing would say too.
-            return ReplicaReplacedError(
-                f"another replica with server_id {self.server_id} connected to "
-                f"{self.settings.host}:{self.settings.port} and replaced this one (MariaDB error "
-                "4052). Is another instance running? Run one wpcdc per --name; stopping"
             )
         if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError,
                             ConnectionError, EOFError, struct.error)):
@@ -234,6 +234,7 @@ class BinlogSource:
             slave_heartbeat=self.heartbeat,
             is_mariadb=False,  # see module doc: True makes the library ignore log_file/log_pos
             enable_logging=False,
+            report_slave=self.report_host,
         )
         file = start.file
         txn: TxnRef | None = None
@@ -248,10 +249,17 @@ class BinlogSource:
             end = event.packet.log_pos
             ended = False  # this event ends a transaction
             if isinstance(event, RotateEvent):
+                if event.next_binlog != file:
+                    # Table ids hold for one server run. The library forgets its table maps at a
+                    # rotation the server wrote (timestamp != 0), not at the one the dump thread
+                    # makes up (timestamp 0) to move past a file a restart ended: a map of a
+                    # captured table would then decode another table's rows (a filtered table map
+                    # does not replace it). Forget them at every move to another file.
+                    reader.table_map.clear()
                 file = event.next_binlog
                 self.position = Position(file, event.position)
                 if txn is None:
-                    chunk.append(Commit(self.position, self._gtid.text(), event.timestamp))
+                    chunk.append(Commit(self.position, self._gtid.text(), event.timestamp, rotate=True))
             elif isinstance(event, HeartbeatLogEvent):
                 # A heartbeat comes when the server has sent everything: its log_pos is the end of
                 # the binlog file, past header events we never see (a fresh file's format
@@ -259,7 +267,7 @@ class BinlogSource:
                 ident = event.ident.decode(errors="replace") if isinstance(event.ident, bytes) else event.ident
                 if txn is None and ident == file and end > self.position.pos and self.position.file == file:
                     self.position = Position(file, end)
-                chunk.append(Idle(self.position if txn is None else None, self._gtid.text()))
+                chunk.append(Idle(self.position if txn is None else None, self._gtid.text(), time.time()))
             elif isinstance(event, (MariadbGtidEvent, GtidEvent)):
                 begin = Position(file, end - event.packet.event_size)
                 prev = self._gtid.text()
@@ -289,6 +297,8 @@ class BinlogSource:
                         txn = TxnRef(_start(file, event), None, self._gtid.text())
                     xa = xa or kind is QueryKind.XA_START
                 elif kind is QueryKind.DML:
+                    if meaning.captured:
+                        self._count_statement(meaning.captured)
                     if meaning.captured and problem is None:
                         problem = (_start(file, event), ", ".join(meaning.captured), "statement")
                     if txn is None:  # a statement without BEGIN (a non-transactional table) ends here
@@ -326,6 +336,13 @@ class BinlogSource:
                 self._put(list(chunk), self._chunk_weight)
                 chunk.clear()
                 self._chunk_weight = 0
+
+    def _count_statement(self, captured: tuple[str, ...]) -> None:
+        """A write logged as a statement: counted before the stream stops at its transaction's
+        end (exit 23), so the metric shows it even when the process is gone a moment later."""
+        kinds = {parsed.kind for name in captured if (parsed := self.tables.parse(name)) is not None}
+        for kind in kinds:
+            metrics.statement_write(kind)
 
     def _rows(self, chunk: list[Any], event: Any, op: str, txn: TxnRef) -> None:
         wp_table = self.tables.parse(event.table)
@@ -368,6 +385,34 @@ class BinlogSource:
         if table is None or self.tables.parse(table.table) is None:
             return None
         return str(table.table)
+
+
+def _same_server_id(exc: Exception) -> bool:
+    """The server dropped us for a newer binlog client with the same server_id: MariaDB says so
+    with error 4052 (ER_SLAVE_SAME_ID), MySQL with 1236 and these words."""
+    if not isinstance(exc, pymysql.err.OperationalError) or not exc.args:
+        return False
+    return exc.args[0] == 4052 or (exc.args[0] == 1236 and "same server_uuid/server_id" in str(exc.args[-1]))
+
+
+def replaced_message(server_id: int, server: str, said: str) -> str:
+    """Why the binlog stream was taken away, its two causes, and how to tell which one it is."""
+    return (
+        f"MySQL at {server} dropped this binlog connection for another client with the same server_id "
+        f"{server_id} ({said}); stopping. Is another instance running? Either (1) a second instance of this "
+        f"connector runs (another pod during a drain or a rollout, a forgotten `wpcdc stream` or `wpcdc "
+        f"backfill`): it also fences this one in Kafka, make sure only one runs; or (2) another connector or a "
+        f"real replica uses server_id {server_id}: give this one its own --server-id. To tell them apart, "
+        f"SHOW SLAVE HOSTS (MySQL 8.0.22+: SHOW REPLICAS) on the server names the Host of server_id "
+        f"{server_id} (wpcdc registers as 'wpcdc <name> on <hostname>', a replica with its report_host), and "
+        f"SHOW PROCESSLIST shows every reader as a 'Binlog Dump' thread with its client address"
+    )
+
+
+def report_host(connector: str) -> str:
+    """What SHOW SLAVE HOSTS shows as this reader's Host: the connector and the machine (or pod),
+    at most 60 characters (the server's limit), so a server_id clash names both readers."""
+    return f"wpcdc {connector} on {socket.gethostname()}"[:60]
 
 
 def _start(file: str, event: Any) -> Position:

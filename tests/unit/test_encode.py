@@ -49,6 +49,7 @@ def test_event_matches_the_published_schema() -> None:
     doc = orjson.loads(record.value)  # type: ignore[arg-type]
     jsonschema.validate(doc, SCHEMA)
     assert record.topic_key == b"1:7"
+    assert not record.truncated
     assert doc["after"]["post_content"] == "héllo 😀 — ☃"
     assert doc["after"]["post_date"] == "2026-11-27T10:00:00"
     assert doc["after"]["post_date_gmt"] is None  # a zero date
@@ -86,6 +87,7 @@ def test_oversized_event_truncates_largest_text_and_says_so() -> None:
     big = "x" * 3_000_000
     event = _event(post_content=big)
     [record] = encode(event, max_bytes=100_000)
+    assert record.truncated  # counted by wpcdc_truncated_events_total
     assert record.value is not None and len(record.value) <= 100_000
     doc = orjson.loads(record.value)
     marker = doc["after"]["post_content"]
