@@ -42,7 +42,11 @@ from cdc.snapshot import SnapshotProgress, SnapshotReader
 from cdc.source import preflight
 from cdc.source.binlog import BinlogSource, SourceFailed
 from cdc.source.database import Database
-from cdc.terms import TermCatalog
+from cdc.term_events import TermEvent
+from cdc.term_events import build as build_term
+from cdc.term_events import encode as encode_term
+from cdc.term_fanout import TermFanout
+from cdc.terms import TermCatalog, TermChange
 from cdc.wordpress import TableNames
 
 log = logging.getLogger(__name__)
@@ -76,7 +80,9 @@ class Session:
             max_pending_bytes=settings.max_pending_bytes,
             emitted=checkpoint.emitted,
             done_upto=checkpoint.done_upto,
+            term_events=bool(settings.term_topic),
         )
+        self.fanout = TermFanout(settings.term_fanout, ports.store, self.tables, ports.blocking)
         self.origin = Origin(settings.name, settings.mysql.database, settings.server_id)
         self.router = TopicRouter(settings.topic, settings.name)
         self.clock = Clock(ports.monotonic)
@@ -182,12 +188,13 @@ class Session:
     async def _maybe_flush(self) -> None:
         now = self.ports.monotonic()
         due_checkpoint = now - self._last_checkpoint_at >= self.settings.checkpoint_interval
-        if (self._closed and not due_checkpoint and len(self._closed) < 1000 and self.source is not None
+        closed = bool(self._closed) or self.assembler.closed_terms > 0
+        if (closed and not due_checkpoint and len(self._closed) < 1000 and self.source is not None
                 and self.source.backlog() and now - self._last_flush_at < self.settings.flush_interval):
             # Catching up (more is queued already): one Kafka transaction per flush_interval, not
             # one per loop turn; a transaction's round trips cost more than a small flush's events.
             return
-        if self._closed or due_checkpoint:
+        if closed or due_checkpoint:
             self._last_flush_at = now
             await self._flush(force=due_checkpoint)
 
@@ -210,13 +217,21 @@ class Session:
     async def _flush(self, force: bool = False) -> None:
         while len(self._closed) >= 2 * MAX_CLOSED_PER_FLUSH and await self._flush_piece():
             pass
+        # Closed term changes no longer hold the resume point back: they are taken here and go
+        # with this flush's checkpoint (no other task closes one while the awaits below run).
+        terms = self.assembler.take_terms()
+        fanout_posts = await self.fanout.read(terms) if terms else {}
         # The checkpoint is taken at the same instant as the changes it covers (after the lookup's
         # await, so what the backfill task added meanwhile is in both), before the next await.
         self._closed, looked_up = await self._look_up_rows(self._closed)
         closed, self._closed = self._closed, []
+        term_events = self._build_terms(terms)
+        fanned = self.fanout.events(list(zip(terms, term_events)), fanout_posts, self.assembler,
+                                    self.settings.capture, self.origin, int(time.time() * 1000)) if fanout_posts else []
         checkpoint = self._current_checkpoint()
-        events = self._build(closed, looked_up)
-        records = self._encode(events)
+        events = self._build(closed, looked_up) + fanned
+        records = self._encode(events) + [r for e in term_events for r in encode_term(
+            e, self.settings.term_topic, self.settings.max_message_bytes)]
         moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot, checkpoint.done_upto) != (
             self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot, self.checkpoint.done_upto
         )
@@ -344,6 +359,10 @@ class Session:
                 extra={"position": str(c.last_pos)})
             out.append(gone(c))
         return out
+
+    def _build_terms(self, changes: list[TermChange]) -> list[TermEvent]:
+        now_ms = int(time.time() * 1000)
+        return [build_term(c, self.origin, now_ms) for c in changes]
 
     def _build(self, closed: list[PostChange], looked_up: dict[tuple[int, int], dict]) -> list[PostEvent]:
         now_ms = int(time.time() * 1000)
