@@ -124,7 +124,8 @@ class Assembler:
         # Changes closed without a post row (cache miss): kept until the pipeline's lookup says
         # whether the post still exists, with the mark the close replaced (see reopen).
         self._unresolved: dict[PostKey, tuple[_Pending, Position | None]] = {}
-        # Reopened changes waiting for their post's delete row: key → give-up time.
+        # Reopened changes waiting for their post's delete row, and new terms waiting for their
+        # taxonomy row: key → give-up time.
         self._held: dict[PostKey, float] = {}
         self._last_commit: Commit | None = None
         self.pending_bytes = 0
@@ -447,7 +448,7 @@ class Assembler:
         term_id = term_id_of(change)
         key = term_key(change.table.blog_id, term_id)
         # A count rewrite alone is no event, so it opens no pending change; inside one it is
-        # folded (nothing it shows changes), so a replay folds exactly what the first run did.
+        # folded (nothing it shows changes but post_count).
         if (key not in self._pending and not is_news(change)) or self._already_emitted(key, change.position):
             return
         p = self._touch(key, change, now)
@@ -455,6 +456,13 @@ class Assembler:
             p.term = TermFold(term_id)
             self._pending_terms += 1
         p.term.fold(change)
+        if change.table.kind is TableKind.TERM_TAXONOMY:
+            self._held.pop(key, None)
+        elif change.op == "insert" and not p.term.taxonomy:
+            # wp_insert_term: the term row, then its taxonomy row in a transaction of its own. Held
+            # (not closed by a commit with window 0) until that row comes, so the event's name and
+            # slug are the row's, not the catalog's, which after a restart reads a newer database.
+            self._held[key] = now + self.max_delay
 
     def _on_revision(self, change: RowChange, now: float) -> None:
         if self.capture.revisions == "skip" or change.op == "delete":

@@ -207,3 +207,25 @@ def test_pending_terms_are_not_counted_as_posts() -> None:
     asm = assembler()
     feed(asm, update(b, TableKind.TERMS, NEWS, name="Headlines") + b.insert_post(post_row(10)))
     assert (asm.pending_posts, asm.pending_terms) == (1, 1)
+
+
+def test_a_new_term_waits_for_its_taxonomy_row_even_with_window_0() -> None:
+    """Named from its own rows, not from the catalog (which a restart reads from a newer database)."""
+    b = Binlog()
+    asm = assembler(window=0, terms=TermCatalog())
+    items = b.new_term(6, 8, "category", "sport", "Sport")
+    feed(asm, items[:2])
+    assert asm.take_terms() == [] and asm.resume_point() == (items[0].txn.start, items[0].txn.prev_gtid)
+    asm.catalog.apply(b.rows(TableKind.TERMS, "update", [({"term_id": 6, "name": "Sport", "slug": "sport"},
+                                                           {"term_id": 6, "name": "Later", "slug": "later"})]).changes[0])
+    feed(asm, items[2:])
+    [change] = asm.take_terms()
+    assert change.op == "create" and change.after["name"] == "Sport"  # type: ignore[index]
+
+
+def test_a_term_row_without_its_taxonomy_row_gives_up_after_max_delay() -> None:
+    b = Binlog()
+    asm = assembler(window=0, max_delay=5.0)
+    feed(asm, [b.rows(TableKind.TERMS, "insert", [(None, {"term_id": 6, "name": "X", "slug": "x"})]), b.commit()])
+    assert asm.pending_terms == 1 and asm.close_all() == [] and asm.pending_terms == 1
+    assert asm.next_due() == 5.0 and asm.due(5.0) == [] and asm.pending_terms == 0 and asm.take_terms() == []
