@@ -42,7 +42,6 @@ from cdc.snapshot import SnapshotProgress, SnapshotReader
 from cdc.source import preflight
 from cdc.source.binlog import BinlogSource, SourceFailed
 from cdc.source.database import Database
-from cdc.term_events import TermEvent
 from cdc.term_events import build as build_term
 from cdc.term_events import encode as encode_term
 from cdc.term_fanout import TermFanout
@@ -225,13 +224,10 @@ class Session:
         # await, so what the backfill task added meanwhile is in both), before the next await.
         self._closed, looked_up = await self._look_up_rows(self._closed)
         closed, self._closed = self._closed, []
-        term_events = self._build_terms(terms)
-        fanned = self.fanout.events(list(zip(terms, term_events)), fanout_posts, self.assembler,
-                                    self.settings.capture, self.origin, int(time.time() * 1000)) if fanout_posts else []
+        term_records, fanned = self._build_terms(terms, fanout_posts)  # moves the marks of posts fanned out
         checkpoint = self._current_checkpoint()
-        events = self._build(closed, looked_up) + fanned
-        records = self._encode(events) + [r for e in term_events for r in encode_term(
-            e, self.settings.term_topic, self.settings.max_message_bytes)]
+        events = self._build(closed, looked_up) + fanned  # a post's own earlier change before its fan-out
+        records = self._encode(events) + term_records
         moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot, checkpoint.done_upto) != (
             self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot, self.checkpoint.done_upto
         )
@@ -360,9 +356,17 @@ class Session:
             out.append(gone(c))
         return out
 
-    def _build_terms(self, changes: list[TermChange]) -> list[TermEvent]:
+    def _build_terms(self, changes: list[TermChange],
+                     fanout_posts: dict[tuple[int, int], list[dict]]) -> tuple[list[Record], list[PostEvent]]:
+        """The term events' records (their own topic) and the ``--term-fanout`` post events."""
         now_ms = int(time.time() * 1000)
-        return [build_term(c, self.origin, now_ms) for c in changes]
+        events = [build_term(c, self.origin, now_ms) for c in changes]
+        records = [r for e in events for r in encode_term(e, self.settings.term_topic, self.settings.max_message_bytes)]
+        if not fanout_posts:
+            return records, []
+        fanned = self.fanout.events(list(zip(changes, events)), fanout_posts, self.assembler, self.settings.capture,
+                                    self.origin, now_ms)
+        return records, fanned
 
     def _build(self, closed: list[PostChange], looked_up: dict[tuple[int, int], dict]) -> list[PostEvent]:
         now_ms = int(time.time() * 1000)
