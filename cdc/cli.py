@@ -136,6 +136,7 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         name=name, mysql=mysql, kafka=kafka, table_prefix=kw["table_prefix"], blog_ids=_blogs(kw["blogs"]),
         server_id=default_server_id(name) if kw["server_id"] is None else kw["server_id"],
         topic=kw["topic"] or f"wpcdc.{name}.posts", checkpoint_topic=kw["checkpoint_topic"] or default_checkpoint_topic(name),
+        term_topic=kw["term_topic"] or f"wpcdc.{name}.terms", term_fanout=kw["term_fanout"],
         partitions=kw["partitions"], replication_factor=kw["replication_factor"], compression=kw["compression"],
         delivery=kw["delivery"],
         window=kw["window"], max_delay=kw["max_delay"],

@@ -11,6 +11,7 @@ rules that tie two options together (those of TLS and SASL in cdc/security.py).
 from __future__ import annotations
 
 import difflib
+import re
 import ssl
 import tomllib
 import zlib
@@ -25,6 +26,7 @@ from cdc.options import BY_NAME, FILE_KEYS, OPTIONS, TABLES, Option, default
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, Capture, KeyPattern
 
 LEGACY_CHECKPOINT_TOPIC = "wpcdc.checkpoints"  # shared by every connector before per-connector topics
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 def default_checkpoint_topic(connector: str) -> str:
@@ -164,6 +166,8 @@ class StreamSettings:
     server_id: int = 0  # 0: not set; build_settings derives one from the name
     topic: str = ""
     checkpoint_topic: str = ""
+    term_topic: str = ""  # "": no term events (settings built in code without it)
+    term_fanout: int = default("term_fanout")
     partitions: int = default("partitions")
     replication_factor: int | None = default("replication_factor")  # None: the cluster's default
     compression: str = default("compression")
@@ -325,6 +329,12 @@ def validate(s: StreamSettings) -> StreamSettings:
     from cdc.routing import TopicRouter  # here, not at the top: routing needs the event model
 
     TopicRouter(s.topic, s.name)  # the template's placeholders and characters
+    if s.term_topic and not TOPIC_NAME.fullmatch(s.term_topic):
+        raise ConfigError(f"--term-topic {s.term_topic!r}: a Kafka topic name takes letters, digits, '.', '_' "
+                          "and '-' only (up to 249)")
+    if s.term_topic and s.term_topic in (s.topic, s.checkpoint_topic):
+        raise ConfigError(f"--term-topic {s.term_topic!r} is the event or checkpoint topic: term events need a "
+                          "topic of their own (their keys are term ids, which would collide with post ids)")
     return s
 
 

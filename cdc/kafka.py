@@ -50,6 +50,7 @@ FRAMING_ROOM = 64 << 10
 RETRY_BACKOFF = 0.25  # seconds between attempts of an admin request that failed retriably
 
 T = TypeVar("T")
+DOCUMENTS = {"events": "post documents", "terms": "term documents"}  # what retention deletes, per topic role
 
 
 @contextmanager
@@ -230,7 +231,7 @@ class TopicSpec:
     """A topic the connector needs, and the settings it cannot work without."""
 
     name: str
-    role: str  # "events" or "checkpoints": named in messages
+    role: str  # "events", "terms" or "checkpoints": named in messages
     partitions: int
     configs: dict[str, str] = field(default_factory=dict)
     max_message_bytes: int = 0  # the largest record it must take (0: Kafka's default suffices)
@@ -243,17 +244,25 @@ def event_topic_spec(topic: str, partitions: int, max_message_bytes: int) -> Top
     return TopicSpec(topic, "events", partitions, configs, max_message_bytes)
 
 
+def term_topic_spec(topic: str, partitions: int, max_message_bytes: int) -> TopicSpec:
+    """Term events: compacted like post events (the newest event of each term, tombstones)."""
+    spec = event_topic_spec(topic, partitions, max_message_bytes)
+    return TopicSpec(topic, "terms", partitions, spec.configs, max_message_bytes)
+
+
 def checkpoint_topic_spec(topic: str) -> TopicSpec:
     return TopicSpec(topic, "checkpoints", 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                                                 "segment.ms": "600000"})
 
 
 def connector_topics(settings: StreamSettings, events: Sequence[str] | None = None) -> list[TopicSpec]:
-    """The event topic(s) and the checkpoint topic of a connector. With a routing template the
-    event topics are those given (created as first needed, cdc/routing.py); else the one topic."""
+    """The event topic(s), the term topic and the checkpoint topic of a connector. With a routing
+    template the event topics are those given (created as first needed, cdc/routing.py); else the one topic."""
     if events is None:
         events = [settings.topic] if TopicRouter(settings.topic, settings.name).static else []
-    return [*(event_topic_spec(t, settings.partitions, settings.max_message_bytes) for t in events),
+    terms = [term_topic_spec(settings.term_topic, settings.partitions, settings.max_message_bytes)] \
+        if settings.term_topic else []
+    return [*(event_topic_spec(t, settings.partitions, settings.max_message_bytes) for t in events), *terms,
             checkpoint_topic_spec(settings.checkpoint_topic)]
 
 
@@ -380,7 +389,7 @@ def topic_problems(spec: TopicSpec, conf: dict[str, str], replicas: int) -> list
     policy = conf.get("cleanup.policy", "delete")
     if "compact" not in policy.split(","):
         problems.append(f"{name} has cleanup.policy={policy}: retention deletes "
-                        f"{'post documents' if spec.role == 'events' else 'the position'}; "
+                        f"{DOCUMENTS.get(spec.role, 'the position')}; "
                         f"kafka-configs.sh --alter --entity-type topics --entity-name {spec.name} "
                         "--add-config cleanup.policy=compact")
     min_isr = int(conf.get("min.insync.replicas") or 1)

@@ -166,6 +166,7 @@ OPTIONS: tuple[Option, ...] = (
            "{post_type} routes each blog or post type to its own topic (created as first needed)."),
     Option("checkpoint_topic",
            help="Compacted topic for this connector's position [default: wpcdc.<name>.checkpoints]."),
+    Option("term_topic", help="Topic of term events (a term renamed, moved or deleted) [default: wpcdc.<name>.terms]."),
     # ------------------------------------------------ what shapes the stream: stream, backfill
     Option("server_id", type=int, commands=STREAMING, setting="server_id", low=1, high=2**32 - 1,
            note=" and unique among replicas", help="Replica server_id [default: derived from --name]."),
@@ -192,6 +193,9 @@ OPTIONS: tuple[Option, ...] = (
            choices=("none", "gzip", "snappy", "lz4", "zstd"),
            help="Codec of the event batches. none and gzip are read by every client (KafkaJS has no "
            "snappy, lz4 or zstd without plugins); zstd is the cheapest compression when all your clients read it."),
+    Option("term_fanout", 0, int, commands=STREAMING, setting="term_fanout", low=0, high=10_000,
+           help="Also an update event (action term_changed) for each post of a renamed term, when it has at most "
+           "this many posts (0: off; beyond: a warning and the term event only)."),
     Option("ignore_meta", "", commands=STREAMING,
            help="More meta keys to ignore (comma-separated, 'prefix*' allowed)."),
     Option("keep_meta", "", commands=STREAMING, help="Default-ignored meta keys to keep after all."),

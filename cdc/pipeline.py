@@ -44,7 +44,10 @@ from cdc.source import preflight
 from cdc.source.binlog import BinlogSource, SourceFailed, report_host
 from cdc.source.database import Database
 from cdc.source.retention import BinlogPoller
-from cdc.terms import TermCatalog
+from cdc.term_events import build as build_term
+from cdc.term_events import encode as encode_term
+from cdc.term_fanout import TermFanout
+from cdc.terms import TermCatalog, TermChange
 from cdc.wordpress import TableNames
 
 log = logging.getLogger(__name__)
@@ -78,7 +81,9 @@ class Session:
             max_pending_bytes=settings.max_pending_bytes,
             emitted=checkpoint.emitted,
             done_upto=checkpoint.done_upto,
+            term_events=bool(settings.term_topic),
         )
+        self.fanout = TermFanout(settings.term_fanout, ports.store, self.tables, ports.blocking)
         self.origin = Origin(settings.name, settings.mysql.database, settings.server_id)
         self.router = TopicRouter(settings.topic, settings.name)
         self.clock = Clock(ports.monotonic)
@@ -187,12 +192,13 @@ class Session:
     async def _maybe_flush(self) -> None:
         now = self.ports.monotonic()
         due_checkpoint = now - self._last_checkpoint_at >= self.settings.checkpoint_interval
-        if (self._closed and not due_checkpoint and len(self._closed) < 1000 and self.source is not None
+        closed = bool(self._closed) or self.assembler.closed_terms > 0
+        if (closed and not due_checkpoint and len(self._closed) < 1000 and self.source is not None
                 and self.source.backlog() and now - self._last_flush_at < self.settings.flush_interval):
             # Catching up (more is queued already): one Kafka transaction per flush_interval, not
             # one per loop turn; a transaction's round trips cost more than a small flush's events.
             return
-        if self._closed or due_checkpoint:
+        if closed or due_checkpoint:
             self._last_flush_at = now
             await self._flush(force=due_checkpoint)
 
@@ -215,13 +221,18 @@ class Session:
     async def _flush(self, force: bool = False) -> None:
         while len(self._closed) >= 2 * MAX_CLOSED_PER_FLUSH and await self._flush_piece():
             pass
+        # Closed term changes no longer hold the resume point back: they are taken here and go
+        # with this flush's checkpoint (no other task closes one while the awaits below run).
+        terms = self.assembler.take_terms()
+        fanout_posts = await self.fanout.read(terms) if terms else {}
         # The checkpoint is taken at the same instant as the changes it covers (after the lookup's
         # await, so what the backfill task added meanwhile is in both), before the next await.
         self._closed, looked_up = await self._look_up_rows(self._closed)
         closed, self._closed = self._closed, []
+        term_records, fanned = self._build_terms(terms, fanout_posts)  # moves the marks of posts fanned out
         checkpoint = self._current_checkpoint()
-        events = self._build(closed, looked_up)
-        records = self._encode(events)
+        events = self._build(closed, looked_up) + fanned  # a post's own earlier change before its fan-out
+        records = self._encode(events) + term_records
         moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot, checkpoint.done_upto) != (
             self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot, self.checkpoint.done_upto
         )
@@ -349,6 +360,18 @@ class Session:
                 extra={"position": str(c.last_pos)})
             out.append(gone(c))
         return out
+
+    def _build_terms(self, changes: list[TermChange],
+                     fanout_posts: dict[tuple[int, int], list[dict]]) -> tuple[list[Record], list[PostEvent]]:
+        """The term events' records (their own topic) and the ``--term-fanout`` post events."""
+        now_ms = int(time.time() * 1000)
+        events = [build_term(c, self.origin, now_ms) for c in changes]
+        records = [r for e in events for r in encode_term(e, self.settings.term_topic, self.settings.max_message_bytes)]
+        if not fanout_posts:
+            return records, []
+        fanned = self.fanout.events(list(zip(changes, events)), fanout_posts, self.assembler, self.settings.capture,
+                                    self.origin, now_ms)
+        return records, fanned
 
     def _build(self, closed: list[PostChange], looked_up: dict[tuple[int, int], dict]) -> list[PostEvent]:
         now_ms = int(time.time() * 1000)

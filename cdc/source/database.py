@@ -136,9 +136,16 @@ class Database:
         tt = tables.name(blog_id, TableKind.TERM_TAXONOMY)
         t = tables.name(blog_id, TableKind.TERMS)
         return self.query(
-            f"SELECT tt.term_taxonomy_id, tt.term_id, tt.taxonomy, t.slug, t.name "
-            f"FROM `{db}`.`{tt}` tt JOIN `{db}`.`{t}` t ON t.term_id = tt.term_id"
+            f"SELECT tt.term_taxonomy_id, tt.term_id, tt.taxonomy, tt.parent, tt.description, tt.count, t.slug, "
+            f"t.name FROM `{db}`.`{tt}` tt JOIN `{db}`.`{t}` t ON t.term_id = tt.term_id"
         )
+
+    def term_posts(self, tables: TableNames, blog_id: int, term_taxonomy_id: int, limit: int) -> list[int]:
+        """Up to ``limit`` object ids that have the term now (``--term-fanout``), smallest first."""
+        table = tables.name(blog_id, TableKind.TERM_RELATIONSHIPS)
+        rows = self.query(f"SELECT object_id FROM `{self.settings.database}`.`{table}` WHERE term_taxonomy_id = %s "
+                          "ORDER BY object_id LIMIT %s", (term_taxonomy_id, limit))
+        return [int(r["object_id"]) for r in rows]
 
     def post_rows(self, tables: TableNames, blog_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Current wp_posts rows by ID, shaped like binlog rows (zero dates as None)."""
