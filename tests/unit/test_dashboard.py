@@ -5,10 +5,6 @@ read from the prometheus_client registry that serves /metrics (cdc.metrics regis
 the check follows the code. Outside wpcdc: `up` (Prometheus), kube-state-metrics' kube_* series,
 and the process_* series of prometheus_client's default collectors (also in the registry).
 
-Some names were announced by the metrics work that lands beside this one (ANNOUNCED: the lag that
-grows while MySQL is unreachable, the connected gauges, binlog retention, ...). A rule or panel may
-use them before cdc/metrics.py exports them; test_announced_metrics_are_exported skips, naming
-them, until they exist, then checks them like any other.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 from prometheus_client import REGISTRY, generate_latest
 
@@ -28,13 +23,6 @@ DASHBOARD = REPO / "deploy" / "grafana" / "wpcdc.json"
 RULES = REPO / "deploy" / "k8s" / "monitoring" / "wpcdc.rules.yaml"
 
 EXTERNAL = re.compile(r"^(up|kube_[a-z_]+)$")
-ANNOUNCED = {
-    "wpcdc_source_lag_seconds", "wpcdc_source_connected", "wpcdc_sink_connected", "wpcdc_binlog_server_files",
-    "wpcdc_binlog_checkpoint_files_behind", "wpcdc_binlog_checkpoint_bytes_to_purge",
-    "wpcdc_binlog_retention_seconds_left", "wpcdc_reader_queue_bytes", "wpcdc_reader_queue_capacity_bytes",
-    "wpcdc_source_transactions_total", "wpcdc_forced_emits_total", "wpcdc_truncated_events_total",
-    "wpcdc_delivery_age_seconds_bucket", "wpcdc_statement_writes_total",
-}
 PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset",
     "inf", "nan",
@@ -100,15 +88,9 @@ def test_the_name_extraction() -> None:
 def test_every_query_names_an_exported_metric() -> None:
     names = exported()
     assert "wpcdc_checkpoint_age_seconds" in names and "wpcdc_events_total" in names and "wpcdc_info" in names
-    unknown = {n: w for n, w in used().items() if n not in names and not EXTERNAL.match(n) and n not in ANNOUNCED}
+    unknown = {n: w for n, w in used().items() if n not in names and not EXTERNAL.match(n)}
     assert not unknown, f"names that cdc/metrics.py does not export: {unknown}"
 
-
-def test_announced_metrics_are_exported() -> None:
-    names = exported()
-    waiting = sorted(n for n in used() if n in ANNOUNCED and n not in names)
-    if waiting:
-        pytest.skip(f"used by the rules or the dashboard, not exported by cdc/metrics.py yet: {', '.join(waiting)}")
 
 
 def test_the_dashboard_selects_connectors_by_site() -> None:
