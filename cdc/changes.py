@@ -71,11 +71,17 @@ class RowsBatch:
 
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """A transaction ended: ``end`` is the first position after it, a safe place to resume."""
+    """A transaction ended: ``end`` is the first position after it, a safe place to resume.
+
+    ``rotate``: no transaction ended, the binlog moved on to the next file (its ``ts`` is when
+    the previous file was closed, what the server's expiry counts from; 0 for the rotation the
+    server announces when a connection starts).
+    """
 
     end: Position
     gtid: str | None
     ts: int
+    rotate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,7 @@ class Idle:
 
     position: Position | None
     gtid: str | None = None
+    at: float = 0.0  # wall time the heartbeat arrived (0: unknown): the source was caught up then
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import orjson
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import StreamSettings
 from cdc.errors import CheckpointMissingError, Exit, PreflightError, SinkError
-from cdc.kafka import check_topics, connector_topics, ensure_topics
+from cdc.kafka import check_topics, connector_topics, ensure_topics, event_topics
 from cdc.position import Position
 from cdc.sink import KafkaSink
 from cdc.source import preflight
@@ -50,13 +50,14 @@ async def _check_kafka(settings: StreamSettings) -> tuple[Checkpoint | None, str
     store = CheckpointStore(settings.kafka, settings.checkpoint_topic, settings.name)
     try:
         saved, found_in = await store.find()
-        problems = await check_topics(settings.kafka, connector_topics(settings))
+        topics = await event_topics(settings)
+        problems = await check_topics(settings.kafka, connector_topics(settings, topics))
         click.echo(f"ok    kafka: {settings.kafka.bootstrap}")
         if problems:
             raise PreflightError("; ".join(problems), check="topics", exit_code=Exit.KAFKA)
         click.echo("ok    topics: missing ones are created by `wpcdc stream`; existing ones fit")
         if saved is None:
-            await store.require_not_lost(settings.topic)
+            await store.require_not_lost(topics)
     except CheckpointMissingError as exc:
         raise PreflightError(str(exc), check="checkpoint", exit_code=Exit.CHECKPOINT_MISSING) from None
     except SinkError as exc:

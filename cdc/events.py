@@ -119,7 +119,7 @@ class PostEvent:
         return link
 
 
-def moved(ancestor: PostEvent, row: Row, before: Link, after: Link) -> PostEvent:
+def moved_event(ancestor: PostEvent, row: Row, before: Link, after: Link) -> PostEvent:
     """The event of a post whose URL moved with its ancestor's (a parent page re-slugged, the post an
     attachment belongs to re-dated): ``moved``, its row unchanged, at the ancestor's ``seq``."""
     status = row.get("post_status")

@@ -14,13 +14,20 @@ import pymysql
 import pymysql.cursors
 
 from cdc.config import MysqlSettings
-from cdc.errors import SourceError
+from cdc.errors import SourceError, SourceUnreachableError
 from cdc.position import Position
 from cdc.source import decoding
 from cdc.source.flavor import Flavor
 from cdc.wordpress import SettingsKind, TableKind, TableNames
 
 ZERO_DATES = {"0000-00-00 00:00:00", "0000-00-00"}
+# Connection failures that say nothing about the settings: no answer (2002, 2003: refused, timed
+# out, no such host yet), a connection dropped during the handshake (2006, 2013), a server
+# starting or stopping (1053, 1927) or full (1040, 1203). Anything else (a refused login, an
+# unknown database, a host not allowed, a certificate not trusted) stays wrong until someone
+# changes a setting.
+UNREACHABLE = frozenset({2002, 2003, 2006, 2013, 1040, 1053, 1203, 1927})
+_TLS_REFUSED = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "certificate", "hostname mismatch")
 
 
 def connect(settings: MysqlSettings, *, database: str | None = None) -> pymysql.connections.Connection:
@@ -42,7 +49,10 @@ def connect(settings: MysqlSettings, *, database: str | None = None) -> pymysql.
             raise SourceError(f"MySQL refused the login {where}: check --mysql-user and the password") from None
         if code == 1049:
             raise SourceError(f"database {database!r} does not exist on {settings.host}:{settings.port}") from None
-        raise SourceError(f"cannot connect to MySQL at {settings.host}:{settings.port}: {exc.args[-1]}") from None
+        message = f"cannot connect to MySQL at {settings.host}:{settings.port}: {exc.args[-1]}"
+        if code in UNREACHABLE and not any(t in str(exc.args[-1]) for t in _TLS_REFUSED):
+            raise SourceUnreachableError(message) from None
+        raise SourceError(message) from None
 
 
 class Database:
@@ -126,9 +136,16 @@ class Database:
         tt = tables.name(blog_id, TableKind.TERM_TAXONOMY)
         t = tables.name(blog_id, TableKind.TERMS)
         return self.query(
-            f"SELECT tt.term_taxonomy_id, tt.term_id, tt.taxonomy, t.slug, t.name, tt.parent "
-            f"FROM `{db}`.`{tt}` tt JOIN `{db}`.`{t}` t ON t.term_id = tt.term_id"
+            f"SELECT tt.term_taxonomy_id, tt.term_id, tt.taxonomy, tt.parent, tt.description, tt.count, t.slug, "
+            f"t.name FROM `{db}`.`{tt}` tt JOIN `{db}`.`{t}` t ON t.term_id = tt.term_id"
         )
+
+    def term_posts(self, tables: TableNames, blog_id: int, term_taxonomy_id: int, limit: int) -> list[int]:
+        """Up to ``limit`` object ids that have the term now (``--term-fanout``), smallest first."""
+        table = tables.name(blog_id, TableKind.TERM_RELATIONSHIPS)
+        rows = self.query(f"SELECT object_id FROM `{self.settings.database}`.`{table}` WHERE term_taxonomy_id = %s "
+                          "ORDER BY object_id LIMIT %s", (term_taxonomy_id, limit))
+        return [int(r["object_id"]) for r in rows]
 
     def post_rows(self, tables: TableNames, blog_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Current wp_posts rows by ID, shaped like binlog rows (zero dates as None)."""

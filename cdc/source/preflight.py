@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pymysql
 
-from cdc.errors import Exit, PreflightError, SourceError
+from cdc.errors import Exit, PreflightError, SourceError, SourceUnreachableError
 from cdc.position import Position
 from cdc.source import boundary
 from cdc.source.database import Database
@@ -39,10 +39,13 @@ def _expect(db: Database, variable: str, wanted: str, exit_code: Exit, fix: str)
 
 
 def check_connect(db: Database) -> CheckResult:
+    """Connect and read the version. A server that does not answer (yet) is a retriable failure:
+    ``stream`` waits for it like for a server lost mid-stream; a refused login is not."""
     try:
         flavor = db.flavor
     except SourceError as exc:
-        raise PreflightError(str(exc), check="connect", exit_code=Exit.MYSQL_CONNECT) from None
+        raise PreflightError(str(exc), check="connect", exit_code=Exit.MYSQL_CONNECT,
+                             retriable=isinstance(exc, SourceUnreachableError)) from None
     return CheckResult("connect", True, f"{flavor.name} {'.'.join(map(str, flavor.version))}")
 
 

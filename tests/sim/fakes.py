@@ -336,7 +336,7 @@ class FakeSink:
             # run before the checkpoint record is encoded, and so they do here.
             await self._interleave()
             for r in records:
-                producer.send(self.topic, r.topic_key, r.value)
+                producer.send(r.topic or self.topic, r.topic_key, r.value)
             await self._interleave()
             if checkpoint is not None:
                 producer.send(self.checkpoint_topic, self.connector_key, checkpoint.encode())
@@ -358,7 +358,7 @@ class FakeSink:
     async def _write_acked(self, producer: Producer, records: Sequence[Record],
                            checkpoint: Checkpoint | None) -> None:
         for r in records:
-            producer.send(self.topic, r.topic_key, r.value)
+            producer.send(r.topic or self.topic, r.topic_key, r.value)
         await self._interleave()
         self._hook(self.before_commit, records, checkpoint)
         if checkpoint is not None:
@@ -585,8 +585,13 @@ class FakeStore:
     def term_rows(self, tables: TableNames, blog: int) -> list[Row]:
         t = self._enter("term_rows", tables).blogs[blog]
         return [{"term_taxonomy_id": tt["term_taxonomy_id"], "term_id": tt["term_id"], "taxonomy": tt["taxonomy"],
+                 "parent": tt["parent"], "description": tt["description"], "count": tt["count"],
                  "slug": t.terms[tt["term_id"]]["slug"], "name": t.terms[tt["term_id"]]["name"]}
                 for tt in t.term_taxonomy.values() if tt["term_id"] in t.terms]
+
+    def term_posts(self, tables: TableNames, blog: int, term_taxonomy_id: int, limit: int) -> list[int]:
+        t = self._enter("term_posts", tables).blogs[blog]
+        return sorted(oid for oid, ttid in t.term_relationships if ttid == term_taxonomy_id)[:limit]
 
     def blog_ids(self, tables: TableNames) -> list[int]:
         site = self._enter("blog_ids", tables)

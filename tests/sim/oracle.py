@@ -71,12 +71,17 @@ def _as_json(value: Any) -> Any:
 
 
 def check_topic(kafka: FakeKafka, topic: str, site: Site, capture: Capture | None = None,
-                validate_every: int = 1) -> list[str]:
-    """Every check, over the committed records of ``topic`` against the database ``site``."""
+                validate_every: int = 1, unlinked: frozenset[int] = frozenset()) -> list[str]:
+    """Every check, over the committed records of ``topic`` against the database ``site``.
+
+    Each post's last event must link to its final URL, but for posts (not pages) of the ``unlinked``
+    blogs, whose %category% a category rename may have moved without an event.
+    """
     records = [(r.key, r.value) for r in kafka.read_committed(topic)]
     expected = expected_state(site, capture)
     for (blog, _), want in expected.items():
-        want["link"] = SiteFacts.permalinks(site, blog).url(want["row"])
+        if blog not in unlinked or want["row"]["post_type"] == "page":
+            want["link"] = SiteFacts.permalinks(site, blog).url(want["row"])
     return check(records, expected, validate_every)
 
 

@@ -114,13 +114,15 @@ def test_declared_defaults_are_what_build_settings_makes_of_no_input(run: Any, c
     name = "wordpress"
     assert s.server_id == default_server_id(name)
     assert (s.topic, s.checkpoint_topic) == ("wpcdc.wordpress.posts", default_checkpoint_topic(name))
+    assert s.term_topic == "wpcdc.wordpress.terms" and s.term_fanout == 0
     assert s.max_pending_bytes == 64 << 20 and s.blog_ids is None
     assert (s.snapshot.blog_ids, s.snapshot.post_types, s.snapshot.id_min, s.snapshot.id_max) == (None, None, 0, None)
     assert s.capture.excluded_post_types == frozenset(DEFAULT_EXCLUDED_POST_TYPES)
     assert s.capture.included_post_types is None and s.capture.excluded_statuses == frozenset()
     # the settings classes start from the same values, so code that builds them agrees with the CLI
     plain = StreamSettings(name=name, mysql=MysqlSettings(), kafka=KafkaSettings(), server_id=s.server_id,
-                           topic=s.topic, checkpoint_topic=s.checkpoint_topic, capture=s.capture)
+                           topic=s.topic, checkpoint_topic=s.checkpoint_topic, term_topic=s.term_topic,
+                           capture=s.capture)
     assert plain == s
 
 

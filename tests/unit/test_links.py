@@ -244,14 +244,14 @@ def test_a_moved_event_keeps_its_row_and_takes_its_ancestors_place() -> None:
     import jsonschema
 
     from cdc.encode import encode
-    from cdc.events import PostEvent, SourceInfo, moved
+    from cdc.events import PostEvent, SourceInfo, moved_event
     from cdc.permalinks import Link
 
     source = SourceInfo("c", "wordpress", 1, "mariadb-bin.000001", 900, "0-1-5", 1000, "mariadb-bin.000001", 400, 7)
     top = PostEvent("update", "updated", 1, 1, "page", 900, source, 5, page(1), page(1), ("post_name",),
                     "publish", "publish", link_before=Link.of("http://h/old/"), link_after=Link.of("http://h/new/"),
                     link_descendants=(1, False))
-    child = moved(top, page(2, 1), Link.of("http://h/old/p2/"), Link.of("http://h/new/p2/"))
+    child = moved_event(top, page(2, 1), Link.of("http://h/old/p2/"), Link.of("http://h/new/p2/"))
     assert (child.op, child.action, child.post_id, child.seq, child.changed_fields) == ("update", "moved", 2, 900, ())
     assert child.source.rows == 0 and child.before == child.after and child.status_before == "publish"
     schema = json.loads((Path(__file__).parents[2] / "docs" / "schema" / "post-event.v1.json").read_text())
@@ -263,16 +263,3 @@ def test_a_moved_event_keeps_its_row_and_takes_its_ancestors_place() -> None:
     assert "descendants" not in child.as_dict()["link"]
 
 
-def test_the_assembler_lets_a_moved_event_through_only_in_order() -> None:
-    from cdc.assemble import Assembler
-    from cdc.position import Position
-    from cdc.wordpress import Capture
-
-    at = Position("mariadb-bin.000001", 900)
-    a = Assembler(Capture(), TermCatalog(), emitted={(1, 2): Position("mariadb-bin.000001", 950)})
-    assert not a.may_emit_at((1, 2), at), "emitted past it already"
-    assert a.may_emit_at((1, 3), at)
-    a.note_emitted((1, 3), at)
-    assert a.emitted[(1, 3)] == at and not a.may_emit_at((1, 3), at)
-    a.note_emitted((1, 2), at)
-    assert a.emitted[(1, 2)] == Position("mariadb-bin.000001", 950), "a mark never goes back"

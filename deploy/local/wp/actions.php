@@ -271,6 +271,13 @@ function wpcdc_action_update_post( array $a ): array {
 	return wpcdc_post_summary( $post_id );
 }
 
+/** {post_id, type} -> {post_id, status} via set_post_type(): a post turned into a page, say */
+function wpcdc_action_set_post_type( array $a ): array {
+	$post_id = wpcdc_post_id( $a );
+	wpcdc_ok( set_post_type( $post_id, (string) wpcdc_req( $a, 'type' ) ) ? true : new WP_Error( 'set_post_type', 'no row changed' ), 'set_post_type' );
+	return wpcdc_post_summary( $post_id );
+}
+
 /**
  * {post_id, via?="wp_publish_post"} -> {post_id, status}
  * via=wp_publish_post (default): the status flip cron and XML-RPC use - one $wpdb->update of
@@ -405,6 +412,35 @@ function wpcdc_action_set_categories( array $a ): array {
 		'term_ids'          => $term_ids,
 		'term_taxonomy_ids' => is_array( $tt_ids ) ? array_map( 'intval', $tt_ids ) : array(),
 	);
+}
+
+/** The term arguments of $a that wp_insert_term()/wp_update_term() take, slashed as they expect. */
+function wpcdc_term_args( array $a ): array {
+	return wp_slash( array_intersect_key( $a, array_flip( array( 'name', 'slug', 'parent', 'description' ) ) ) );
+}
+
+/** {name, taxonomy=post_tag, slug?, parent?, description?} -> {term_id, term_taxonomy_id} via wp_insert_term() */
+function wpcdc_action_insert_term( array $a ): array {
+	$taxonomy = (string) ( $a['taxonomy'] ?? 'post_tag' );
+	$term     = wpcdc_ok( wp_insert_term( wp_slash( (string) wpcdc_req( $a, 'name' ) ), $taxonomy, wpcdc_term_args( $a ) ), 'wp_insert_term' );
+	return array( 'term_id' => (int) $term['term_id'], 'term_taxonomy_id' => (int) $term['term_taxonomy_id'] );
+}
+
+/**
+ * {term_id, taxonomy=post_tag, name?, slug?, parent?, description?} -> {term_id, term_taxonomy_id}
+ * via wp_update_term(), what the term edit screen saves (it writes wp_terms, then wp_term_taxonomy).
+ */
+function wpcdc_action_update_term( array $a ): array {
+	$taxonomy = (string) ( $a['taxonomy'] ?? 'post_tag' );
+	$term     = wpcdc_ok( wp_update_term( (int) wpcdc_req( $a, 'term_id' ), $taxonomy, wpcdc_term_args( $a ) ), 'wp_update_term' );
+	return array( 'term_id' => (int) $term['term_id'], 'term_taxonomy_id' => (int) $term['term_taxonomy_id'] );
+}
+
+/** {term_id, taxonomy=post_tag} -> {deleted} via wp_delete_term() (its posts lose it first; children move up) */
+function wpcdc_action_delete_term( array $a ): array {
+	$result = wp_delete_term( (int) wpcdc_req( $a, 'term_id' ), (string) ( $a['taxonomy'] ?? 'post_tag' ) );
+	wpcdc_ok( $result, 'wp_delete_term' );
+	return array( 'deleted' => true === $result );
 }
 
 /** {post_id, key, value, unique?=false} -> {meta_id} via add_post_meta() (arrays/objects get PHP-serialized) */
