@@ -36,7 +36,6 @@ from cdc.snapshot import SnapshotProgress
 from cdc.wordpress import TableKind
 from tests.sim import oracle, term_oracle
 from tests.sim.fakes import (
-    SIM_OPTIONS,
     Crash,
     FakeChunkReader,
     FakeKafka,
@@ -49,7 +48,6 @@ from tests.sim.fakes import (
 from tests.sim.model import Site, new_world
 
 NAME = "sim"
-DEFAULT_CATEGORY = int(SIM_OPTIONS["default_category"])
 TOPIC = "wpcdc.sim.posts"
 CHECKPOINT_TOPIC = "wpcdc.sim.checkpoints"
 TERM_TOPIC = "wpcdc.sim.terms"
@@ -181,14 +179,13 @@ class Run:
     # ------------------------------------------------------------------------------- the runner
 
     def _links_not_followed(self) -> frozenset[int]:
-        """Blogs whose posts' last links may be stale by design (docs/events.md, Links): a category
-        renamed while --term-fanout could not give each of its posts an event (0, or fewer than the
-        posts a term may have here), or the default category renamed (the posts without a category
-        show it, and none of them has the term to be fanned out to)."""
-        every = self.settings.term_fanout >= 100
+        """Blogs whose posts' last links may be stale by design (docs/events.md, Links): a category's
+        slug or parent changed. --term-fanout gives an event to the posts that have a renamed term,
+        when it may (not past its bound), but not to those of its child categories (their URL
+        shows its slug too), nor to posts that show the default category without having it, and a
+        parent change does not fan out."""
         return frozenset(c.table.blog_id for t in self.binlog.transactions() for c in t.changes()
-                         if _category_slug_changed(c, self.site)
-                         and (not every or int(c.row["term_id"]) == DEFAULT_CATEGORY))
+                         if _category_moved(c, self.site))
 
     async def run(self) -> Outcome:
         violations: list[str] = []
@@ -379,16 +376,20 @@ class Run:
         assembler.on_idle = counted_on_idle  # type: ignore[method-assign]
 
 
-def _category_slug_changed(change: RowChange, site: Site) -> bool:
-    """A term row whose slug changed, of a term that is a category: every post's %category% URL with it
-    moves, and only --term-fanout events (or the posts' own) say so."""
-    if change.table.kind is not TableKind.TERMS or change.before is None or change.after is None:
-        return False
-    if change.before.get("slug") == change.after.get("slug"):
-        return False
+def _category_moved(change: RowChange, site: Site) -> str | None:
+    """"slug" for a term row whose slug changed, of a term that is a category, "parent" for a
+    category whose parent changed (every %category% URL with it moves), None otherwise."""
+    if change.before is None or change.after is None:
+        return None
+    if change.table.kind is TableKind.TERM_TAXONOMY:
+        moved = change.after.get("taxonomy") == "category" and change.before.get("parent") != change.after.get("parent")
+        return "parent" if moved else None
+    if change.table.kind is not TableKind.TERMS or change.before.get("slug") == change.after.get("slug"):
+        return None
     tables = site.blogs[change.table.blog_id]
-    return any(tt["term_id"] == change.after["term_id"] and tt["taxonomy"] == "category"
-               for tt in tables.term_taxonomy.values())
+    category = any(tt["term_id"] == change.after["term_id"] and tt["taxonomy"] == "category"
+                   for tt in tables.term_taxonomy.values())
+    return "slug" if category else None
 
 
 class Stuck(Exception):
