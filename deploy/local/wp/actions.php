@@ -882,38 +882,6 @@ function wpcdc_action_permalinks( array $a ): array {
 	return array( 'links' => (object) $links );
 }
 
-/** {name, taxonomy=category, parent_id?, slug?} -> {term_id, term_taxonomy_id} via wp_insert_term() (existing: returned) */
-function wpcdc_action_create_term( array $a ): array {
-	$name     = (string) wpcdc_req( $a, 'name' );
-	$taxonomy = (string) ( $a['taxonomy'] ?? 'category' );
-	$args     = array();
-	if ( isset( $a['parent_id'] ) ) {
-		$args['parent'] = (int) $a['parent_id'];
-	}
-	if ( isset( $a['slug'] ) ) {
-		$args['slug'] = (string) $a['slug'];
-	}
-	$term = term_exists( $name, $taxonomy, $args['parent'] ?? null );
-	if ( ! $term ) {
-		$term = wpcdc_ok( wp_insert_term( $name, $taxonomy, $args ), "wp_insert_term($name, $taxonomy)" );
-	}
-	return array( 'term_id' => (int) $term['term_id'], 'term_taxonomy_id' => (int) $term['term_taxonomy_id'] );
-}
-
-/** {term_id, taxonomy=category, slug?, parent_id?, name?} -> {term_id} via wp_update_term() */
-function wpcdc_action_update_term( array $a ): array {
-	$term_id  = (int) wpcdc_req( $a, 'term_id' );
-	$taxonomy = (string) ( $a['taxonomy'] ?? 'category' );
-	$args     = array();
-	foreach ( array( 'slug' => 'slug', 'name' => 'name', 'parent_id' => 'parent' ) as $arg => $field ) {
-		if ( isset( $a[ $arg ] ) ) {
-			$args[ $field ] = 'parent' === $field ? (int) $a[ $arg ] : (string) $a[ $arg ];
-		}
-	}
-	$result = wpcdc_ok( wp_update_term( $term_id, $taxonomy, $args ), 'wp_update_term' );
-	return array( 'term_id' => (int) $result['term_id'] );
-}
-
 /** {login, nicename?, role=author} -> {user_id, created} via wp_insert_user() (an existing login is returned) */
 function wpcdc_action_create_user( array $a ): array {
 	$login = (string) wpcdc_req( $a, 'login' );

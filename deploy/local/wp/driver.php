@@ -65,8 +65,6 @@ const WPCDC_ACTIONS = array(
 	'get_post'          => array( '/', 'GET', array(), false ),
 	'create_blog'       => array( '/wp-admin/network/site-new.php', 'POST', array( 'WP_ADMIN', 'WP_NETWORK_ADMIN' ), true ),
 	'permalinks'        => array( '/', 'GET', array(), false ),
-	'create_term'       => array( '/', 'POST', array(), false ),
-	'update_term'       => array( '/', 'POST', array(), false ),
 	'create_user'       => array( '/wp-admin/user-new.php', 'POST', array( 'WP_ADMIN' ), true ),
 	'update_user'       => array( '/wp-admin/user-edit.php', 'POST', array( 'WP_ADMIN' ), true ),
 );
