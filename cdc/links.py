@@ -188,7 +188,8 @@ class LinkRequest:
     a descendant whose URL moved with an ancestor's (:meth:`moved`), that ancestor.
     """
 
-    __slots__ = ("blog", "post_id", "before", "after", "added", "removed", "snapshot_cats", "side", "side_row")
+    __slots__ = ("blog", "post_id", "before", "after", "added", "removed", "snapshot_cats", "side", "side_row",
+                 "make_before")
 
     def __init__(self, blog: int, post_id: int, before: Row | None, after: Row | None,
                  terms_added: Sequence[Mapping[str, Any]] = (), terms_removed: Sequence[Mapping[str, Any]] = (),
@@ -202,6 +203,7 @@ class LinkRequest:
         self.snapshot_cats = tuple(sorted(self.added)) if snapshot else None
         self.side: PostKey = (blog, post_id)
         self.side_row: Row | None = None
+        self.make_before = before is not None  # False: the link before is known already (Linker.last)
 
     @classmethod
     def moved(cls, row: Row, blog: int, ancestor: LinkRequest) -> LinkRequest:
@@ -354,7 +356,7 @@ class Linker:
         if req.after is not None:
             after = self._link(req.blog, settings, req.after,
                                _Side(facts, (req.blog, req.post_id), exact=req.snapshot_cats))
-        if req.before is not None:
+        if req.before is not None and req.make_before:
             before = self._link(req.blog, settings, req.before,
                                 _Side(facts, req.side, req.added, req.removed, row=req.side_row, before=True))
         return before, after

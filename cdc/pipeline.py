@@ -313,9 +313,11 @@ class Session:
         the flush's checkpoint is taken: nothing here changes what the flush covers."""
         if not events:
             return events
+        linker = self.linker
         requests = [LinkRequest(e.blog_id, e.post_id, e.before, e.after, e.terms_added, e.terms_removed,
                                 snapshot=e.op == "snapshot") for e in events]
-        linker = self.linker
+        for req in requests:  # the URL consumers were told last stands for link.before: not made again
+            req.make_before = req.make_before and linker.last((req.blog, req.post_id)) is None
         deleted = {(e.blog_id, e.post_id): e.before for e in events if e.op == "delete" and e.before is not None}
 
         def before_deletion(key: tuple[int, int]) -> Row | None:
