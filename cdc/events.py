@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cdc.changes import PostChange, Row
+from cdc.model import PostChange, Row
 from cdc.wordpress import AUTO_DRAFT, Capture, editor_action
 
 SCHEMA_VERSION = 1

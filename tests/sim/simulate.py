@@ -31,7 +31,7 @@ from cdc.config import KafkaSettings, MysqlSettings, SnapshotSettings, StreamSet
 from cdc.errors import WpcdcError
 from cdc.pipeline import Session
 from cdc.ports import Ports
-from cdc.snapshot import SnapshotProgress
+from cdc.source.snapshot import SnapshotProgress
 from tests.sim import oracle, term_oracle
 from tests.sim.fakes import (
     Crash,
