@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.changes import (
+from cdc.model import (
     ABSENT,
     Commit,
     MetaDelta,

@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 
 from cdc import metrics
-from cdc.changes import PostKey
 from cdc.config import LEGACY_CHECKPOINT_TOPIC, KafkaSettings, default_checkpoint_topic
 from cdc.errors import CheckpointBlockedError, CheckpointError, CheckpointMissingError
 from cdc.kafka import KafkaReader, topic_offsets
+from cdc.model import PostKey
 from cdc.position import Position
 
 CHECKPOINT_VERSION = 1

@@ -319,7 +319,7 @@ def check(**kw: Any) -> int:
     One line per check on stdout ("ok" or "FAIL" with the fix); the exit status names the first
     failed check (10-18, see `wpcdc --help`).
     """
-    from cdc.checks import run_checks
+    from cdc.commands.check import run_checks
 
     code = run_checks(build_settings(kw))
     hint = _failure_hint(code)
@@ -340,7 +340,7 @@ def status(as_json: bool, **kw: Any) -> int:
     (offsets committed and still in open transactions, the newest event). Read-only: safe
     while the connector runs. Exit 3 when the connector has no checkpoint yet.
     """
-    from cdc.status import show_status
+    from cdc.commands.status import show_status
 
     return show_status(build_settings(kw), as_json)
 
@@ -355,7 +355,7 @@ def offsets() -> None:
 @run_command
 def offsets_show(**kw: Any) -> int:
     """Print the committed checkpoint as JSON."""
-    from cdc.checks import show_offsets
+    from cdc.commands.offsets import show_offsets
 
     return show_offsets(build_settings(kw))
 
@@ -366,7 +366,7 @@ def offsets_show(**kw: Any) -> int:
 @run_command
 def offsets_set(position: str, **kw: Any) -> int:
     """Resume from POSITION (FILE:POS, a transaction boundary) next time."""
-    from cdc.checks import set_offsets
+    from cdc.commands.offsets import set_offsets
     from cdc.position import Position
 
     try:
@@ -381,6 +381,6 @@ def offsets_set(position: str, **kw: Any) -> int:
 @run_command
 def offsets_reset(**kw: Any) -> int:
     """Resume from the current end of the binlog next time (skips what happened meanwhile)."""
-    from cdc.checks import set_offsets
+    from cdc.commands.offsets import set_offsets
 
     return set_offsets(build_settings(kw), None)

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from cdc.events import PostEvent
+from cdc.events import PostEvent, SourceInfo
 
 DEFAULT_MAX_BYTES = 900_000  # under Kafka's default message.max.bytes (1 MiB) with headroom
 TEXT_LIMIT = 1024  # step 1: text values longer than this (characters) become markers
@@ -325,7 +325,7 @@ def _fitted(doc: dict[str, Any], max_bytes: int) -> tuple[bytes, bool]:
 CLOUDEVENTS_TYPE = "org.wordpress.post."  # + the event's action: org.wordpress.post.published
 
 
-def _rfc3339(ts_ms: int) -> str:
+def rfc3339(ts_ms: int) -> str:
     return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
 
@@ -338,19 +338,27 @@ def event_headers(event: PostEvent) -> Headers:
     data is that JSON. ``wpcdc_*`` headers let a router or a filter (Kafka Streams, Connect
     SMTs, kcat) pick events without parsing the value.
     """
-    source = event.source
+    return cloudevent_headers(event.event_id, event.source, event.blog_id, CLOUDEVENTS_TYPE + event.action,
+                              f"posts/{event.post_id}", (
+                                  ("wpcdc_blog_id", str(event.blog_id).encode()),
+                                  ("wpcdc_post_type", (event.post_type or "").encode()),
+                                  ("wpcdc_op", event.op.encode()),
+                                  ("wpcdc_action", event.action.encode()),
+                              ))
+
+
+def cloudevent_headers(event_id: str, source: SourceInfo, blog_id: int, ce_type: str, subject: str,
+                       routing: Headers) -> Headers:
+    """The CloudEvents attributes every wpcdc event record carries, then its routing headers."""
     return (
         ("ce_specversion", b"1.0"),
-        ("ce_id", event.event_id.encode()),
-        ("ce_source", f"/wpcdc/{source.connector}/{source.database}/blogs/{event.blog_id}".encode()),
-        ("ce_type", (CLOUDEVENTS_TYPE + event.action).encode()),
-        ("ce_subject", f"posts/{event.post_id}".encode()),
-        ("ce_time", _rfc3339(source.ts_ms).encode()),
+        ("ce_id", event_id.encode()),
+        ("ce_source", f"/wpcdc/{source.connector}/{source.database}/blogs/{blog_id}".encode()),
+        ("ce_type", ce_type.encode()),
+        ("ce_subject", subject.encode()),
+        ("ce_time", rfc3339(source.ts_ms).encode()),
         ("content-type", b"application/json"),
-        ("wpcdc_blog_id", str(event.blog_id).encode()),
-        ("wpcdc_post_type", (event.post_type or "").encode()),
-        ("wpcdc_op", event.op.encode()),
-        ("wpcdc_action", event.action.encode()),
+        *routing,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cdc.changes import PostChange, Row
+from cdc.model import PostChange, Row
 from cdc.permalinks import Link
 from cdc.wordpress import AUTO_DRAFT, Capture, editor_action
 

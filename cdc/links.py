@@ -4,7 +4,7 @@ cdc/permalinks.py knows WordPress's rules; this module feeds them what they read
 
 * each blog's settings, read from its options table the first time a flush has an event of the
   blog, and read again before the next flush's events once the binlog showed a write to that
-  table (:class:`~cdc.changes.SettingsWritten`, noticed by table name only: options rows are
+  table (:class:`~cdc.model.SettingsWritten`, noticed by table name only: options rows are
   never decoded, so the options table stays off the hot path, and a burst of option writes costs
   one small read per flush at most);
 * users' nicenames (``%author%``), kept until the users table is written;
@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from cdc.changes import PostKey, Row, SettingsWritten
+from cdc.model import PostKey, Row, SettingsWritten
 from cdc.permalinks import BlogSettings, Link, Permalinks, PostTypeBase
 from cdc.ports import PostStore
 from cdc.terms import TermCatalog

@@ -43,9 +43,9 @@ from cdc.source.retention import Retention, ServerBinlogs, assess
 from cdc.wordpress import TableKind
 
 if TYPE_CHECKING:
-    from cdc.changes import RowsBatch
     from cdc.checkpoint import Checkpoint
     from cdc.events import PostEvent
+    from cdc.model import RowsBatch
 
 disable_created_metrics()  # no *_created series: they double the output and nobody alerts on them
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from cdc.changes import Row
+from cdc.model import Row
 from cdc.wordpress import BUILTIN_POST_TYPES, PUBLISH
 
 INHERIT = "inherit"

@@ -28,7 +28,6 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_nev
 from cdc import endpoints, metrics
 from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
-from cdc.changes import Commit, Idle, PostChange, Row, RowsBatch, SettingsWritten, fold_into, gone
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.clock import Clock
 from cdc.config import StreamSettings
@@ -37,15 +36,16 @@ from cdc.errors import PreflightError, UnsupportedChangeError, WpcdcError
 from cdc.events import Origin, PostEvent, build, moved_event
 from cdc.kafka import connector_topics, ensure_topics, event_topic_spec, event_topics
 from cdc.links import Linker, LinkRequest
+from cdc.model import Commit, Idle, PostChange, Row, RowsBatch, SettingsWritten, fold_into, gone
 from cdc.ports import ChangeSource, Ports
 from cdc.position import Position
 from cdc.routing import TopicRouter
 from cdc.sink import KafkaSink
-from cdc.snapshot import SnapshotProgress, SnapshotReader
 from cdc.source import preflight
 from cdc.source.binlog import BinlogSource, SourceFailed, report_host
 from cdc.source.database import Database
 from cdc.source.retention import BinlogPoller
+from cdc.source.snapshot import SnapshotProgress, SnapshotReader
 from cdc.term_events import build as build_term
 from cdc.term_events import encode as encode_term
 from cdc.term_fanout import TermFanout

@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from cdc.changes import Row
 from cdc.checkpoint import Checkpoint
 from cdc.encode import Record
+from cdc.model import Row
 from cdc.position import Position
-from cdc.snapshot import SnapshotChunk
+from cdc.source.snapshot import SnapshotChunk
 from cdc.wordpress import TableNames
 
 T = TypeVar("T")
@@ -73,7 +73,7 @@ class PostStore(Protocol):
 
 
 class ChunkReader(Protocol):
-    """Consistent backfill chunks (cdc.snapshot.SnapshotReader)."""
+    """Consistent backfill chunks (cdc.source.snapshot.SnapshotReader)."""
 
     def read_chunk(self, blog: int, after_id: int, ids: list[int] | None = None) -> SnapshotChunk: ...
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cdc.encode import DEFAULT_MAX_BYTES, Headers, Record, encode_value
-from cdc.encode import _rfc3339 as rfc3339
+from cdc.encode import DEFAULT_MAX_BYTES, Headers, Record, cloudevent_headers, encode_value
 from cdc.events import Origin, SourceInfo
 from cdc.terms import TermChange
 
@@ -88,20 +87,13 @@ def build(change: TermChange, origin: Origin, now_ms: int) -> TermEvent:
 
 def event_headers(event: TermEvent) -> Headers:
     """CloudEvents attributes (binary content mode) and routing headers, as post events have."""
-    source = event.source
-    return (
-        ("ce_specversion", b"1.0"),
-        ("ce_id", event.event_id.encode()),
-        ("ce_source", f"/wpcdc/{source.connector}/{source.database}/blogs/{event.blog_id}".encode()),
-        ("ce_type", (CLOUDEVENTS_TYPE + event.action).encode()),
-        ("ce_subject", f"terms/{event.term_taxonomy_id}".encode()),
-        ("ce_time", rfc3339(source.ts_ms).encode()),
-        ("content-type", b"application/json"),
-        ("wpcdc_blog_id", str(event.blog_id).encode()),
-        ("wpcdc_taxonomy", (event.taxonomy or "").encode()),
-        ("wpcdc_op", event.op.encode()),
-        ("wpcdc_action", event.action.encode()),
-    )
+    return cloudevent_headers(event.event_id, event.source, event.blog_id, CLOUDEVENTS_TYPE + event.action,
+                              f"terms/{event.term_taxonomy_id}", (
+                                  ("wpcdc_blog_id", str(event.blog_id).encode()),
+                                  ("wpcdc_taxonomy", (event.taxonomy or "").encode()),
+                                  ("wpcdc_op", event.op.encode()),
+                                  ("wpcdc_action", event.action.encode()),
+                              ))
 
 
 def tombstone_headers(event: TermEvent) -> Headers:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from cdc.assemble import Assembler
-from cdc.changes import PostChange, Row
 from cdc.events import Origin, PostEvent, build
+from cdc.model import PostChange, Row
 from cdc.ports import PostStore
 from cdc.term_events import TermEvent
 from cdc.terms import TermChange

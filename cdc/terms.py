@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.changes import PostKey, Row, RowChange, Term
+from cdc.model import PostKey, Row, RowChange, Term
 from cdc.position import Position
 from cdc.wordpress import TableKind
 

@@ -43,7 +43,6 @@ from pymysqlreplication.row_event import (
 )
 
 from cdc import metrics
-from cdc.changes import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
 from cdc.config import MysqlSettings
 from cdc.errors import (
     BinlogPurgedError,
@@ -52,6 +51,7 @@ from cdc.errors import (
     SourceError,
     UnsupportedChangeError,
 )
+from cdc.model import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
 from cdc.normalize import normalize_rows
 from cdc.position import Position
 from cdc.source import compressed, fastpath, handoff, library

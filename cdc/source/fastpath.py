@@ -31,7 +31,7 @@ from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
 
-from cdc.changes import RowChange, RowsBatch, TxnRef
+from cdc.model import RowChange, RowsBatch, TxnRef
 from cdc.position import Position
 from cdc.source import decoding
 from cdc.wordpress import WpTable

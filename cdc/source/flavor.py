@@ -5,7 +5,7 @@ Only MariaDB runs in our test stack, so this is the one place with MySQL-specifi
 unit-tested against recorded answers (tests/unit/test_flavor.py). What stays outside: the binlog
 event types themselves (MariaDB's GTID and compressed events, MySQL's GTID and transaction
 payload events), which the reader (cdc/source/binlog.py) names side by side, and the backfill's
-consistent-snapshot position, read per flavour in cdc/snapshot.py.
+consistent-snapshot position, read per flavour in cdc/source/snapshot.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.changes import Commit, Idle, PostDoc, Row, RowChange, RowsBatch, TxnRef
 from cdc.checkpoint import Checkpoint
 from cdc.encode import Record
 from cdc.errors import (
@@ -28,9 +27,10 @@ from cdc.errors import (
     SinkError,
     SourceError,
 )
+from cdc.model import Commit, Idle, PostDoc, Row, RowChange, RowsBatch, TxnRef
 from cdc.position import Position
-from cdc.snapshot import SnapshotChunk
 from cdc.source.binlog import SourceFailed
+from cdc.source.snapshot import SnapshotChunk
 from cdc.wordpress import AUTO_DRAFT, Capture, TableKind, TableNames
 from tests.sim.model import Binlog, Rotation, Site, Transaction
 
@@ -645,7 +645,7 @@ def snapshot_skip_types(capture: Capture) -> frozenset[str]:
 
 class FakeChunkReader:
     """``ChunkReader``: keyset chunks of posts with their meta and terms, each from one consistent
-    snapshot, filtered as cdc/snapshot.py's SQL filters (no skipped types, no auto-drafts).
+    snapshot, filtered as cdc/source/snapshot.py's SQL filters (no skipped types, no auto-drafts).
 
     ``flavor="mariadb"``: the chunk's position is the binlog's end at the call (MariaDB's
     ``binlog_snapshot_position``) and the data is the database there. ``"mysql"``: the position is

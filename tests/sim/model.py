@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.changes import Commit, PostKey, Row, RowChange, RowsBatch, TxnRef
+from cdc.model import Commit, PostKey, Row, RowChange, RowsBatch, TxnRef
 from cdc.position import Position, file_number
 from cdc.wordpress import AUTO_DRAFT, PUBLISH, TRASH, Capture, TableKind, TableNames, WpTable
 from tests.unit.rows import post_row

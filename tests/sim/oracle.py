@@ -19,8 +19,8 @@ from typing import Any
 import jsonschema
 import orjson
 
-from cdc.changes import PostKey, Row
 from cdc.encode import dumps
+from cdc.model import PostKey, Row
 from cdc.permalinks import BlogSettings, Permalinks
 from cdc.wordpress import Capture
 from tests.integration.harness import fold  # the consumer's fold, with `cut`

@@ -26,13 +26,13 @@ import orjson
 
 from cdc.assemble import Assembler
 from cdc.backfill import new_progress
-from cdc.changes import RowChange
 from cdc.checkpoint import Checkpoint
 from cdc.config import KafkaSettings, MysqlSettings, SnapshotSettings, StreamSettings
 from cdc.errors import WpcdcError
+from cdc.model import RowChange
 from cdc.pipeline import Session
 from cdc.ports import Ports
-from cdc.snapshot import SnapshotProgress
+from cdc.source.snapshot import SnapshotProgress
 from cdc.wordpress import TableKind
 from tests.sim import oracle, term_oracle
 from tests.sim.fakes import (

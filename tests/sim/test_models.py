@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 import pytest
 
-from cdc.changes import Commit, Idle, RowsBatch
 from cdc.checkpoint import Checkpoint
 from cdc.encode import Record, dumps
 from cdc.errors import (
@@ -21,6 +20,7 @@ from cdc.errors import (
     SinkError,
     SourceError,
 )
+from cdc.model import Commit, Idle, RowsBatch
 from cdc.position import Position
 from cdc.source.binlog import SourceFailed
 from cdc.wordpress import TableKind, TableNames

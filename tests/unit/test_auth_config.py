@@ -49,9 +49,9 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Any:
     """``run(*args, env=...)`` → (click result, the settings `wpcdc check` built, or None)."""
     built: list[StreamSettings] = []
     monkeypatch.setattr(logs, "setup", lambda *a, **k: None)
-    import cdc.checks
+    import cdc.commands.check
 
-    monkeypatch.setattr(cdc.checks, "run_checks", lambda settings: built.append(settings) or 0)
+    monkeypatch.setattr(cdc.commands.check, "run_checks", lambda settings: built.append(settings) or 0)
 
     def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[Result, StreamSettings | None]:
         clean: dict[str, str | None] = {o.envvar: None for o in OPTIONS}

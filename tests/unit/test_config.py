@@ -56,13 +56,13 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Any:
     built: list[StreamSettings] = []
     monkeypatch.setattr(logs, "setup", lambda *a, **k: None)  # keep the root logger on pytest's streams
     monkeypatch.setattr(cli, "_run", lambda settings, backfill_now=False: built.append(settings))
-    import cdc.checks
+    import cdc.commands.check
 
     def run_checks(settings: StreamSettings) -> int:
         built.append(settings)
         return 0
 
-    monkeypatch.setattr(cdc.checks, "run_checks", run_checks)
+    monkeypatch.setattr(cdc.commands.check, "run_checks", run_checks)
 
     def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[Result, StreamSettings | None]:
         clean: dict[str, str | None] = {o.envvar: None for o in OPTIONS}  # nothing from the outer environment

@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc.assemble import Assembler
-from cdc.changes import PostDoc
 from cdc.config import KafkaSettings, MysqlSettings, StreamSettings, validate
 from cdc.encode import ROW_KEYS, dumps, encode, encode_value
 from cdc.errors import ConfigError
 from cdc.events import Origin, build
+from cdc.model import PostDoc
 from cdc.position import Position
 from cdc.source import decoding
 from cdc.terms import TermCatalog

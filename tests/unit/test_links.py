@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cdc.changes import SettingsWritten
 from cdc.links import Linker, LinkRequest
+from cdc.model import SettingsWritten
 from cdc.source.binlog import TableFilter
 from cdc.terms import TermCatalog
 from cdc.wordpress import SettingsKind, TableNames

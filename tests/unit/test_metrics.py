@@ -17,9 +17,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from cdc import endpoints, metrics
-from cdc.changes import Commit, Idle
 from cdc.checkpoint import Checkpoint
 from cdc.errors import SinkError, SourceError
+from cdc.model import Commit, Idle
 from cdc.pipeline import Session
 from cdc.position import Position
 from cdc.source.binlog import SourceFailed

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdc.assemble import Assembler
-from cdc.changes import Commit, RowsBatch
+from cdc.model import Commit, RowsBatch
 from cdc.position import Position
 from cdc.terms import TermCatalog, TermChange, term_key
 from cdc.wordpress import Capture, TableKind

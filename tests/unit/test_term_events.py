@@ -14,9 +14,9 @@ import pytest
 from cloudevents.kafka import KafkaMessage, from_binary
 
 from cdc.assemble import Assembler
-from cdc.changes import Row
 from cdc.encode import dumps
 from cdc.events import Origin
+from cdc.model import Row
 from cdc.position import Position
 from cdc.term_events import TermEvent, build, encode
 from cdc.term_fanout import TermFanout

@@ -1,7 +1,10 @@
-"""Row-level values that flow from the source to the assembler.
+"""The values that flow between the stages: the data model of the pipeline.
 
-The source turns binlog events into these, and nothing downstream ever sees a mysql-replication
-type: that keeps normalize/assemble testable with plain dicts and the library replaceable.
+Source → assembly: rows (``RowChange`` in ``RowsBatch``), transaction ends (``Commit``), quiet
+moments (``Idle``) and backfill documents (``PostDoc``). Assembly → events: one ``PostChange``
+per closed change of a post, with its ``MetaDelta``s, ``Term``s and ``RevisionNote``s. The source
+turns binlog events into these, and nothing downstream ever sees a mysql-replication type: that
+keeps normalize/assemble testable with plain dicts and the library replaceable.
 """
 
 from __future__ import annotations
