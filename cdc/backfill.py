@@ -45,17 +45,17 @@ def skip_types(capture: Capture) -> frozenset[str]:
     return frozenset(t for t in capture.excluded_post_types if not capture.wants_type(t))
 
 
-def new_progress(reader: SnapshotReader) -> SnapshotProgress:
+def new_progress(reader: SnapshotReader, wanted: dict[int, tuple[int, ...]] | None = None) -> SnapshotProgress:
+    """A new backfill of every post the reader reads, or (``wanted``, a repair) of those posts."""
     blogs = reader.blogs()
     started = int(time.time() * 1000)
-    wanted = reader.settings.ids
     if wanted is not None:
         gone = sorted(set(wanted) - set(blogs))
         if gone:
             log.warning("repair: blogs %s have no tables; their posts %s cannot be read, drop them downstream",
                         gone, {b: list(wanted[b]) for b in gone})
-        ids = {b: sorted(set(wanted[b])) for b in blogs}
-        return SnapshotProgress(id=uuid.uuid4().hex[:12], blogs=blogs, total=sum(len(v) for v in ids.values()),
+        ids = {b: sorted(set(wanted[b])) for b in blogs if b in wanted}
+        return SnapshotProgress(id=uuid.uuid4().hex[:12], blogs=list(ids), total=sum(len(v) for v in ids.values()),
                                 started_ms=started, ids=ids)
     return SnapshotProgress(id=uuid.uuid4().hex[:12], blogs=blogs, total=reader.count(blogs), started_ms=started)
 

@@ -384,7 +384,7 @@ async def starting_checkpoint(settings: StreamSettings, db: Database, start: str
 def _new_snapshot(settings: StreamSettings, tables: TableNames) -> SnapshotProgress:
     reader = SnapshotReader(settings.mysql, tables, settings.snapshot, skip_types(settings.capture))
     try:
-        return new_progress(reader)
+        return new_progress(reader, settings.snapshot.ids)
     finally:
         reader.close()
 

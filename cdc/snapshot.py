@@ -109,7 +109,7 @@ class SnapshotReader:
 
     def blogs(self) -> list[int]:
         found = self.db.blog_ids(self.tables)
-        wanted = self.settings.blog_ids if self.settings.ids is None else self.settings.ids.keys()
+        wanted = self.settings.blog_ids
         return [b for b in found if wanted is None or b in wanted]
 
     def count(self, blogs: list[int]) -> int:

@@ -124,6 +124,7 @@ class Suspect:
     topic: bytes | None
     db: Any = None  # packed state, None (not in the database) or IGNORED
     position: Position | None = None
+    exact: bool = True  # False: the position is only a lower bound of the read (MySQL)
 
 
 class Verifier:
@@ -180,10 +181,17 @@ class Verifier:
                     f"connector {s.name} has no checkpoint in {s.checkpoint_topic}: verify compares at a position "
                     f"the connector has written past. Start `wpcdc stream --name {s.name}` (with the options it "
                     "runs with), or give --verify-timeout 0 to compare the topic as it stands")
-            if checkpoint.resume >= position:
+            snapshot = checkpoint.snapshot or {}
+            backfilling = bool(snapshot) and not snapshot.get("finished_ms")
+            if checkpoint.resume >= position and not backfilling:
                 return
             if time.monotonic() > deadline:
                 age = time.time() - checkpoint.ts_ms / 1000
+                if backfilling:
+                    raise ConnectorBehindError(
+                        f"connector {s.name} is still backfilling ({snapshot.get('posts_done')} of "
+                        f"{snapshot.get('total')} posts after {self.wait:.0f}s): verify would find the posts not read "
+                        "yet missing; run it once `wpcdc status` shows the backfill finished")
                 raise ConnectorBehindError(
                     f"connector {s.name} did not checkpoint past {position} within {self.wait:.0f}s (its checkpoint "
                     f"resumes at {checkpoint.resume}, written {age:.0f}s ago): is `wpcdc stream --name {s.name}` "
@@ -273,9 +281,10 @@ class Verifier:
             return
         suspects[post_key(doc.blog_id, doc.post_id)] = Suspect(topic, db, position)
 
-    def _reread(self, keys: list[int]) -> dict[int, tuple[Any, Position]]:
-        """The posts ``keys`` read again, each as (packed state, None or IGNORED; the position read at)."""
-        out: dict[int, tuple[Any, Position]] = {}
+    def _reread(self, keys: list[int]) -> dict[int, tuple[Any, Position, bool]]:
+        """The posts ``keys`` read again, each as (packed state, None or IGNORED; the position read
+        at; whether that position is exact)."""
+        out: dict[int, tuple[Any, Position, bool]] = {}
         reader = self._reader()
         try:
             for blog, ids in _by_blog(keys):
@@ -287,7 +296,7 @@ class Verifier:
                         doc = found.get(post_id)
                         state = (None if doc is None else IGNORED if not self.scope.wants_row(doc.row)
                                  else doc_state(doc, self.settings.capture, chunk.position.seq))
-                        out[post_key(blog, post_id)] = (state, chunk.position)
+                        out[post_key(blog, post_id)] = (state, chunk.position, chunk.exact)
         finally:
             reader.close()
         return out
@@ -297,7 +306,7 @@ class Verifier:
     async def _recheck(self, suspects: dict[int, Suspect]) -> tuple[dict[int, Suspect], dict[int, Suspect]]:
         """One round: (the posts still changing, the posts that differ for sure)."""
         fresh = await asyncio.to_thread(self._reread, list(suspects))
-        await self._wait_for_connector(max(pos for _, pos in fresh.values()))
+        await self._wait_for_connector(max(pos for _, pos, _ in fresh.values()))
         tail = TopicFold(self.scope, {k: s.topic for k, s in suspects.items() if s.topic is not None},
                          only=set(suspects))
         await self._read_topic(tail, self.ends)
@@ -305,13 +314,17 @@ class Verifier:
         sure: dict[int, Suspect] = {}
         for key, s in suspects.items():
             s.topic = tail.states.get(key)
-            s.db, s.position = fresh[key]
-            if s.db is IGNORED or (s.topic is not None and is_cut(s.topic)):
+            s.db, s.position, s.exact = fresh[key]
+            if s.db is IGNORED:
                 continue
-            if difference(*split_key(key), s.topic, s.db) is None:
+            if s.topic is not None and is_cut(s.topic):
+                self.report.not_compared.append(_name(key))
+            elif difference(*split_key(key), s.topic, s.db) is None:
                 self.report.in_flight += 1
-            elif s.topic is not None and seq_of(s.topic) > s.position.seq:
-                changing[key] = s  # its newest event is past our read: it changed again
+            elif (s.topic is not None and seq_of(s.topic) > s.position.seq) or not s.exact:
+                # Its newest event is past our read (it changed again), or our read may hold
+                # changes past its position (MySQL): compare again.
+                changing[key] = s
             else:
                 sure[key] = s
         return changing, sure
