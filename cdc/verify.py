@@ -159,6 +159,9 @@ class Verifier:
                 suspects, sure = await self._recheck(suspects)
                 confirmed |= sure
             self.report.changing = [_name(k) for k in sorted(suspects)]
+            if suspects:
+                log.warning("verify: %d posts kept changing through %d re-checks and were not compared: %s; run "
+                            "verify again when they are quiet", len(suspects), ROUNDS, ", ".join(self.report.changing[:20]))
         else:
             confirmed = suspects
         self.report.differ = [d for k in sorted(confirmed) if (d := _difference(k, confirmed[k])) is not None]
