@@ -2,8 +2,9 @@
 
 Both sides are brought to one canonical form first. A database value takes the JSON form an event
 gives it (cdc/encode.py: datetimes as ISO text, bytes and invalid UTF-8 as ``$base64``), then every
-text value becomes the sha256 of its exact bytes; a value the size policy cut to a marker carries
-that same sha256, so a truncated ``post_content`` still compares. Then:
+text value the size policy could have cut (longer than 128 characters), every binary value and
+every invalid UTF-8 text becomes the sha256 of its exact bytes; a value the size policy cut to a
+marker carries that same sha256, so a truncated ``post_content`` still compares. Then:
 
 * the row is 16 bytes of BLAKE2b over its canonical JSON (keys sorted);
 * each meta row is its ``meta_id`` and 8 bytes of BLAKE2b over (key, value): posts are compared
@@ -18,6 +19,7 @@ That is about 70 bytes plus 16 per meta row and 8 per term. No I/O.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import struct
 from collections.abc import Mapping
@@ -27,7 +29,7 @@ from typing import Any
 import orjson
 
 from cdc.changes import PostDoc
-from cdc.encode import dumps
+from cdc.encode import SHORT_TEXT_LIMIT, dumps
 from cdc.fold import Fold, PostState
 from cdc.wordpress import AUTO_DRAFT, Capture
 
@@ -37,24 +39,38 @@ _SCALARS = (int, float, bool, type(None))
 
 
 def canonical(value: Any) -> Any:
-    """The form of ``value`` two sides compare: text as the sha256 (hex) of its exact bytes, a
-    size-policy marker as the sha256 it carries, anything else as its JSON form."""
+    """The form of ``value`` two sides compare: a text value longer than any the size policy keeps
+    (or not valid UTF-8, or binary) as ``[sha256 hex]`` of its exact bytes, a size-policy marker as
+    ``[the sha256 it carries]``, anything else as its JSON form (a list never is a column's value)."""
+    if type(value) is str:
+        if len(value) <= SHORT_TEXT_LIMIT and (value.isascii() or _utf8(value)):
+            return value  # never cut to a marker: itself (hashing every short text costs 40 %)
+        return [hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()]
     if isinstance(value, _SCALARS):
         return value
-    if isinstance(value, str):
-        return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+    if type(value) is dt.datetime and value.tzinfo is None:
+        return value.isoformat()  # what orjson writes for a naive datetime
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return hashlib.sha256(bytes(value)).hexdigest()
+        return [hashlib.sha256(bytes(value)).hexdigest()]
     if isinstance(value, dict):
         if value.get("$truncated") is True:
-            return value.get("sha256")
+            return [value.get("sha256")]
         if "$base64" in value:
-            return hashlib.sha256(base64.b64decode(value["$base64"])).hexdigest()
+            return [hashlib.sha256(base64.b64decode(value["$base64"])).hexdigest()]
         return {k: canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]
-    # datetime, Decimal, timedelta, set: the JSON form an event gives them
+    # Decimal, timedelta, set, a datetime with a zone: the JSON form an event gives them
     return canonical(orjson.loads(dumps(value)))
+
+
+def _utf8(value: str) -> bool:
+    """Whether ``value`` is valid UTF-8 text (surrogate escapes stand for bytes that were not)."""
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def row_digest(row: Mapping[str, Any] | None) -> bytes:

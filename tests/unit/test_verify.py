@@ -4,7 +4,9 @@ differences named, and the repair's backfill of listed posts (deletes of posts t
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import hashlib
 from typing import Any
 
 import orjson
@@ -162,8 +164,12 @@ def test_values_the_size_policy_cut_still_compare_but_an_emptied_list_does_not()
 def test_canonical_forms_agree_between_json_and_python_values() -> None:
     assert canonical(dt.datetime(2026, 1, 2, 3, 4, 5)) == canonical("2026-01-02T03:04:05")
     assert canonical(b"\x00") == canonical({"$base64": "AA=="})
-    assert canonical("é".encode().decode()) == canonical({"$truncated": True, "bytes": 2,
-                                                        "sha256": canonical("é")})
+    long = "é" * 129
+    marker = {"$truncated": True, "bytes": 258, "sha256": hashlib.sha256(long.encode()).hexdigest()}
+    assert canonical(long) == canonical(marker) != canonical(long[:-1] + "e")
+    assert canonical("é" * 128) == "é" * 128, "text the size policy never cuts is itself"
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")
+    assert canonical(bad) == canonical({"$base64": base64.b64encode(b"caf\xe9").decode(), "$invalid_utf8": True})
     assert canonical(5) == 5 and canonical("5") != 5 and canonical(None) is None
     assert column_differences({"a": 1, "b": "x", "c": 3}, {"a": 1, "b": "y", "d": 4}) == ["b", "c", "d"]
 
