@@ -34,9 +34,10 @@ DB = "bench_backfill"
 RESULTS = REPO / "bench" / "results"
 
 
-def populate(st: Stack, posts: int, meta_per_post: int, terms_per_post: int = 2, seed: int = 3) -> dict[str, int]:
+def populate(st: Stack, posts: int, meta_per_post: int, terms_per_post: int = 2, seed: int = 3,
+             database: str = DB) -> dict[str, int]:
     rng = random.Random(seed)
-    conn = st.admin(DB, autocommit=False)
+    conn = st.admin(database, autocommit=False)
     cur = conn.cursor()
     meta_id = 0
     counts = {"posts": 0, "postmeta": 0, "term_relationships": 0}

@@ -217,20 +217,8 @@ class Assembler:
         # The document's row is not cached: a backfill touches every post once, and caching them
         # would only evict the rows of posts being edited (a later meta-only change of a
         # documented post reads its row from the database instead).
-        if self.emitted_since(key, position):
-            return None  # a newer change is in Kafka already: read the post again, later
-        pending = self._pending.get(key)
-        if pending is not None and position < pending.last_pos and (pending.first_pos <= position or not exact):
-            # A pending change with rows on both sides of the document: its net (a term added
-            # before, removed after; a post born before, deleted after) cannot be split at the
-            # document's position, so emitting both would lose what happened after it. Read the
-            # post again once this change is out. With a position that is only a lower bound of the
-            # snapshot (``exact`` False, MySQL), any row after it may be in the document already.
+        if not self._take_document(key, position, exact):
             return None
-        if pending is not None and pending.last_pos <= position:
-            self._drop(key)
-        self.emitted[key] = position
-        self._documented.add(key)
         capture = self.capture
         meta = tuple(
             MetaDelta(int(m["meta_id"]), m["meta_key"], None, m["meta_value"], "add")
@@ -243,6 +231,41 @@ class Assembler:
             terms_removed=(), revisions=(), first_pos=position, last_pos=position, gtid=None,
             ts=ts, rows=1 + len(doc.meta) + len(doc.term_taxonomy_ids), snapshot=True,
         )
+
+    def on_absent(self, blog_id: int, post_id: int, position: Position, ts: int = 0,
+                  exact: bool = True) -> PostChange | None:
+        """A post a repair asked for that is not in the database at ``position`` (or not read under
+        the capture policy): its delete, under the same rule as a document; None when stale.
+
+        Its rows before ``position`` (the delete the stream may still be behind on) are contained
+        in it; those after it (a post created again with the same ID) come after it.
+        """
+        if not self._take_document((blog_id, post_id), position, exact):
+            return None
+        return PostChange(
+            blog_id=blog_id, post_id=post_id, inserted=False, deleted=True, before=None, after=None,
+            row_known=True, posts_row_changed=False, meta=(), terms_added=(), terms_removed=(), revisions=(),
+            first_pos=position, last_pos=position, gtid=None, ts=ts, rows=0,
+        )
+
+    def _take_document(self, key: PostKey, position: Position, exact: bool) -> bool:
+        """Whether a document of ``key`` read at ``position`` goes out now (False: it is stale, read
+        it again); if so, the pending change it contains is dropped and the post marked."""
+        if self.emitted_since(key, position):
+            return False  # a newer change is in Kafka already: read the post again, later
+        pending = self._pending.get(key)
+        if pending is not None and position < pending.last_pos and (pending.first_pos <= position or not exact):
+            # A pending change with rows on both sides of the document: its net (a term added
+            # before, removed after; a post born before, deleted after) cannot be split at the
+            # document's position, so emitting both would lose what happened after it. Read the
+            # post again once this change is out. With a position that is only a lower bound of the
+            # snapshot (``exact`` False, MySQL), any row after it may be in the document already.
+            return False
+        if pending is not None and pending.last_pos <= position:
+            self._drop(key)
+        self.emitted[key] = position
+        self._documented.add(key)
+        return True
 
     def next_due(self) -> float | None:
         """The ``now`` at which ``due`` will next close something (None: nothing is pending)."""

@@ -8,6 +8,10 @@ It runs inside a stream session (same assembler, same flush, same Kafka transact
 ordering rule between snapshot documents and stream changes is applied in one place
 (``Assembler.on_snapshot``) and its progress is checkpointed atomically with its events.
 
+A repair (``wpcdc verify --repair``) is a backfill of listed posts (``SnapshotProgress.ids``): it
+reads those by ID, and a listed post that is not in the database gets its delete, ordered by the
+same rule (``Assembler.on_absent``).
+
 Two brakes keep it polite: ``--snapshot-rows-per-second`` limits the read load on MySQL, and at
 most ``max_chunks_ahead`` chunks may sit ahead of the committed resume point, which bounds the
 per-post marks the checkpoint must carry while the stream catches up to the snapshot.
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +30,7 @@ from cdc import metrics
 from cdc.assemble import Assembler
 from cdc.model import PostChange
 from cdc.position import Position
+from cdc.progress import ProgressBar
 from cdc.source.snapshot import SnapshotChunk, SnapshotProgress, SnapshotReader, SnapshotSettings
 
 if TYPE_CHECKING:
@@ -45,10 +49,19 @@ def skip_types(capture: Capture) -> frozenset[str]:
     return frozenset(t for t in capture.excluded_post_types if not capture.wants_type(t))
 
 
-def new_progress(reader: SnapshotReader) -> SnapshotProgress:
+def new_progress(reader: SnapshotReader, wanted: dict[int, tuple[int, ...]] | None = None) -> SnapshotProgress:
+    """A new backfill of every post the reader reads, or (``wanted``, a repair) of those posts."""
     blogs = reader.blogs()
-    return SnapshotProgress(id=uuid.uuid4().hex[:12], blogs=blogs, total=reader.count(blogs),
-                            started_ms=int(time.time() * 1000))
+    started = int(time.time() * 1000)
+    if wanted is not None:
+        gone = sorted(set(wanted) - set(blogs))
+        if gone:
+            log.warning("repair: blogs %s have no tables; their posts %s cannot be read, drop them downstream",
+                        gone, {b: list(wanted[b]) for b in gone})
+        ids = {b: sorted(set(wanted[b])) for b in blogs if b in wanted}
+        return SnapshotProgress(id=uuid.uuid4().hex[:12], blogs=list(ids), total=sum(len(v) for v in ids.values()),
+                                started_ms=started, ids=ids)
+    return SnapshotProgress(id=uuid.uuid4().hex[:12], blogs=blogs, total=reader.count(blogs), started_ms=started)
 
 
 def has_room(ahead: list[tuple[Position, int]], settings: SnapshotSettings, unflushed: int) -> bool:
@@ -79,7 +92,7 @@ class Backfill:
         self.committed_resume = committed_resume
         self.unflushed = unflushed
         self._ahead: list[tuple[Position, int]] = []  # (position, posts) of chunks not yet behind the resume point
-        self._bar = _ProgressBar(progress)
+        self._bar = ProgressBar("backfill", progress.total, progress.posts_done)
 
     def state(self) -> dict[str, object]:
         """Progress as it must be checkpointed (taken together with the changes emitted)."""
@@ -108,13 +121,22 @@ class Backfill:
         # Stale documents to read again are progress like the cursor: kept in the checkpoint, set
         # in the same instant as the cursor moves past them, so a crash cannot skip them.
         rereads = progress.rereads.setdefault(blog, [])
+        listed = None if progress.ids is None else progress.ids.get(blog, [])
         while True:
             await self._wait_for_room()
-            chunk = await self.blocking(self.reader.read_chunk, blog, cursor)
-            rereads.extend(self._apply(chunk))
-            cursor = chunk.last_id
+            if listed is None:
+                chunk = await self.blocking(self.reader.read_chunk, blog, cursor)
+                rereads.extend(self._apply(chunk))
+                cursor, exhausted = chunk.last_id, chunk.exhausted
+            else:  # a repair: the next listed posts, by ID
+                batch = [i for i in listed if i > cursor][:self.settings.chunk_size]
+                if not batch:
+                    break
+                chunk = await self.blocking(self.reader.read_chunk, blog, cursor, batch)
+                rereads.extend(self._apply(chunk, batch))
+                cursor, exhausted = batch[-1], batch[-1] >= listed[-1]
             progress.last_id[blog] = cursor
-            if chunk.exhausted:
+            if exhausted:
                 break
         for _ in range(MAX_REREADS):
             if not rereads:
@@ -123,13 +145,15 @@ class Backfill:
             # a newer snapshot, so each still gets its complete document.
             await self._wait_for_room()
             chunk = await self.blocking(self.reader.reread, blog, list(rereads))
-            rereads[:] = self._apply(chunk)
+            rereads[:] = self._apply(chunk, None if listed is None else list(rereads))
         if rereads:
             log.warning("backfill: posts %s of blog %d kept changing; their stream events stand in", rereads, blog)
             rereads.clear()
 
-    def _apply(self, chunk: SnapshotChunk) -> list[int]:
-        """Hand the chunk's documents to the assembler; returns the ids found stale."""
+    def _apply(self, chunk: SnapshotChunk, listed: list[int] | None = None) -> list[int]:
+        """Hand the chunk's documents to the assembler; returns the ids found stale. ``listed``
+        (a repair): the posts the chunk was read for; those it does not hold are not in the
+        database (or no longer captured) at its position, and get their delete."""
         ts = int(time.time())
         changes: list[PostChange] = []
         stale: list[int] = []
@@ -139,9 +163,16 @@ class Backfill:
                 stale.append(doc.post_id)
             else:
                 changes.append(change)
+        absent = sorted(set(listed or ()) - {doc.post_id for doc in chunk.docs})
+        for post_id in absent:
+            change = self.assembler.on_absent(chunk.blog_id, post_id, chunk.position, ts, exact=chunk.exact)
+            if change is None:
+                stale.append(post_id)
+            else:
+                changes.append(change)
         self.emit(changes)  # together with the progress below, before any await
-        self.progress.posts_done += len(chunk.docs) - len(stale)
-        self._ahead.append((chunk.position, len(chunk.docs)))
+        self.progress.posts_done += len(chunk.docs) + len(absent) - len(stale)
+        self._ahead.append((chunk.position, len(chunk.docs) + len(absent)))
         metrics.snapshot_rows("posts", chunk.rows_read)
         metrics.snapshot_progress(self.progress.posts_done)
         self._bar.update(self.progress.posts_done)
@@ -154,34 +185,3 @@ class Backfill:
             if has_room(self._ahead, self.settings, self.unflushed()):
                 return
             await self.pause(0.01)
-
-
-class _ProgressBar:
-    """A tqdm bar on a terminal; a log line every ten seconds otherwise."""
-
-    def __init__(self, progress: SnapshotProgress) -> None:
-        self.total = progress.total
-        self._bar = None
-        self._last_log = 0.0
-        self._started = time.monotonic()
-        self._start_done = progress.posts_done
-        if sys.stderr.isatty():
-            from tqdm import tqdm  # type: ignore[import-untyped]
-
-            self._bar = tqdm(total=progress.total, initial=progress.posts_done, unit="post", desc="backfill")
-
-    def update(self, done: int) -> None:
-        if self._bar is not None:
-            self._bar.update(done - self._bar.n)
-            return
-        now = time.monotonic()
-        if now - self._last_log >= 10:
-            self._last_log = now
-            rate = (done - self._start_done) / max(now - self._started, 1e-6)
-            eta = (self.total - done) / rate if rate > 0 else float("nan")
-            log.info("backfill: %d/%d posts, %.0f posts/s, ETA %.0fs", done, self.total, rate, eta)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-

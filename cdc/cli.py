@@ -146,7 +146,7 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         capture=capture, start=kw["start"], metrics_port=kw["metrics_port"],
         metrics_host=kw["metrics_host"], stall_timeout=kw["stall_timeout"],
         binlog_poll_interval=kw["binlog_poll_interval"],
-        snapshot_mode=kw["snapshot"], snapshot=_snapshot_settings(kw),
+        snapshot_mode=kw["snapshot"], snapshot=_snapshot_settings(kw), verify_timeout=kw["verify_timeout"],
         post_type_bases=build_post_type_bases(kw["post_type_base"]), link_fanout=kw["link_fanout"],
     )
     validate(settings)
@@ -254,6 +254,7 @@ def main(ctx: click.Context, log_level: str, log_format: str) -> None:
       wpcdc backfill  snapshot every existing post into the topic, then exit
       wpcdc status    where a connector stands: checkpoint, lag, pending
       wpcdc offsets   show or move the saved position
+      wpcdc verify    compare the topic with the database (--repair: re-emit what differs)
 
     Every option can also come from WPCDC_<OPTION> (WPCDC_MYSQL_HOST, ...) or from the TOML
     file given by --config: the command line wins, then the environment, then the file.
@@ -343,6 +344,35 @@ def status(as_json: bool, **kw: Any) -> int:
     from cdc.commands.status import show_status
 
     return show_status(build_settings(kw), as_json)
+
+
+@main.command(short_help="Compare the topic with the database; --repair re-emits what differs.")
+@declared("verify")
+@click.option("--repair", is_flag=True,
+              help="Re-emit the posts that differ through the backfill. Run it with the connector "
+              "stopped (it writes with the connector's name, like backfill).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts).")
+@click.pass_obj
+@run_command
+def verify(obj: dict[str, str], repair: bool, as_json: bool, **kw: Any) -> int:
+    """Fold the event topic as a consumer does and compare every post with the database.
+
+    Give it the connector's own options (the same --name, --blogs, capture options, --config or
+    WPCDC_* environment). While the connector runs, verify compares at one point the connector
+    has passed, and checks again each post that differs, so changes in flight are not reported.
+    Posts that differ are listed on stdout and the exit status is 50.
+
+    With --repair, run with the connector STOPPED (like backfill; a running one is found and
+    refused, exit 52): the posts that differ get a new document (or a delete, for a post the
+    database no longer has) through the backfill, in order with the stream; then start the
+    connector again and run verify to confirm. Changes made while the connector was stopped count
+    as differences then, and are re-emitted too.
+    """
+    from cdc.commands.verify import run_verify
+
+    settings = build_settings(kw)
+    logs.setup(obj["log_level"], obj["log_format"], settings.name)
+    return run_verify(settings, repair, as_json)
 
 
 @main.group()

@@ -148,6 +148,9 @@ class SnapshotSettings:
     # Posts documented ahead of the stream's resume point: each carries a mark in the checkpoint
     # record (about 12 bytes), so this bounds the record (~50 KB) whatever the chunk size.
     max_posts_ahead: int = 4_000
+    # Exactly these posts, per blog (``wpcdc verify --repair``): the filters above do not apply,
+    # and a post not in the database gets its delete (cdc/backfill.py).
+    ids: dict[int, tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         _check_declared(self, "snapshot.")
@@ -191,6 +194,7 @@ class StreamSettings:
     binlog_poll_interval: float = default("binlog_poll_interval")  # SHOW BINARY LOGS for the retention metrics
     post_type_bases: tuple[tuple[str, PostTypeBase], ...] = ()  # --post-type-base, parsed
     link_fanout: int = default("link_fanout")
+    verify_timeout: float = default("verify_timeout")  # `wpcdc verify`: how long to wait for the connector
 
     @property
     def transactional_id(self) -> str:

@@ -34,6 +34,9 @@ class Exit(IntEnum):
     RECORD_TOO_LARGE = 32
     CHECKPOINT = 40
     CHECKPOINT_MISSING = 41
+    VERIFY_MISMATCH = 50
+    VERIFY_BEHIND = 51
+    VERIFY_RUNNING = 52
 
 
 # code → (what it means, in a line for --help; the commands that exit with it, as the docs list them)
@@ -41,7 +44,7 @@ EXIT_CODES: dict[Exit, tuple[str, str]] = {
     Exit.OK: ("success; `stream` stopped by SIGTERM/SIGINT after writing a last checkpoint", "all"),
     Exit.BUG: ("unexpected error (a bug: the traceback is in the log)", "all"),
     Exit.CONFIG: ("usage or configuration error (the message names the option)", "all"),
-    Exit.NO_CHECKPOINT: ("no checkpoint for this connector", "`status`, `offsets show`"),
+    Exit.NO_CHECKPOINT: ("no checkpoint for this connector", "`status`, `offsets show`, `verify`"),
     Exit.MYSQL_CONNECT: ("preflight: MySQL refused the login or the TLS handshake, or the database does not exist "
                          "(`stream` waits for an unreachable server instead)", "`check`, start of `stream`"),
     Exit.LOG_BIN: ("preflight: log_bin is off", "`check`, start of `stream`"),
@@ -67,6 +70,12 @@ EXIT_CODES: dict[Exit, tuple[str, str]] = {
                       "transaction (retried by stream)", "`stream`, `offsets`, `status`"),
     Exit.CHECKPOINT_MISSING: ("no checkpoint, but the event topic holds events: the checkpoint was lost "
                               "(resume with `offsets set`, --start end, or backfill)", "`stream`, `check`"),
+    Exit.VERIFY_MISMATCH: ("verify found posts whose state in the topic differs from the database (listed on "
+                           "stdout; `verify --repair` re-emits them)", "`verify`"),
+    Exit.VERIFY_BEHIND: ("verify: the connector's checkpoint did not pass the position to compare at within "
+                         "--verify-timeout (is `wpcdc stream` running?)", "`verify`"),
+    Exit.VERIFY_RUNNING: ("verify --repair: the connector is running (stop it first: the repair writes with its "
+                          "name) or has a backfill to finish", "`verify --repair`"),
 }
 RETRIED_BY_STREAM = (Exit.SOURCE, Exit.SINK, Exit.CHECKPOINT)
 
@@ -209,3 +218,33 @@ class UnsupportedChangeError(SourceError):
         super().__init__(message)
         self.position = position
         self.end = end
+
+
+class VerifyError(WpcdcError):
+    """``wpcdc verify`` found differences, or could not compare at a consistent point."""
+
+    exit_code: int = Exit.VERIFY_MISMATCH
+
+
+class MismatchError(VerifyError):
+    """Posts differ between the event topic and the database (the report lists them)."""
+
+
+class NoCheckpointError(VerifyError):
+    """The connector has no checkpoint: there is no position to wait for."""
+
+    exit_code: int = Exit.NO_CHECKPOINT
+
+
+class ConnectorBehindError(VerifyError):
+    """The connector's checkpoint did not pass the position verify compares at, in time: verify
+    would report every change still in flight as a mismatch, so it stops instead."""
+
+    exit_code: int = Exit.VERIFY_BEHIND
+
+
+class ConnectorRunningError(VerifyError):
+    """``verify --repair`` found the connector running: the repair takes over its transactional id,
+    which would fence it."""
+
+    exit_code: int = Exit.VERIFY_RUNNING

@@ -21,8 +21,10 @@ from typing import Any
 from cdc.errors import ConfigError
 
 GLOBAL = ("wpcdc",)  # options of the command group itself, before the command's name
-SOURCE = ("stream", "backfill", "check", "status", "offsets")  # every command that connects
-STREAMING = ("stream", "backfill")
+SOURCE = ("stream", "backfill", "check", "status", "offsets", "verify")  # every command that connects
+# Commands shaped like the stream: `verify` compares under the connector's capture policy, and its
+# --repair runs the connector's own session.
+STREAMING = ("stream", "backfill", "verify")
 COMMANDS = SOURCE
 
 
@@ -237,6 +239,11 @@ OPTIONS: tuple[Option, ...] = (
            choices=("never", "initial", "when_needed"),
            help="Backfill existing posts: initial (a new connector), when_needed (also after the saved position "
            "was purged). An interrupted backfill always resumes."),
+    # ------------------------------------------------ verify: the topic against the database
+    Option("verify_timeout", 120.0, float, commands=("verify",), setting="verify_timeout", low=0,
+           note=" seconds (0 = do not wait)",
+           help="Seconds to wait for the connector to checkpoint past the position verify compares at "
+           "(0: compare the topic as it stands; changes not written yet then count as differences)."),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -521,7 +521,7 @@ async def _new_event_topic(settings: StreamSettings, topic: str) -> None:
 def _new_snapshot(settings: StreamSettings, tables: TableNames) -> SnapshotProgress:
     reader = SnapshotReader(settings.mysql, tables, settings.snapshot, skip_types(settings.capture))
     try:
-        return new_progress(reader)
+        return new_progress(reader, settings.snapshot.ids)
     finally:
         reader.close()
 

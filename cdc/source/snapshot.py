@@ -39,6 +39,9 @@ class SnapshotProgress:
     last_id: dict[int, int] = field(default_factory=dict)
     done_blogs: list[int] = field(default_factory=list)
     rereads: dict[int, list[int]] = field(default_factory=dict)  # stale documents to read again, per blog
+    # A repair (``wpcdc verify --repair``): exactly these posts per blog, in ID order. Kept in the
+    # checkpoint, so a connector that resumes an interrupted repair reads these and no others.
+    ids: dict[int, list[int]] | None = None
     posts_done: int = 0
     total: int = 0
     started_ms: int = 0
@@ -60,7 +63,7 @@ class SnapshotProgress:
             "total": self.total,
             "started_ms": self.started_ms,
             "finished_ms": self.finished_ms,
-        }
+        } | ({} if self.ids is None else {"ids": {str(b): list(ids) for b, ids in self.ids.items()}})
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SnapshotProgress:
@@ -74,6 +77,7 @@ class SnapshotProgress:
             total=int(doc.get("total", 0)),
             started_ms=int(doc.get("started_ms", 0)),
             finished_ms=doc.get("finished_ms"),
+            ids=None if doc.get("ids") is None else {int(b): [int(i) for i in ids] for b, ids in doc["ids"].items()},
         )
 
 
@@ -120,14 +124,16 @@ class SnapshotReader:
     def _table(self, blog: int, kind: TableKind) -> str:
         return f"`{self.db.settings.database}`.`{self.tables.name(blog, kind)}`"
 
-    def _filter(self, after_id: int) -> tuple[str, list[Any]]:
+    def _filter(self, after_id: int, scoped: bool = True) -> tuple[str, list[Any]]:
+        """The WHERE clause: after the cursor, what the capture policy keeps and, when ``scoped``,
+        what the --snapshot-* options ask for (posts asked for by ID are read whatever those say)."""
         s = self.settings
         clauses = ["ID > %s"]
-        args: list[Any] = [max(after_id, s.id_min - 1)]
-        if s.id_max is not None:
+        args: list[Any] = [max(after_id, s.id_min - 1) if scoped else after_id]
+        if s.id_max is not None and scoped:
             clauses.append("ID <= %s")
             args.append(s.id_max)
-        if s.post_types:
+        if s.post_types and scoped:
             clauses.append("post_type IN (" + ",".join(["%s"] * len(s.post_types)) + ")")
             args.extend(sorted(s.post_types))
         if self.skip_types:
@@ -146,7 +152,8 @@ class SnapshotReader:
         raise SourceError("internal: MySQL positions are read before the snapshot starts")
 
     def read_chunk(self, blog: int, after_id: int, ids: list[int] | None = None) -> SnapshotChunk:
-        """The next chunk after ``after_id`` (or exactly the posts ``ids``), consistently."""
+        """The next chunk after ``after_id`` (or exactly the posts ``ids`` among those after it, the
+        --snapshot-* filters aside: they were chosen already), consistently."""
         self._throttle()
         flavor = self.db.flavor
         before: Position | None = None
@@ -166,7 +173,7 @@ class SnapshotReader:
                 # snapshot is exactly at ``before``.
                 exact = self.db.current_position()[0] == before
             position = before or self._position()
-            where, args = self._filter(after_id)
+            where, args = self._filter(after_id, scoped=ids is None)
             if ids is not None:
                 where += " AND ID IN (" + ",".join(["%s"] * len(ids)) + ")"
                 args = [*args, *ids]

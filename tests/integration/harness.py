@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import KafkaSettings, default_checkpoint_topic
+from cdc.fold import Fold, PostState
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, KeyPattern
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,30 +199,25 @@ class Connector:
 def fold(events: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
     """Replay events into per-post state: row, meta by meta_id, term_taxonomy_ids, rows covered.
 
-    A snapshot document sets the whole state, a delete clears it, other events apply their
-    changes: what a consumer building a search index does. ``cut`` says an event the size policy
-    cut touched the state since the last delete or snapshot (it cannot be compared then).
+    The rules are the consumer's fold of cdc/fold.py (the one ``wpcdc verify`` uses); this adds
+    what the tests count. ``cut`` says an event the size policy cut in any way touched the state
+    since the last delete or snapshot (its values cannot be compared as they are then).
     """
-    state: dict[tuple[int, int], dict[str, Any]] = {}
+    rules = Fold()
+    states: dict[tuple[int, int], PostState | None] = {}
+    out: dict[tuple[int, int], dict[str, Any]] = {}
     for e in events:
-        s = state.setdefault((e["blog_id"], e["post_id"]),
-                             {"row": None, "meta": {}, "terms": set(), "rows": 0, "cut": False})
+        key = (e["blog_id"], e["post_id"])
+        s = out.setdefault(key, {"row": None, "meta": {}, "terms": set(), "rows": 0, "cut": False})
         s["rows"] += e["source"]["rows"]
-        if e["op"] in ("delete", "snapshot"):
+        state = states[key] = rules.apply(states.get(key), e)
+        if state is None:
             s["row"], s["meta"], s["terms"], s["cut"] = None, {}, set(), False
-        if e["op"] == "delete":
             continue
-        s["cut"] = s["cut"] or "truncated" in e
-        s["row"] = e["after"]
+        cut = False if e["op"] == "snapshot" else s["cut"]
+        s["row"], s["meta"], s["terms"], s["cut"] = state.row, state.meta, state.terms, cut or "truncated" in e
         s["link"] = (e.get("link") or {}).get("after")
-        for m in e["meta"]:
-            if m["op"] == "delete":
-                s["meta"].pop(m["meta_id"], None)
-            else:
-                s["meta"][m["meta_id"]] = (m["key"], m["after"])
-        s["terms"] |= {t["term_taxonomy_id"] for t in e["terms"]["added"]}
-        s["terms"] -= {t["term_taxonomy_id"] for t in e["terms"]["removed"]}
-    return state
+    return out
 
 
 class Workload(threading.Thread):

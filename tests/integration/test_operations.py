@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cdc import errors
 from tests.integration.harness import REPO, Connector, wait_until
+from tests.unit import test_dashboard as dashboard
 
 import stack as local_stack
 
@@ -171,6 +172,13 @@ def test_metrics_after_a_real_stream(cdc_env, wordpress) -> None:  # type: ignor
         v = lambda name, **lb: s.get((name, tuple(sorted(lb.items()))), 0.0)  # noqa: E731
 
         assert v("wpcdc_info", connector=c.name, version="0.1.0") == 1
+        # Every metric the alerting rules and the Grafana dashboard query is served by this process.
+        served = set()
+        for family in text_string_to_metric_families(m.get("/metrics")[1]):
+            suffixes = {"counter": ["_total"], "info": ["_info"], "histogram": ["_bucket", "_sum", "_count"]}
+            served |= {family.name + x for x in suffixes.get(family.type, [""])}
+        queried = {n for n in dashboard.used() if n.startswith("wpcdc_")}
+        assert len(queried) >= 15 and queried <= served, sorted(queried - served)
         assert v("wpcdc_binlog_rows_total", table="posts") >= 3
         assert v("wpcdc_binlog_rows_total", table="postmeta") >= 1
         assert v("wpcdc_binlog_rows_filtered_total", table="postmeta") >= 1  # _edit_lock

@@ -82,6 +82,10 @@ class Run:
         rng = self.rng
         self.clock = VirtualClock()
         self.backfill = rng.random() < 0.4
+        # A repair (`wpcdc verify --repair`) instead of a full backfill: every post ID ever handed
+        # out and two not yet, listed, so deletes of absent posts meet posts born after them.
+        # Chosen by the seed, not drawn: the seeds of REGRESSION_SEEDS keep their sequence.
+        self.repair = self.backfill and seed % 7 == 5
         self.site, self.binlog, self.workload = new_world(seed, posts=rng.randint(6, 24) if self.backfill
                                                           else rng.randint(0, 10))
         self.kafka = FakeKafka(clock=self.clock)
@@ -253,7 +257,7 @@ class Run:
             checkpoint = Checkpoint(NAME, self.binlog.end() if self.backfill else self._first(),
                                     gtid=self.binlog.gtid() if self.backfill else None, server_id=1)
             if self.backfill:
-                progress = new_progress(self._reader())
+                progress = self._repair_progress() if self.repair else new_progress(self._reader())
                 checkpoint = Checkpoint(checkpoint.connector, checkpoint.resume, checkpoint.gtid,
                                         server_id=1, snapshot=progress.as_dict())
             self.start = checkpoint.resume  # before the write: it may commit and then "crash"
@@ -296,6 +300,12 @@ class Run:
         from cdc.position import Position
 
         return Position(self.binlog.files()[0], 4)
+
+    def _repair_progress(self) -> SnapshotProgress:
+        site = self.binlog.state_now()
+        ids = {blog: list(range(1, site.auto_increment.get((blog, TableKind.POSTS), 1) + 2)) for blog in sorted(site.blogs)}
+        self.counters["repair"] += 1
+        return SnapshotProgress(id="repair", blogs=sorted(ids), total=sum(map(len, ids.values())), ids=ids)
 
     def _reader(self) -> FakeChunkReader:
         return FakeChunkReader(self.binlog, self.settings.snapshot.chunk_size, random.Random(self.rng.random()),
@@ -372,7 +382,15 @@ class Run:
                     and before[0].file == position.file and before[0].pos == 4:
                 counters["race5: idle after a rotation moved the resume point"] += 1
 
+        on_absent = assembler.on_absent
+
+        def counted_on_absent(blog_id: int, post_id: int, position: Any, ts: int = 0, exact: bool = True) -> Any:
+            change = on_absent(blog_id, post_id, position, ts, exact=exact)
+            counters["repair: a listed post not in the database" + (" (stale)" if change is None else "")] += 1
+            return change
+
         assembler.on_snapshot = counted_on_snapshot  # type: ignore[method-assign]
+        assembler.on_absent = counted_on_absent  # type: ignore[method-assign]
         assembler.on_idle = counted_on_idle  # type: ignore[method-assign]
 
 

@@ -31,7 +31,7 @@ from cdc.options import OPTIONS, Option, for_command
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-NOT_DECLARED = {"help", "version", "as_json"}  # click's own, and status's output format
+NOT_DECLARED = {"help", "version", "as_json", "repair"}  # click's own, output formats, verify's --repair
 
 
 def commands() -> list[tuple[str, click.Command]]:
@@ -63,6 +63,13 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Any:
         return 0
 
     monkeypatch.setattr(cdc.commands.check, "run_checks", run_checks)
+    import cdc.commands.verify
+
+    def run_verify(settings: StreamSettings, repair: bool = False, as_json: bool = False) -> int:
+        built.append(settings)
+        return 0
+
+    monkeypatch.setattr(cdc.commands.verify, "run_verify", run_verify)
 
     def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[Result, StreamSettings | None]:
         clean: dict[str, str | None] = {o.envvar: None for o in OPTIONS}  # nothing from the outer environment

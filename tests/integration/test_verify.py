@@ -1,0 +1,179 @@
+"""`wpcdc verify` against the real stack: a streamed WordPress workload verifies clean (changes in
+flight included), mismatches planted behind the binlog's back are found and named, `--repair`
+re-emits exactly those posts, and verify then passes.
+
+Each test has a blog of its own (other tests write blogs 1 and 2 meanwhile) and a connector that
+backfills it first (`--snapshot initial`), so the topic holds every post of the blog.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import orjson
+import pymysql
+import pytest
+
+from tests.integration.harness import REPO, Connector, unique
+
+pytestmark = pytest.mark.integration
+
+
+def verify(c: Connector, blog: int, *more: str, json: bool = True, timeout: float = 300) -> tuple[int, Any, str]:
+    """Run `wpcdc verify` for connector ``c`` on ``blog``: (exit code, report (JSON) or stdout, stderr)."""
+    cmd = [sys.executable, "-m", "cdc", "--log-format", "json", "verify", "--name", c.name, "--blogs", str(blog),
+           *more, *(["--json"] if json else [])]
+    proc = subprocess.run(cmd, env=c.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    out: Any = proc.stdout
+    if json and proc.stdout.strip():
+        out = orjson.loads(proc.stdout)
+    return proc.returncode, out, proc.stderr
+
+
+def new_blog(wordpress: Any, posts: int = 4) -> tuple[int, list[int]]:
+    blog = wordpress.create_blog(unique("verify"))
+    return blog, wordpress.seed(posts, blog=blog)
+
+
+def admin(port: int) -> pymysql.connections.Connection:
+    """The admin connection, writing behind the binlog's back (the changes no connector can see)."""
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database="wordpress",
+                           autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin = 0")
+    return conn
+
+
+def keys(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {d["key"]: d for d in report["differ"]}
+
+
+def test_a_streamed_workload_verifies_clean_with_changes_in_flight(connectors, wordpress) -> None:  # type: ignore[no-untyped-def]
+    blog, ids = new_blog(wordpress)
+    c: Connector = connectors(window=3.0, extra=["--blogs", str(blog), "--snapshot", "initial"])
+    c.start()
+    wp = wordpress
+    extra = wp.create_post("with tags and meta", "body", status="publish", tags=["v1", "v2"],
+                           meta={"colour": "blue"}, blog=blog)
+    wp.update_post(ids[0], title="edited", content="new body", blog=blog)
+    wp.run("update_meta", blog, post_id=ids[1], key="colour", value="red")
+    wp.run("set_tags", blog, post_id=extra, tags=["v3"], append=False)
+    wp.trash(ids[2], blog=blog)
+    wp.delete(ids[3], blog=blog)
+
+    started = time.monotonic()
+    rc, report, err = verify(c, blog)
+    seconds = time.monotonic() - started
+    assert rc == 0, err[-3000:]
+    assert report["differ"] == [] and report["changing"] == [] and report["position"]
+    assert report["equal"] == report["compared"] >= len(ids) + 1
+    assert seconds < 60, f"verify took {seconds:.1f}s"
+
+    # Edited just before verify starts, inside the connector's 3-second window: not a difference.
+    wp.update_post(ids[1], title="in flight", blog=blog)
+    rc, report, err = verify(c, blog)
+    assert rc == 0 and report["differ"] == [], (report, err[-3000:])
+
+    # Edits while verify runs (one post every ~1.5 s, each post every ~4.5 s: past the window, so
+    # the connector keeps up): they land between the fold and the database read, or after it.
+    stop = threading.Event()
+    edits = 0
+
+    def edit() -> None:
+        nonlocal edits
+        while not stop.is_set():
+            post = (ids[0], ids[1], extra)[edits % 3]
+            try:
+                wp.update_post(post, title=f"busy {edits}", blog=blog)
+                wp.run("update_meta", blog, post_id=post, key="colour", value=f"c{edits}")
+            except Exception as exc:  # noqa: BLE001 - a busy shared server refusing a connection
+                if "WordPressError" not in type(exc).__name__:
+                    raise
+            edits += 1
+            stop.wait(1.0)
+
+    editor = threading.Thread(target=edit, daemon=True)
+    editor.start()
+    try:
+        time.sleep(2)
+        rc, report, err = verify(c, blog)
+    finally:
+        stop.set()
+        editor.join(30)
+    assert edits >= 2
+    print("edits while verifying:", edits, {k: report[k] for k in ("in_flight", "changing", "equal", "seconds")})
+    assert rc == 0 and report["differ"] == [], (report, err[-3000:])
+    assert c.running
+
+
+def test_planted_mismatches_are_named_and_repair_re_emits_exactly_them(connectors, wordpress, stack) -> None:  # type: ignore[no-untyped-def]
+    blog, ids = new_blog(wordpress, posts=6)
+    c: Connector = connectors(window=0.5, extra=["--blogs", str(blog), "--snapshot", "initial"])
+    c.start()
+    rc, report, err = verify(c, blog)
+    assert rc == 0 and report["differ"] == [], err[-3000:]
+
+    title, rating, gone, untermed, calm = ids[0], ids[1], ids[2], ids[3], ids[4]
+    posts, postmeta, rels = (f"wp_{blog}_{t}" for t in ("posts", "postmeta", "term_relationships"))
+    conn = admin(stack.mysql)
+    with conn, conn.cursor() as cur:
+        cur.execute(f"UPDATE {posts} SET post_title = 'planted' WHERE ID = %s", (title,))
+        assert cur.execute(f"UPDATE {postmeta} SET meta_value = 'planted' WHERE post_id = %s "
+                           "AND meta_key = 'wpcdc_rating'", (rating,)) == 1
+        cur.execute(f"DELETE FROM {posts} WHERE ID = %s", (gone,))
+        cur.execute(f"INSERT INTO {posts} (post_author, post_date, post_date_gmt, post_content, post_title, "
+                    "post_excerpt, post_status, post_name, to_ping, pinged, post_modified, post_modified_gmt, "
+                    "post_content_filtered, guid, post_type) VALUES (1, NOW(), NOW(), 'hidden', 'hidden', '', "
+                    "'publish', 'hidden', '', '', NOW(), NOW(), '', '', 'post')")
+        hidden = cur.lastrowid
+        assert cur.execute(f"DELETE FROM {rels} WHERE object_id = %s LIMIT 1", (untermed,)) == 1
+    planted = {f"{blog}:{p}" for p in (title, rating, gone, hidden, untermed)}
+
+    rc, report, err = verify(c, blog)
+    assert rc == 50, err[-3000:]
+    found = keys(report)
+    assert set(found) == planted
+    assert found[f"{blog}:{title}"]["columns"] == ["post_title"] and found[f"{blog}:{title}"]["row"]
+    assert list(found[f"{blog}:{rating}"]["meta"]["keys"].values()) == ["wpcdc_rating"]
+    assert found[f"{blog}:{rating}"]["meta"]["changed"] and not found[f"{blog}:{rating}"]["row"]
+    assert found[f"{blog}:{gone}"]["kind"] == "extra" and found[f"{blog}:{hidden}"]["kind"] == "missing"
+    assert len(found[f"{blog}:{untermed}"]["terms"]["extra"]) == 1
+    assert "posts differ between topic" in err
+
+    rc, text, _ = verify(c, blog, json=False)
+    assert rc == 50
+    assert f"post {blog}:{title}: differs in row (post_title)" in text
+    assert f"post {blog}:{rating}: differs in meta changed: wpcdc_rating (meta_id" in text
+    assert f"post {blog}:{gone}: in the topic, not in the database" in text
+    assert f"post {blog}:{hidden}: in the database, missing from the topic" in text
+
+    # Repair needs the connector stopped, and a stopped connector cannot be waited for.
+    assert c.stop() == 0
+    wordpress.update_post(calm, title="changed while stopped", blog=blog)
+    rc, _, err = verify(c, blog, "--verify-timeout", "2")
+    assert rc == 51 and "did not checkpoint past" in err, err[-2000:]
+    before = len(c.messages())
+    rc, report, err = verify(c, blog, "--repair")
+    assert rc == 0, err[-3000:]
+    changed_while_stopped = f"{blog}:{calm}"
+    assert set(report["repaired"]) == planted | {changed_while_stopped}
+
+    new = c.messages()[before:]
+    by_key: dict[str, list[str | None]] = {}
+    for m in new:
+        by_key.setdefault(m.key, []).append(None if m.value is None else m.value["op"])
+    assert set(by_key) == planted | {changed_while_stopped}, "exactly the posts that differed"
+    assert by_key[f"{blog}:{gone}"] == ["delete", None], "a delete, then the tombstone"
+    for key in planted - {f"{blog}:{gone}"}:
+        assert by_key[key] == ["snapshot"], key
+
+    c.start()
+    rc, report, err = verify(c, blog)
+    assert rc == 0 and report["differ"] == [], (report, err[-3000:])
+    rc, _, err = verify(c, blog, "--repair")
+    assert rc == 52 and "is running" in err, err[-2000:]
+    assert c.running
