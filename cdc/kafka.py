@@ -35,13 +35,16 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from cdc import metrics
-from cdc.config import KafkaSettings, StreamSettings
-from cdc.errors import SinkError
+from cdc.config import LEGACY_CHECKPOINT_TOPIC, KafkaSettings, StreamSettings
+from cdc.errors import ConfigError, SinkError
 from cdc.routing import TopicRouter
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+# CreateTopics errors no retry can heal: invalid topic name, topic/cluster authorization failed,
+# invalid config, policy violation.
+PERMANENT_TOPIC_ERRORS = frozenset({17, 29, 31, 40, 44})
 UNKNOWN_TOPIC = 3
 # Kafka's own default for max.message.bytes (1 MiB + the record batch overhead).
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
@@ -158,13 +161,17 @@ class KafkaReader:
     async def partitions(self, topic: str) -> list[TopicPartition] | None:
         """The topic's partitions, or None when the topic does not exist."""
         with self._errors():
+            # Listed first: a Metadata request naming a missing topic would create it on a broker
+            # with auto.create.topics.enable=true (Kafka's default), with the broker's settings.
+            if topic not in set(await retrying(self.settings, self._admin.list_topics)):
+                return None
             described = await retrying(self.settings, lambda: self._admin.describe_topics([topic]))
         for entry in described:
             if entry["topic"] != topic:
                 continue
-            if entry["error_code"] == UNKNOWN_TOPIC or not entry["partitions"]:
-                return None
-            if entry["error_code"]:
+            if entry["error_code"] or not entry["partitions"]:
+                # A listed topic whose partitions Kafka cannot give now (leader election,
+                # authorization): never "no topic", which would read as "no checkpoint".
                 raise SinkError(f"Kafka at {self.settings.bootstrap} cannot describe topic {topic} "
                                 f"(error {entry['error_code']}) to {self.purpose}")
             return [TopicPartition(topic, p["partition"]) for p in sorted(entry["partitions"],
@@ -279,7 +286,9 @@ async def event_topics(settings: StreamSettings) -> list[str]:
     finally:
         await admin.close()
     pattern = router.pattern()
-    return sorted(t for t in names if pattern.fullmatch(t))
+    # A template such as wpcdc.{name}.{post_type} also matches the connector's own other topics.
+    own = {settings.checkpoint_topic, settings.term_topic, LEGACY_CHECKPOINT_TOPIC}
+    return sorted(t for t in names if pattern.fullmatch(t) and t not in own)
 
 
 @dataclass(frozen=True)
@@ -310,6 +319,10 @@ async def cluster_defaults(admin: AIOKafkaAdminClient, settings: KafkaSettings) 
             for entry in resource["config_entries"]:
                 values[entry["config_names"]] = entry["config_value"]
     factor = int(values.get("default.replication.factor") or 1)
+    if factor > len(brokers):
+        log.warning("the brokers' default.replication.factor is %d but Kafka at %s lists %d live broker(s): "
+                    "new topics get %d replica(s); if a broker is only down for now, give --replication-factor",
+                    factor, settings.bootstrap, len(brokers), len(brokers))
     return ClusterDefaults(len(brokers), min(factor, len(brokers)), int(values.get("min.insync.replicas") or 1))
 
 
@@ -338,6 +351,12 @@ async def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec],
             metrics.kafka_error("topics")
             reasons = "; ".join(f"{e['topic']}: {e['error_message'] or 'error ' + str(e['error_code'])}"
                                 for e in failed)
+            if any(e["error_code"] in PERMANENT_TOPIC_ERRORS for e in failed):
+                # Retrying cannot help (an invalid name, a policy, no right to create): stop loudly
+                # instead of holding every later event behind this flush.
+                raise ConfigError(f"Kafka at {settings.bootstrap} refuses to create topics ({reasons}): fix the "
+                                  "topic name (--topic, --term-topic), the cluster's policy or the ACLs, or "
+                                  "create the topics yourself (docs/operations.md lists their settings)")
             raise SinkError(f"Kafka at {settings.bootstrap} refused to create topics with replication factor "
                             f"{factor} ({reasons}); create them yourself (docs/operations.md lists their "
                             "settings) or set --replication-factor to what the cluster accepts")
@@ -361,7 +380,10 @@ async def check_topics(settings: KafkaSettings, specs: Sequence[TopicSpec]) -> l
     try:
         with kafka_errors(settings, "describe topics"):
             await admin.start()
-            names = [s.name for s in specs]
+            existing = set(await retrying(settings, admin.list_topics))
+            names = [s.name for s in specs if s.name in existing]  # never name a missing one (auto-create)
+            if not names:
+                return []
             described = {t["topic"]: t for t in await retrying(settings, lambda: admin.describe_topics(names))}
             present = [s for s in specs if described.get(s.name, {}).get("partitions")]
             if not present:

@@ -120,7 +120,10 @@ class KafkaSink:
             ) from None
         except KafkaError as exc:
             metrics.kafka_error("write")
-            raise _fenced_or_sink(exc, self.settings, "accept events", self.topic, self.max_message_bytes) from None
+            # The topic of the largest record: the one Kafka refused when it says "too large".
+            largest = max(records, key=lambda r: len(r.value or b""), default=None)
+            topic = (largest.topic if largest is not None else None) or self.topic
+            raise _fenced_or_sink(exc, self.settings, "accept events", topic, self.max_message_bytes) from None
         finally:
             metrics.write_finished()
 

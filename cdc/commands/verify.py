@@ -403,6 +403,14 @@ def run_verify(settings: StreamSettings, repair: bool = False, as_json: bool = F
     """``wpcdc verify``: print the report; MismatchError (exit 50) when posts differ and were not
     repaired. With ``repair`` (the connector stopped) the posts that differ are re-emitted."""
     from cdc import repair as repairing
+    from cdc.errors import ConfigError
+    from cdc.routing import TopicRouter
+
+    if not TopicRouter(settings.topic, settings.name).static:
+        # Its fold addresses records by (partition, offset) of one topic; a template's several
+        # topics would read as "topic missing" and report (and --repair re-emit) every post.
+        raise ConfigError(f"--topic {settings.topic!r} is a routing template: `wpcdc verify` reads one event "
+                          "topic and does not follow templates yet; verify with a connector that writes one topic")
 
     async def main() -> Report:
         stop = asyncio.Event()

@@ -66,3 +66,13 @@ def test_a_delete_goes_to_the_types_topic_with_its_tombstone() -> None:
     records = router.route(deleted, encode(deleted))
     assert [(r.topic, r.value is None) for r in records] == [("t.1.page", False), ("t.1.page", True)]
     assert router.route(dataclasses.replace(created), encode(created))[0].topic == "t.1.page"
+
+
+def test_verify_refuses_a_routing_template_instead_of_reporting_every_post() -> None:
+    from cdc.commands.verify import run_verify
+    from cdc.config import KafkaSettings, MysqlSettings, StreamSettings
+
+    settings = StreamSettings(name="site", mysql=MysqlSettings(), kafka=KafkaSettings(),
+                              topic="wpcdc.site.{post_type}", checkpoint_topic="wpcdc.site.checkpoints")
+    with pytest.raises(ConfigError, match="routing template"):
+        run_verify(settings)
