@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = {
         "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                      if line.startswith("model name")), platform.processor()),
-        "cores": os.cpu_count(), "python": platform.python_version(),
+        "cores": os.cpu_count(), "load_average": [round(x, 1) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
         "aiokafka": version("aiokafka"), "cramjam": version("cramjam"),
     }
     print(f"machine: {machine}")

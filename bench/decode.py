@@ -25,8 +25,8 @@ def _hwm_mb() -> float:
 
 
 def decode_range(st: Stack, database: str, start: Pos, end: Pos, *, fastpath: bool = True) -> dict[str, Any]:
-    from cdc.changes import Commit, RowsBatch
     from cdc.config import MysqlSettings
+    from cdc.model import Commit, RowsBatch
     from cdc.position import Position
     from cdc.source.binlog import BinlogSource, SourceFailed
     from cdc.wordpress import TableNames
@@ -83,7 +83,7 @@ def _source(st: Stack, database: str, start: Pos, fastpath: bool) -> Any:
 
 
 def _items(source: Any, end: Pos) -> Any:
-    from cdc.changes import Commit, RowsBatch
+    from cdc.model import Commit, RowsBatch
     from cdc.position import Position
     from cdc.source.binlog import SourceFailed
 

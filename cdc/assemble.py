@@ -14,6 +14,9 @@ Exactly-once rests on two facts kept here:
   Replaying from the low watermark, a row at or before that mark is already in Kafka and is
   skipped. A post's changes cover contiguous runs of its rows, so one mark per post suffices.
 
+With term events on, a term's rows (``wp_terms``, ``wp_term_taxonomy``) are a pending change
+of their own, keyed by ``terms.term_key``: the same window, bounds, resume point and marks.
+
 Cuts happen only between rows events (batches), because a mark names a rows event.
 No I/O: time comes in as ``now`` (see pipeline.Clock).
 """
@@ -25,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.changes import (
+from cdc.model import (
     ABSENT,
     Commit,
     MetaDelta,
@@ -40,7 +43,7 @@ from cdc.changes import (
 )
 from cdc.position import Position
 from cdc.rowcache import RowCache, row_size
-from cdc.terms import TermCatalog
+from cdc.terms import TermCatalog, TermChange, TermFold, is_news, term_id_of, term_key
 from cdc.wordpress import Capture, TableKind, is_autosave
 
 HISTORY_MAX = 50_000  # pruned marks a session remembers for backfill documents (~150 bytes each: ~8 MB)
@@ -68,6 +71,7 @@ class _Pending:
     terms: dict[int, int] = field(default_factory=dict)  # term_taxonomy_id → net +/-
     revisions: dict[int, RevisionNote] = field(default_factory=dict)
     reopened: bool = False  # closed once with its post row gone from the database, then held
+    term: TermFold | None = None  # the pending change of a term (key: terms.term_key), not of a post
 
 
 class Assembler:
@@ -86,6 +90,7 @@ class Assembler:
         done_upto: Position | None = None,
         max_marks: int = 5_000,
         pruned_upto: Position | None = None,
+        term_events: bool = False,
     ) -> None:
         if window < 0 or max_delay < window:
             raise ValueError("need 0 <= window <= max_delay")
@@ -119,12 +124,20 @@ class Assembler:
         # Changes closed without a post row (cache miss): kept until the pipeline's lookup says
         # whether the post still exists, with the mark the close replaced (see reopen).
         self._unresolved: dict[PostKey, tuple[_Pending, Position | None]] = {}
-        # Reopened changes waiting for their post's delete row: key → give-up time.
+        # Reopened changes waiting for their post's delete row, and new terms waiting for their
+        # taxonomy row: key → give-up time.
         self._held: dict[PostKey, float] = {}
         self._last_commit: Commit | None = None
         self.pending_bytes = 0
         self.rows_skipped = 0  # replayed rows already in Kafka
         self.rows_folded = 0  # rows that reached a pending change (the rest were filtered)
+        self.forced_closes = 0  # changes the memory bound closed before their window
+        # Term events (cdc/terms.py): a term's rows are pending changes like a post's, keyed by
+        # term_key, so they hold the resume point back and carry a mark once closed. Closed ones
+        # wait in ``_closed_terms`` for the next flush, which takes them with the checkpoint.
+        self.term_events = term_events
+        self._closed_terms: list[TermChange] = []
+        self._pending_terms = 0
 
     # ------------------------------------------------------------------ input
 
@@ -139,6 +152,7 @@ class Assembler:
             # transaction (a statement changing a million rows) the resume point cannot move, so
             # the marks of posts emitted meanwhile are folded into done_upto the same way.
             closed = self.close_all(include_held=True)
+            self.forced_closes += len(closed)
             self.done_upto = batch.position
             self._remember(k for k, pos in self.emitted.items() if pos <= batch.position)
             self.emitted = {k: pos for k, pos in self.emitted.items() if pos > batch.position}
@@ -369,6 +383,11 @@ class Assembler:
             return True
         return self.pruned_upto is not None and position < self.pruned_upto
 
+    def pending_before(self, key: PostKey) -> Row | None:
+        """The post's row before its pending change, when that change wrote its posts row."""
+        p = self._pending.get(key)
+        return p.before if p is not None and p.posts_row else None
+
     @property
     def stream_marks(self) -> int:
         """Marks set by the stream's own closes (not by backfill documents)."""
@@ -376,7 +395,33 @@ class Assembler:
 
     @property
     def pending_posts(self) -> int:
-        return len(self._pending)
+        return len(self._pending) - self._pending_terms
+
+    @property
+    def pending_terms(self) -> int:
+        return self._pending_terms
+
+    @property
+    def closed_terms(self) -> int:
+        """Term changes closed and not yet taken by a flush."""
+        return len(self._closed_terms)
+
+    def take_terms(self) -> list[TermChange]:
+        """The term changes closed since the last call. Their rows no longer hold the resume point
+        back: the flush that takes them must write them with the checkpoint it computes next."""
+        taken, self._closed_terms = self._closed_terms, []
+        return taken
+
+    def is_pending(self, key: PostKey) -> bool:
+        return key in self._pending
+
+    def mark(self, key: PostKey, position: Position) -> None:
+        """An event of a post that has no pending change went out at ``position`` beside its own
+        changes (cdc/term_fanout.py): a backfill document read before it is stale from now on."""
+        mark = self.emitted.get(key)
+        if mark is None or mark < position:
+            self.emitted[key] = position
+            self._documented.discard(key)
 
     # -------------------------------------------------------------- internals
 
@@ -384,6 +429,8 @@ class Assembler:
         kind = change.table.kind
         if kind is TableKind.TERMS or kind is TableKind.TERM_TAXONOMY:
             self.catalog.apply(change)
+            if self.term_events:
+                self._on_term_row(change, now)
             return
         blog = change.table.blog_id
         post_id = change.post_id
@@ -426,6 +473,26 @@ class Assembler:
                 p.terms[ttid] = net
             else:
                 p.terms.pop(ttid, None)
+
+    def _on_term_row(self, change: RowChange, now: float) -> None:
+        term_id = term_id_of(change)
+        key = term_key(change.table.blog_id, term_id)
+        # A count rewrite alone is no event, so it opens no pending change; inside one it is
+        # folded (nothing it shows changes but post_count).
+        if (key not in self._pending and not is_news(change)) or self._already_emitted(key, change.position):
+            return
+        p = self._touch(key, change, now)
+        if p.term is None:
+            p.term = TermFold(term_id)
+            self._pending_terms += 1
+        p.term.fold(change)
+        if change.table.kind is TableKind.TERM_TAXONOMY:
+            self._held.pop(key, None)
+        elif change.op == "insert" and not p.term.taxonomy:
+            # wp_insert_term: the term row, then its taxonomy row in a transaction of its own. Held
+            # (not closed by a commit with window 0) until that row comes, so the event's name and
+            # slug are the row's, not the catalog's, which after a restart reads a newer database.
+            self._held[key] = now + self.max_delay
 
     def _on_revision(self, change: RowChange, now: float) -> None:
         if self.capture.revisions == "skip" or change.op == "delete":
@@ -510,6 +577,8 @@ class Assembler:
         del self._by_last[key]
         self._held.pop(key, None)
         self.pending_bytes -= p.nbytes
+        if p.term is not None:
+            self._pending_terms -= 1
         return p
 
     def _merge(self, p: _Pending, later: _Pending) -> None:
@@ -541,6 +610,9 @@ class Assembler:
         self.emitted[key] = p.last_pos
         self._documented.discard(key)
         blog, post_id = key
+        if p.term is not None:
+            self._closed_terms += p.term.close(blog, self.catalog, p.first_pos, p.last_pos, p.gtid, p.ts, p.rows)
+            return None
         meta = tuple(
             MetaDelta.between(mid, k, b, a) for mid, (k, b, a) in p.meta.items()
             if (b is ABSENT) != (a is ABSENT) or (b is not ABSENT and b != a)

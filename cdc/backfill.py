@@ -1,5 +1,9 @@
 """The backfill task: snapshot chunks into the running session, beside the binlog stream.
 
+The reading is cdc/source/snapshot.py's (consistent chunks of posts with their binlog position);
+this module paces it and hands each chunk to the session, whose assembler decides, post by post,
+whether a document is news.
+
 It runs inside a stream session (same assembler, same flush, same Kafka transaction), so the
 ordering rule between snapshot documents and stream changes is applied in one place
 (``Assembler.on_snapshot``) and its progress is checkpointed atomically with its events.
@@ -24,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from cdc import metrics
 from cdc.assemble import Assembler
-from cdc.changes import PostChange
+from cdc.model import PostChange
 from cdc.position import Position
 from cdc.progress import ProgressBar
-from cdc.snapshot import SnapshotChunk, SnapshotProgress, SnapshotReader, SnapshotSettings
+from cdc.source.snapshot import SnapshotChunk, SnapshotProgress, SnapshotReader, SnapshotSettings
 
 if TYPE_CHECKING:
     from cdc.ports import ChunkReader

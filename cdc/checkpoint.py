@@ -11,16 +11,17 @@ in the same Kafka transaction as the events it covers; see docs/design.md.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from cdc import metrics
-from cdc.changes import PostKey
 from cdc.config import LEGACY_CHECKPOINT_TOPIC, KafkaSettings, default_checkpoint_topic
 from cdc.errors import CheckpointBlockedError, CheckpointError, CheckpointMissingError
 from cdc.kafka import KafkaReader, topic_offsets
+from cdc.model import PostKey
 from cdc.position import Position
 
 CHECKPOINT_VERSION = 1
@@ -159,14 +160,15 @@ class CheckpointStore:
                 return legacy, LEGACY_CHECKPOINT_TOPIC
         return saved, self.topic
 
-    async def require_not_lost(self, event_topic: str) -> None:
+    async def require_not_lost(self, event_topics: Sequence[str]) -> None:
         """The lost-checkpoint rule: no checkpoint while the event topic holds events.
 
         Starting at the binlog's end then would skip every change since in silence, so this raises
         CheckpointMissingError (exit 41) with the three ways on. Callers ask only when no
         checkpoint was found and the operator did not say how to start.
         """
-        held = await topic_offsets(self.settings, event_topic)
+        held = sum([await topic_offsets(self.settings, topic) for topic in event_topics])
+        event_topic = ", ".join(event_topics)
         if held:
             raise CheckpointMissingError(
                 f"no checkpoint for connector {self.connector!r} in {self.topic}, but its event topic "

@@ -21,16 +21,19 @@ from cdc import __version__, logs, options
 from cdc.config import (
     KafkaSettings,
     MysqlSettings,
+    OAuthSettings,
     SnapshotSettings,
     StreamSettings,
     build_capture,
+    build_post_type_bases,
     default_checkpoint_topic,
     default_server_id,
     load_toml,
     read_secret,
     validate,
 )
-from cdc.errors import RETRIED_BY_STREAM, ConfigError, WpcdcError, exit_table
+from cdc.errors import RETRIED_BY_STREAM, ConfigError, Exit, WpcdcError, exit_table
+from cdc.kafka_options import parse_assignments
 from cdc.options import Option
 
 log = logging.getLogger("wpcdc")
@@ -43,6 +46,8 @@ def _click_option(o: Option, **extra: Any) -> Callable[[F], F]:
     kw: dict[str, Any] = {"envvar": o.envvar, "show_envvar": True, "default": o.default, "help": o.help_text}
     if o.show_default:
         kw["show_default"] = True
+    if o.multiple:
+        kw["multiple"] = True
     if o.choices:
         kw["type"] = click.Choice(o.choices, case_sensitive=o.case_sensitive)
     elif o.file:
@@ -72,40 +77,58 @@ def _blogs(text: str) -> frozenset[int] | None:
     return ids or None
 
 
-def _secrets(kw: dict[str, Any]) -> tuple[str, str | None]:
-    """The passwords, registered for masking in logs before anything can print them."""
-    mysql_password = read_secret(kw["mysql_password"], kw["mysql_password_file"], "MySQL password")
-    kafka_password = read_secret(kw["kafka_sasl_password"], kw["kafka_sasl_password_file"],
-                                 "Kafka SASL password") or None
-    logs.register_secret(mysql_password)
-    logs.register_secret(kafka_password)
+def _secrets(kw: dict[str, Any]) -> dict[str, str | None]:
+    """The passwords and the OAuth client secret, each from its option or its file, registered for
+    masking in logs before anything can print them."""
+    found: dict[str, str | None] = {
+        "mysql": read_secret(kw["mysql_password"], kw["mysql_password_file"], "MySQL password"),
+        "kafka": read_secret(kw["kafka_sasl_password"], kw["kafka_sasl_password_file"], "Kafka SASL password"),
+        "oauth": read_secret(kw["kafka_sasl_oauth_client_secret"], kw["kafka_sasl_oauth_client_secret_file"],
+                             "OAuth client secret"),
+        "ssl_key": read_secret(None, kw["kafka_ssl_key_password_file"], "Kafka TLS key password"),
+    }
+    for value in found.values():
+        logs.register_secret(value)
     ctx = click.get_current_context(silent=True)
     for o in options.OPTIONS:
         if o.secret and ctx is not None and ctx.get_parameter_source(o.name) is click.core.ParameterSource.COMMANDLINE:
             log.warning("%s on the command line is visible to every user of this machine (ps, /proc): "
                         "use %s or %s-file instead", o.flag, o.envvar, o.flag)
-    return mysql_password, kafka_password
+    return found
+
+
+def _kafka_settings(kw: dict[str, Any], secrets: dict[str, str | None]) -> KafkaSettings:
+    oauth = OAuthSettings(
+        token_endpoint=kw["kafka_sasl_oauth_token_endpoint"], client_id=kw["kafka_sasl_oauth_client_id"],
+        client_secret=secrets["oauth"] or None, scope=kw["kafka_sasl_oauth_scope"],
+        audience=kw["kafka_sasl_oauth_audience"], ca_file=kw["kafka_sasl_oauth_ca"],
+        token_file=kw["kafka_sasl_oauth_token_file"],
+    )
+    return KafkaSettings(
+        bootstrap=kw["kafka_bootstrap"], security_protocol=kw["kafka_security_protocol"],
+        sasl_mechanism=kw["kafka_sasl_mechanism"], sasl_username=kw["kafka_sasl_username"],
+        sasl_password=secrets["kafka"] or None, oauth=oauth,
+        ssl_cafile=kw["kafka_ssl_ca"], ssl_certfile=kw["kafka_ssl_cert"], ssl_keyfile=kw["kafka_ssl_key"],
+        ssl_key_password=secrets["ssl_key"] or None,
+        options=parse_assignments(kw["kafka_option"] or ()),
+    )
 
 
 def build_settings(kw: dict[str, Any]) -> StreamSettings:
     """Options (as click passes them) → validated StreamSettings.
 
     A command that lacks an option (``check`` has no --window) builds with its declared default.
+    The settings are kept in the click context, for :func:`_failure_hint`.
     """
     kw = options.defaults() | kw
     name = kw["name"]
-    mysql_password, kafka_password = _secrets(kw)
+    secrets = _secrets(kw)
     mysql = MysqlSettings(
         host=kw["mysql_host"], port=kw["mysql_port"], user=kw["mysql_user"],
-        password=mysql_password,
-        database=kw["mysql_database"], ssl_ca=kw["mysql_ssl_ca"],
+        password=secrets["mysql"] or "", database=kw["mysql_database"],
+        ssl_ca=kw["mysql_ssl_ca"], ssl_cert=kw["mysql_ssl_cert"], ssl_key=kw["mysql_ssl_key"],
     )
-    kafka = KafkaSettings(
-        bootstrap=kw["kafka_bootstrap"], security_protocol=kw["kafka_security_protocol"],
-        sasl_mechanism=kw["kafka_sasl_mechanism"], sasl_username=kw["kafka_sasl_username"],
-        sasl_password=kafka_password,
-        ssl_cafile=kw["kafka_ssl_ca"],
-    )
+    kafka = _kafka_settings(kw, secrets)
     capture = build_capture(
         kw["ignore_meta"], kw["keep_meta"], kw["exclude_post_types"],
         kw["include_post_types"], kw["exclude_statuses"], kw["revisions"],
@@ -114,6 +137,7 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         name=name, mysql=mysql, kafka=kafka, table_prefix=kw["table_prefix"], blog_ids=_blogs(kw["blogs"]),
         server_id=default_server_id(name) if kw["server_id"] is None else kw["server_id"],
         topic=kw["topic"] or f"wpcdc.{name}.posts", checkpoint_topic=kw["checkpoint_topic"] or default_checkpoint_topic(name),
+        term_topic=kw["term_topic"] or f"wpcdc.{name}.terms", term_fanout=kw["term_fanout"],
         partitions=kw["partitions"], replication_factor=kw["replication_factor"], compression=kw["compression"],
         delivery=kw["delivery"],
         window=kw["window"], max_delay=kw["max_delay"],
@@ -121,9 +145,31 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         max_message_bytes=kw["max_message_bytes"],
         capture=capture, start=kw["start"], metrics_port=kw["metrics_port"],
         metrics_host=kw["metrics_host"], stall_timeout=kw["stall_timeout"],
+        binlog_poll_interval=kw["binlog_poll_interval"],
         snapshot_mode=kw["snapshot"], snapshot=_snapshot_settings(kw), verify_timeout=kw["verify_timeout"],
+        post_type_bases=build_post_type_bases(kw["post_type_base"]), link_fanout=kw["link_fanout"],
     )
-    return validate(settings)
+    validate(settings)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta["wpcdc.settings"] = settings
+    return settings
+
+
+def _failure_hint(code: int) -> str | None:
+    """After a failure with exit ``code``: what a refused login the client libraries could not see
+    would explain (cdc/login.py), when the server still refuses; else None."""
+    from cdc import login
+
+    ctx = click.get_current_context(silent=True)
+    settings = ctx.meta.get("wpcdc.settings") if ctx is not None else None
+    if not isinstance(settings, StreamSettings):
+        return None
+    if code in (Exit.KAFKA, Exit.SINK, Exit.CHECKPOINT):
+        return login.explain(settings.kafka)
+    if code == Exit.MYSQL_CONNECT:
+        return login.explain_mysql(settings.mysql)
+    return None
 
 
 def _snapshot_settings(kw: dict[str, Any]) -> SnapshotSettings:
@@ -156,6 +202,10 @@ def run_command(fn: Callable[..., int | None]) -> Callable[..., None]:
         except WpcdcError as exc:
             log.error("%s", exc)
             click.echo(f"wpcdc: {logs.redact(str(exc))}", err=True)
+            hint = _failure_hint(exc.exit_code)
+            if hint:
+                log.error("%s", hint)
+                click.echo(f"wpcdc: {logs.redact(hint)}", err=True)
             sys.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
@@ -270,9 +320,13 @@ def check(**kw: Any) -> int:
     One line per check on stdout ("ok" or "FAIL" with the fix); the exit status names the first
     failed check (10-18, see `wpcdc --help`).
     """
-    from cdc.checks import run_checks
+    from cdc.commands.check import run_checks
 
-    return run_checks(build_settings(kw))
+    code = run_checks(build_settings(kw))
+    hint = _failure_hint(code)
+    if hint:
+        click.echo(f"      {logs.redact(hint)}")
+    return code
 
 
 @main.command(short_help="Where a connector stands: checkpoint, lag, pending.")
@@ -287,7 +341,7 @@ def status(as_json: bool, **kw: Any) -> int:
     (offsets committed and still in open transactions, the newest event). Read-only: safe
     while the connector runs. Exit 3 when the connector has no checkpoint yet.
     """
-    from cdc.status import show_status
+    from cdc.commands.status import show_status
 
     return show_status(build_settings(kw), as_json)
 
@@ -314,7 +368,7 @@ def verify(obj: dict[str, str], repair: bool, as_json: bool, **kw: Any) -> int:
     connector again and run verify to confirm. Changes made while the connector was stopped count
     as differences then, and are re-emitted too.
     """
-    from cdc.verify import run_verify
+    from cdc.commands.verify import run_verify
 
     settings = build_settings(kw)
     logs.setup(obj["log_level"], obj["log_format"], settings.name)
@@ -331,7 +385,7 @@ def offsets() -> None:
 @run_command
 def offsets_show(**kw: Any) -> int:
     """Print the committed checkpoint as JSON."""
-    from cdc.checks import show_offsets
+    from cdc.commands.offsets import show_offsets
 
     return show_offsets(build_settings(kw))
 
@@ -342,7 +396,7 @@ def offsets_show(**kw: Any) -> int:
 @run_command
 def offsets_set(position: str, **kw: Any) -> int:
     """Resume from POSITION (FILE:POS, a transaction boundary) next time."""
-    from cdc.checks import set_offsets
+    from cdc.commands.offsets import set_offsets
     from cdc.position import Position
 
     try:
@@ -357,6 +411,6 @@ def offsets_set(position: str, **kw: Any) -> int:
 @run_command
 def offsets_reset(**kw: Any) -> int:
     """Resume from the current end of the binlog next time (skips what happened meanwhile)."""
-    from cdc.checks import set_offsets
+    from cdc.commands.offsets import set_offsets
 
     return set_offsets(build_settings(kw), None)

@@ -5,24 +5,29 @@ order of precedence (click applies it: command line > env > ``default_map`` from
 default). Secrets can be given as files (``--mysql-password-file``), the way Kubernetes mounts them.
 
 Defaults, ranges and choices are those declared in cdc/options.py; this module checks them and the
-rules that tie two options together.
+rules that tie two options together (those of TLS and SASL in cdc/security.py).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+import ssl
 import tomllib
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cdc import kafka_options, security
 from cdc.errors import ConfigError
-from cdc.options import BY_NAME, FILE_KEYS, OPTIONS, default
+from cdc.options import BY_NAME, FILE_KEYS, OPTIONS, TABLES, Option, default
+from cdc.permalinks import PostTypeBase, parse_post_type_bases
 from cdc.wordpress import DEFAULT_EXCLUDED_POST_TYPES, DEFAULT_IGNORED_META, Capture, KeyPattern
 
 LEGACY_CHECKPOINT_TOPIC = "wpcdc.checkpoints"  # shared by every connector before per-connector topics
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 def default_checkpoint_topic(connector: str) -> str:
@@ -38,8 +43,8 @@ class MysqlSettings:
     password: str = field(default=default("mysql_password"), repr=False)
     database: str = default("mysql_database")
     ssl_ca: str | None = default("mysql_ssl_ca")
-    ssl_cert: str | None = None
-    ssl_key: str | None = None
+    ssl_cert: str | None = default("mysql_ssl_cert")
+    ssl_key: str | None = default("mysql_ssl_key")
     connect_timeout: float = 10.0
 
     def pymysql_kwargs(self) -> dict[str, Any]:
@@ -57,30 +62,76 @@ class MysqlSettings:
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    """Where SASL/OAUTHBEARER tokens come from (cdc/oauth.py): a token endpoint, with a client's
+    id and secret (client credentials), or a file someone else keeps fresh."""
+
+    token_endpoint: str | None = default("kafka_sasl_oauth_token_endpoint")
+    client_id: str | None = default("kafka_sasl_oauth_client_id")
+    client_secret: str | None = field(default=default("kafka_sasl_oauth_client_secret"), repr=False)
+    scope: str | None = default("kafka_sasl_oauth_scope")
+    audience: str | None = default("kafka_sasl_oauth_audience")
+    ca_file: str | None = default("kafka_sasl_oauth_ca")
+    token_file: str | None = default("kafka_sasl_oauth_token_file")
+
+    @property
+    def configured(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True)
 class KafkaSettings:
     bootstrap: str = default("kafka_bootstrap")
     security_protocol: str = default("kafka_security_protocol")
     sasl_mechanism: str | None = default("kafka_sasl_mechanism")
     sasl_username: str | None = default("kafka_sasl_username")
     sasl_password: str | None = field(default=default("kafka_sasl_password"), repr=False)
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
     ssl_cafile: str | None = default("kafka_ssl_ca")
+    ssl_certfile: str | None = default("kafka_ssl_cert")
+    ssl_keyfile: str | None = default("kafka_ssl_key")
+    ssl_key_password: str | None = field(default=None, repr=False)
+    options: kafka_options.Pairs = ()  # --kafka-option, as given: (("linger.ms", "5"), ...)
     request_timeout_ms: int = 30_000
 
-    def client_kwargs(self) -> dict[str, Any]:
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def client_kwargs(self, client: str | None = None) -> dict[str, Any]:
+        """aiokafka's arguments for ``client`` ("producer", "consumer" or "admin"); with None, only
+        what every client takes, so one dict can build an admin client and consumers alike.
+
+        ``--kafka-option`` settings come last and win; a producer-only one (``linger.ms``) is only
+        in the producer's.
+        """
         kw: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
         }
-        if self.sasl_mechanism:
+        if self.sasl_mechanism == "OAUTHBEARER":
+            from cdc import oauth
+
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_oauth_token_provider"] = oauth.provider_for(self.oauth)
+        elif self.sasl_mechanism:
             kw["sasl_mechanism"] = self.sasl_mechanism
             kw["sasl_plain_username"] = self.sasl_username
             kw["sasl_plain_password"] = self.sasl_password
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
+        if self.tls:
+            kw["ssl_context"] = self.ssl_context()
+        return kw | kafka_options.arguments(self.options, client)
 
-            kw["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
-        return kw
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS to the brokers: their CA (else the system's), our certificate for mutual TLS, and the
+        hostname check unless ``--kafka-option ssl.endpoint.identification.algorithm=`` turns it off."""
+        from aiokafka.helpers import create_ssl_context
+
+        context = create_ssl_context(cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile,
+                                     password=self.ssl_key_password)
+        context.check_hostname = kafka_options.hostname_check(self.options)
+        return context
 
 
 @dataclass(frozen=True)
@@ -119,6 +170,8 @@ class StreamSettings:
     server_id: int = 0  # 0: not set; build_settings derives one from the name
     topic: str = ""
     checkpoint_topic: str = ""
+    term_topic: str = ""  # "": no term events (settings built in code without it)
+    term_fanout: int = default("term_fanout")
     partitions: int = default("partitions")
     replication_factor: int | None = default("replication_factor")  # None: the cluster's default
     compression: str = default("compression")
@@ -138,6 +191,9 @@ class StreamSettings:
     metrics_port: int | None = default("metrics_port")
     metrics_host: str = default("metrics_host")
     stall_timeout: float = default("stall_timeout")  # seconds without progress before /readyz says "stalled"
+    binlog_poll_interval: float = default("binlog_poll_interval")  # SHOW BINARY LOGS for the retention metrics
+    post_type_bases: tuple[tuple[str, PostTypeBase], ...] = ()  # --post-type-base, parsed
+    link_fanout: int = default("link_fanout")
     verify_timeout: float = default("verify_timeout")  # `wpcdc verify`: how long to wait for the connector
 
     @property
@@ -180,6 +236,15 @@ def load_toml(path: str | None) -> dict[str, Any]:
     written: dict[str, str] = {}  # option name → the key as the file spells it
     for keys, value in _leaves(doc):
         name, shown = "_".join(keys).replace("-", "_"), ".".join(keys)
+        table = _table_of(keys)
+        if table is not None:
+            option, entry = table
+            if written.get(option.name, option.table) != option.table:
+                raise ConfigError(f"config file {path}: {written[option.name]!r} and {option.table!r} both set "
+                                  f"{option.flag}; keep one")
+            written[option.name] = option.table or ""
+            flat.setdefault(option.name, []).append(f"{entry}={_text(value)}")
+            continue
         if name in BY_NAME and name not in FILE_KEYS:
             option = BY_NAME[name]
             raise ConfigError(f"config file {path}: {shown!r} cannot be set in the file; "
@@ -192,6 +257,22 @@ def load_toml(path: str | None) -> dict[str, Any]:
         written[name] = shown
         flat[name] = value
     return flat
+
+
+def _table_of(keys: tuple[str, ...]) -> tuple[Option, str] | None:
+    """(option, "KEY") for an entry of a table option (``[kafka_options]`` or ``[kafka.options]``,
+    ``request.timeout.ms = 5000``), else None. The entry's key keeps its dots: TOML reads a bare
+    ``request.timeout.ms`` as nested tables, which join back to the Java name."""
+    for i in range(1, len(keys)):
+        option = TABLES.get("_".join(keys[:i]).replace("-", "_"))
+        if option is not None:
+            return option, ".".join(keys[i:])
+    return None
+
+
+def _text(value: Any) -> str:
+    """A TOML value as the text a command-line KEY=VALUE would give (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _leaves(table: dict[str, Any], keys: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -244,6 +325,14 @@ def build_capture(
     )
 
 
+def build_post_type_bases(text: str | None) -> tuple[tuple[str, PostTypeBase], ...]:
+    """``--post-type-base`` parsed (cdc/permalinks.py), or ConfigError naming the bad entry."""
+    try:
+        return tuple(sorted(parse_post_type_bases(text).items()))
+    except ValueError as exc:
+        raise ConfigError(f"--post-type-base {exc}") from None
+
+
 def validate(s: StreamSettings) -> StreamSettings:
     """Raise ConfigError naming the option and the fix for any value that cannot work."""
     _check_declared(s)
@@ -251,7 +340,16 @@ def validate(s: StreamSettings) -> StreamSettings:
         raise ConfigError(f"--max-delay {s.max_delay} must be >= --window {s.window}")
     if s.start not in ("checkpoint", "end") and ":" not in s.start:
         raise ConfigError(f"--start {s.start!r}: use checkpoint, end, or FILE:POS")
-    _validate_security(s.mysql, s.kafka)
+    security.validate(s.mysql, s.kafka)
+    from cdc.routing import TopicRouter  # here, not at the top: routing needs the event model
+
+    TopicRouter(s.topic, s.name)  # the template's placeholders and characters
+    if s.term_topic and not TOPIC_NAME.fullmatch(s.term_topic):
+        raise ConfigError(f"--term-topic {s.term_topic!r}: a Kafka topic name takes letters, digits, '.', '_' "
+                          "and '-' only (up to 249)")
+    if s.term_topic and s.term_topic in (s.topic, s.checkpoint_topic):
+        raise ConfigError(f"--term-topic {s.term_topic!r} is the event or checkpoint topic: term events need a "
+                          "topic of their own (their keys are term ids, which would collide with post ids)")
     return s
 
 
@@ -266,32 +364,3 @@ def _check_declared(settings: object, prefix: str = "") -> None:
         for attr in option.setting[len(prefix):].split("."):
             value = getattr(value, attr)
         option.check(value)
-
-
-def _readable(option: str, path: str | None) -> None:
-    if path is None:
-        return
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot read it ({exc.strerror})") from None
-
-
-def _validate_security(mysql: MysqlSettings, kafka: KafkaSettings) -> None:
-    """TLS files readable, SASL complete; messages name options, never a password."""
-    _readable("--mysql-ssl-ca", mysql.ssl_ca)
-    _readable("--kafka-ssl-ca", kafka.ssl_cafile)
-    sasl = kafka.security_protocol.startswith("SASL_")
-    if sasl and not kafka.sasl_mechanism:
-        raise ConfigError(f"--kafka-security-protocol {kafka.security_protocol} needs --kafka-sasl-mechanism "
-                          "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
-    if kafka.sasl_mechanism and not sasl:
-        raise ConfigError(f"--kafka-sasl-mechanism {kafka.sasl_mechanism} needs --kafka-security-protocol "
-                          "SASL_SSL (or SASL_PLAINTEXT on a trusted network)")
-    if sasl and not (kafka.sasl_username and kafka.sasl_password):
-        raise ConfigError("Kafka SASL needs --kafka-sasl-username and a password (WPCDC_KAFKA_SASL_PASSWORD "
-                          "or --kafka-sasl-password-file)")
-    if kafka.ssl_cafile and kafka.security_protocol not in ("SSL", "SASL_SSL"):
-        raise ConfigError(f"--kafka-ssl-ca is set but --kafka-security-protocol is {kafka.security_protocol}: "
-                          "use SSL or SASL_SSL to connect over TLS")

@@ -28,9 +28,9 @@ from typing import Any
 
 import orjson
 
-from cdc.changes import PostDoc
 from cdc.encode import SHORT_TEXT_LIMIT, dumps
 from cdc.fold import Fold, PostState
+from cdc.model import PostDoc
 from cdc.wordpress import AUTO_DRAFT, Capture
 
 _HEAD = struct.Struct("<QqHB")  # seq, Kafka offset, partition, cut

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from cdc.events import PostEvent
+from cdc.events import PostEvent, SourceInfo
 
 DEFAULT_MAX_BYTES = 900_000  # under Kafka's default message.max.bytes (1 MiB) with headroom
 TEXT_LIMIT = 1024  # step 1: text values longer than this (characters) become markers
@@ -31,10 +31,16 @@ ROW_KEYS = ("ID", "post_type", "post_status", "post_name", "post_modified", "pos
 SIDES = ("before", "after")
 
 
+Headers = tuple[tuple[str, bytes], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     topic_key: bytes
     value: bytes | None  # None: a tombstone
+    headers: Headers = ()
+    topic: str | None = None  # None: the sink's topic (cdc/routing.py sets it per post type or blog)
+    truncated: bool = False  # the size policy cut the event to fit (wpcdc_truncated_events_total)
 
 
 def _default(obj: Any) -> Any:
@@ -305,16 +311,71 @@ def encode_value(doc: dict[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> byt
     below that the smallest event the policy can make is returned as it is.
     ``doc`` itself is never changed.
     """
+    return _fitted(doc, max_bytes)[0]
+
+
+def _fitted(doc: dict[str, Any], max_bytes: int) -> tuple[bytes, bool]:
+    """(the JSON, whether the size policy cut it)."""
     value = dumps(doc)
     if len(value) <= max_bytes:
-        return value
-    return _Fit(doc, value, max_bytes).encode()
+        return value, False
+    return _Fit(doc, value, max_bytes).encode(), True
+
+
+CLOUDEVENTS_TYPE = "org.wordpress.post."  # + the event's action: org.wordpress.post.published
+
+
+def rfc3339(ts_ms: int) -> str:
+    return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def event_headers(event: PostEvent) -> Headers:
+    """CloudEvents attributes (Kafka protocol binding, binary content mode) and routing headers.
+
+    Binary mode keeps the value the documented JSON, untouched: a consumer that ignores headers
+    reads what it always read, and a CloudEvents SDK reads the same record as an event whose
+    data is that JSON. ``wpcdc_*`` headers let a router or a filter (Kafka Streams, Connect
+    SMTs, kcat) pick events without parsing the value.
+    """
+    return cloudevent_headers(event.event_id, event.source, event.blog_id, CLOUDEVENTS_TYPE + event.action,
+                              f"posts/{event.post_id}", (
+                                  ("wpcdc_blog_id", str(event.blog_id).encode()),
+                                  ("wpcdc_post_type", (event.post_type or "").encode()),
+                                  ("wpcdc_op", event.op.encode()),
+                                  ("wpcdc_action", event.action.encode()),
+                              ))
+
+
+def cloudevent_headers(event_id: str, source: SourceInfo, blog_id: int, ce_type: str, subject: str,
+                       routing: Headers) -> Headers:
+    """The CloudEvents attributes every wpcdc event record carries, then its routing headers."""
+    return (
+        ("ce_specversion", b"1.0"),
+        ("ce_id", event_id.encode()),
+        ("ce_source", f"/wpcdc/{source.connector}/{source.database}/blogs/{blog_id}".encode()),
+        ("ce_type", ce_type.encode()),
+        ("ce_subject", subject.encode()),
+        ("ce_time", rfc3339(source.ts_ms).encode()),
+        ("content-type", b"application/json"),
+        *routing,
+    )
+
+
+def tombstone_headers(event: PostEvent) -> Headers:
+    """A tombstone is compaction's record, not an event: routing headers only, no CloudEvents."""
+    return (
+        ("wpcdc_blog_id", str(event.blog_id).encode()),
+        ("wpcdc_post_type", (event.post_type or "").encode()),
+        ("wpcdc_op", b"tombstone"),
+    )
 
 
 def encode(event: PostEvent, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Record]:
     """The records for one event: the event itself, then a tombstone after a delete."""
     key = event.key.encode()
-    records = [Record(key, encode_value(event.as_dict(), max_bytes))]
+    value, cut = _fitted(event.as_dict(), max_bytes)
+    records = [Record(key, value, event_headers(event), truncated=cut)]
     if event.op == "delete":
-        records.append(Record(key, None))
+        records.append(Record(key, None, tombstone_headers(event)))
     return records

@@ -45,7 +45,8 @@ EXIT_CODES: dict[Exit, tuple[str, str]] = {
     Exit.BUG: ("unexpected error (a bug: the traceback is in the log)", "all"),
     Exit.CONFIG: ("usage or configuration error (the message names the option)", "all"),
     Exit.NO_CHECKPOINT: ("no checkpoint for this connector", "`status`, `offsets show`, `verify`"),
-    Exit.MYSQL_CONNECT: ("preflight: cannot connect to MySQL", "`check`, start of `stream`"),
+    Exit.MYSQL_CONNECT: ("preflight: MySQL refused the login or the TLS handshake, or the database does not exist "
+                         "(`stream` waits for an unreachable server instead)", "`check`, start of `stream`"),
     Exit.LOG_BIN: ("preflight: log_bin is off", "`check`, start of `stream`"),
     Exit.BINLOG_FORMAT: ("preflight: binlog_format is not ROW", "`check`, start of `stream`"),
     Exit.ROW_IMAGE: ("preflight: binlog_row_image is not FULL", "`check`, start of `stream`"),
@@ -61,7 +62,8 @@ EXIT_CODES: dict[Exit, tuple[str, str]] = {
     Exit.UNSUPPORTED_CHANGE: ("the binlog holds a change wpcdc cannot turn into events (the message names "
                               "the position, the cause and the remedy)", "`stream`, `backfill`"),
     Exit.SINK: ("Kafka did not accept a write or could not be read (retried by stream)", "`offsets`, `status` (retried by `stream`)"),
-    Exit.FENCED: ("fenced: another instance with the same --name (or server_id) took over", "`stream`, `backfill`"),
+    Exit.FENCED: ("fenced: another instance with the same --name took over, or another replica with the same "
+                  "server_id (the message says how to tell them apart)", "`stream`, `backfill`"),
     Exit.RECORD_TOO_LARGE: ("Kafka refused an event as too large: the topic's max.message.bytes is below "
                             "--max-message-bytes (the message has the command to raise it)", "`stream`, `backfill`"),
     Exit.CHECKPOINT: ("the checkpoint record is unreadable, or hidden behind another producer's open "
@@ -102,14 +104,25 @@ class ConfigError(WpcdcError):
     exit_code: int = Exit.CONFIG
 
 
+class LibraryVersionError(ConfigError):
+    """The installed mysql-replication is not a release whose internals wpcdc was written for
+    (another version, or a copy without a private name wpcdc patches or reads): see
+    cdc/source/library.py."""
+
+
 class PreflightError(WpcdcError):
-    """The source server is not set up for change data capture (one check failed)."""
+    """The source server is not set up for change data capture (one check failed).
+
+    ``retriable``: the check could not run because the server was unreachable (not because it
+    answered no), so ``stream`` waits and tries again rather than exiting into a crash loop.
+    """
 
     exit_code: int = Exit.MYSQL_CONNECT
 
-    def __init__(self, message: str, *, check: str, exit_code: Exit | None = None) -> None:
+    def __init__(self, message: str, *, check: str, exit_code: Exit | None = None, retriable: bool = False) -> None:
         super().__init__(message)
         self.check = check
+        self.retriable = retriable
         if exit_code is not None:
             self.exit_code = exit_code
 
@@ -119,6 +132,11 @@ class SourceError(WpcdcError):
 
     exit_code: int = Exit.SOURCE
     retriable = True
+
+
+class SourceUnreachableError(SourceError):
+    """No connection to MySQL could be made (refused, timed out, unknown host, too many
+    connections): the server may be back in a moment, unlike a refused login."""
 
 
 class BinlogPurgedError(SourceError):
@@ -136,7 +154,8 @@ class InvalidPositionError(SourceError):
 
 
 class ReplicaReplacedError(SourceError):
-    """Another replica with our server_id took the binlog stream: another instance runs."""
+    """Another binlog client with our server_id connected and the server dropped us: a second
+    instance of this connector, or another connector or replica using the same server_id."""
 
     exit_code: int = Exit.FENCED
     retriable = False

@@ -6,13 +6,15 @@ post-type, status and auto-draft policy, and names the changed fields. No I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from cdc.changes import PostChange, Row
+from cdc.model import PostChange, Row
+from cdc.permalinks import Link
 from cdc.wordpress import AUTO_DRAFT, Capture, editor_action
 
 SCHEMA_VERSION = 1
+MOVED = "moved"  # the action of an event whose post's URL moved with an ancestor's (cdc/links.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,15 @@ class PostEvent:
     terms_added: tuple[dict[str, Any], ...] = ()
     terms_removed: tuple[dict[str, Any], ...] = ()
     revisions: tuple[dict[str, Any], ...] = ()
+    # The post's URL before and after the change (cdc/links.py adds them once the event is built),
+    # and, on a post whose URL moved its descendants' too, (their "moved" events that follow, whether
+    # --link-fanout cut them).
+    link_before: Link | None = None
+    link_after: Link | None = None
+    link_descendants: tuple[int, bool] | None = None
+    # A posts row was written (whatever its net change): a descendant's event in between may have
+    # read a state of it the net does not show. Not in the JSON (cdc/pipeline.py, Session._moved).
+    row_written: bool = False
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -90,6 +101,7 @@ class PostEvent:
             "ts_ms": self.ts_ms,
             "source": self.source.as_dict(),
             "status": {"before": self.status_before, "after": self.status_after},
+            "link": self._link(),
             "changed_fields": list(self.changed_fields),
             "before": self.before,
             "after": self.after,
@@ -97,6 +109,26 @@ class PostEvent:
             "terms": {"added": list(self.terms_added), "removed": list(self.terms_removed)},
             "revisions": list(self.revisions),
         }
+
+
+    def _link(self) -> dict[str, Any]:
+        link: dict[str, Any] = {"before": self.link_before.as_dict() if self.link_before else None,
+                                "after": self.link_after.as_dict() if self.link_after else None}
+        if self.link_descendants is not None:
+            link["descendants"] = {"moved": self.link_descendants[0], "cut": self.link_descendants[1]}
+        return link
+
+
+def moved_event(ancestor: PostEvent, row: Row, before: Link, after: Link) -> PostEvent:
+    """The event of a post whose URL moved with its ancestor's (a parent page re-slugged, the post an
+    attachment belongs to re-dated): ``moved``, its row unchanged, at the ancestor's ``seq``."""
+    status = row.get("post_status")
+    return PostEvent(
+        op="update", action=MOVED, blog_id=ancestor.blog_id, post_id=int(row["ID"]), post_type=row.get("post_type"),
+        seq=ancestor.seq, source=replace(ancestor.source, rows=0, snapshot=False), ts_ms=ancestor.ts_ms,
+        before=row, after=row, changed_fields=(), status_before=status, status_after=status,
+        link_before=before, link_after=after,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,4 +234,5 @@ def build(
         revisions=tuple(
             {"revision_id": r.revision_id, "autosave": r.autosave} for r in change.revisions
         ),
+        row_written=change.posts_row_changed,
     )

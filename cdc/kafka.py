@@ -11,17 +11,22 @@ brokers' ``default.replication.factor`` (read with DescribeConfigs, since aiokaf
 v0–v3 cannot send KIP-464's ``-1``) unless ``--replication-factor`` overrides it, and every
 per-topic error of CreateTopics is checked (a managed cluster refusing a replication factor
 must not leave the connector writing to a topic that does not exist).
+
+aiokafka's admin client sends each request to a random broker of its metadata and does not retry:
+for the seconds a dead broker is still listed (until the controller fences it), one request in
+three of a three-broker cluster would fail. Every admin call here goes through :func:`retrying`,
+so ``check``, ``status`` and the checkpoint read work while any one broker is down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -32,6 +37,7 @@ from aiokafka.structs import ConsumerRecord
 from cdc import metrics
 from cdc.config import KafkaSettings, StreamSettings
 from cdc.errors import SinkError
+from cdc.routing import TopicRouter
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,10 @@ UNKNOWN_TOPIC = 3
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 # Room above --max-message-bytes for the key, headers and batch framing of the largest event.
 FRAMING_ROOM = 64 << 10
+RETRY_BACKOFF = 0.25  # seconds between attempts of an admin request that failed retriably
+
+T = TypeVar("T")
+DOCUMENTS = {"events": "post documents", "terms": "term documents"}  # what retention deletes, per topic role
 
 
 @contextmanager
@@ -51,6 +61,26 @@ def kafka_errors(settings: KafkaSettings, what: str, metric: str = "topics") -> 
     except KafkaError as exc:
         metrics.kafka_error(metric)
         raise SinkError(f"Kafka at {settings.bootstrap} failed to {what}: {exc!r}") from None
+    except TimeoutError:  # aiokafka's wait for the controller to be reachable (CreateTopics)
+        metrics.kafka_error(metric)
+        raise SinkError(f"Kafka at {settings.bootstrap} failed to {what}: no answer within "
+                        f"{settings.request_timeout_ms / 1000:.0f}s") from None
+
+
+async def retrying(settings: KafkaSettings, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, again while it fails with an error Kafka calls retriable, for at most the
+    request timeout: a broker that died is listed in the metadata until the controller fences
+    it, and aiokafka's admin client picks a random broker for each request without retrying."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.request_timeout_ms / 1000
+    while True:
+        try:
+            return await call()
+        except KafkaError as exc:
+            if not exc.retriable or loop.time() + RETRY_BACKOFF > deadline:
+                raise
+            log.debug("Kafka admin request failed (%r); retrying", exc)
+        await asyncio.sleep(RETRY_BACKOFF)
 
 
 @dataclass(frozen=True)
@@ -128,7 +158,7 @@ class KafkaReader:
     async def partitions(self, topic: str) -> list[TopicPartition] | None:
         """The topic's partitions, or None when the topic does not exist."""
         with self._errors():
-            described = await self._admin.describe_topics([topic])
+            described = await retrying(self.settings, lambda: self._admin.describe_topics([topic]))
         for entry in described:
             if entry["topic"] != topic:
                 continue
@@ -201,7 +231,7 @@ class TopicSpec:
     """A topic the connector needs, and the settings it cannot work without."""
 
     name: str
-    role: str  # "events" or "checkpoints": named in messages
+    role: str  # "events", "terms" or "checkpoints": named in messages
     partitions: int
     configs: dict[str, str] = field(default_factory=dict)
     max_message_bytes: int = 0  # the largest record it must take (0: Kafka's default suffices)
@@ -214,15 +244,42 @@ def event_topic_spec(topic: str, partitions: int, max_message_bytes: int) -> Top
     return TopicSpec(topic, "events", partitions, configs, max_message_bytes)
 
 
+def term_topic_spec(topic: str, partitions: int, max_message_bytes: int) -> TopicSpec:
+    """Term events: compacted like post events (the newest event of each term, tombstones)."""
+    spec = event_topic_spec(topic, partitions, max_message_bytes)
+    return TopicSpec(topic, "terms", partitions, spec.configs, max_message_bytes)
+
+
 def checkpoint_topic_spec(topic: str) -> TopicSpec:
     return TopicSpec(topic, "checkpoints", 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                                                 "segment.ms": "600000"})
 
 
-def connector_topics(settings: StreamSettings) -> list[TopicSpec]:
-    """The event topic and the checkpoint topic of a connector."""
-    return [event_topic_spec(settings.topic, settings.partitions, settings.max_message_bytes),
+def connector_topics(settings: StreamSettings, events: Sequence[str] | None = None) -> list[TopicSpec]:
+    """The event topic(s), the term topic and the checkpoint topic of a connector. With a routing
+    template the event topics are those given (created as first needed, cdc/routing.py); else the one topic."""
+    if events is None:
+        events = [settings.topic] if TopicRouter(settings.topic, settings.name).static else []
+    terms = [term_topic_spec(settings.term_topic, settings.partitions, settings.max_message_bytes)] \
+        if settings.term_topic else []
+    return [*(event_topic_spec(t, settings.partitions, settings.max_message_bytes) for t in events), *terms,
             checkpoint_topic_spec(settings.checkpoint_topic)]
+
+
+async def event_topics(settings: StreamSettings) -> list[str]:
+    """The event topics that exist: the one topic, or every topic the routing template names."""
+    router = TopicRouter(settings.topic, settings.name)
+    if router.static:
+        return [settings.topic]
+    admin = AIOKafkaAdminClient(**settings.kafka.client_kwargs("admin"))
+    try:
+        with kafka_errors(settings.kafka, "list topics"):
+            await admin.start()
+            names = await admin.list_topics()
+    finally:
+        await admin.close()
+    pattern = router.pattern()
+    return sorted(t for t in names if pattern.fullmatch(t))
 
 
 @dataclass(frozen=True)
@@ -267,15 +324,15 @@ async def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec],
     try:
         with kafka_errors(settings, "create topics"):
             await admin.start()
-            existing = set(await admin.list_topics())
+            existing = set(await retrying(settings, admin.list_topics))
             missing = [s for s in specs if s.name not in existing]
             if not missing:
                 return []
             factor = replication_factor
             if factor is None:
-                factor = (await cluster_defaults(admin, settings)).replication_factor
-            response = await admin.create_topics([NewTopic(s.name, s.partitions, factor, topic_configs=s.configs)
-                                                  for s in missing])
+                factor = (await retrying(settings, lambda: cluster_defaults(admin, settings))).replication_factor
+            new = [NewTopic(s.name, s.partitions, factor, topic_configs=s.configs) for s in missing]
+            response = await retrying(settings, lambda: admin.create_topics(new))
         failed = [e for e in response.to_object()["topic_errors"] if e["error_code"] not in (0, TOPIC_ALREADY_EXISTS)]
         if failed:
             metrics.kafka_error("topics")
@@ -304,12 +361,13 @@ async def check_topics(settings: KafkaSettings, specs: Sequence[TopicSpec]) -> l
     try:
         with kafka_errors(settings, "describe topics"):
             await admin.start()
-            described = {t["topic"]: t for t in await admin.describe_topics([s.name for s in specs])}
+            names = [s.name for s in specs]
+            described = {t["topic"]: t for t in await retrying(settings, lambda: admin.describe_topics(names))}
             present = [s for s in specs if described.get(s.name, {}).get("partitions")]
             if not present:
                 return []
-            responses = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present])
+            resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in present]
+            responses = await retrying(settings, lambda: admin.describe_configs(resources))
         configs: dict[str, dict[str, str]] = {}
         for response in responses:
             for resource in response.to_object()["resources"]:
@@ -331,7 +389,7 @@ def topic_problems(spec: TopicSpec, conf: dict[str, str], replicas: int) -> list
     policy = conf.get("cleanup.policy", "delete")
     if "compact" not in policy.split(","):
         problems.append(f"{name} has cleanup.policy={policy}: retention deletes "
-                        f"{'post documents' if spec.role == 'events' else 'the position'}; "
+                        f"{DOCUMENTS.get(spec.role, 'the position')}; "
                         f"kafka-configs.sh --alter --entity-type topics --entity-name {spec.name} "
                         "--add-config cleanup.policy=compact")
     min_isr = int(conf.get("min.insync.replicas") or 1)

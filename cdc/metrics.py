@@ -1,4 +1,4 @@
-"""Prometheus metrics and the health state behind /healthz and /readyz.
+"""Prometheus metrics and the health state behind /healthz and /readyz (served by cdc/endpoints.py).
 
 Names follow Prometheus conventions (base units, ``_total`` counters, ``wpcdc_`` prefix) and carry
 no high-cardinality labels: table *kind*, op, Kafka operation, reconnect cause, never post ids,
@@ -6,9 +6,15 @@ file names or hosts. docs/operations.md lists every metric; tests/unit/test_metr
 list against this module.
 
 The pipeline calls the small functions below (``rows_seen``, ``position``, ``flushed`` ...); gauges
-that describe a live session (pending posts, seconds behind source, readiness) are computed when
-scraped, from the session :func:`attach` registered, so they are current even when nothing calls
-in (a stuck Kafka write, a silent binlog connection).
+that describe a live session (pending posts, source lag, readiness, binlog retention) are computed
+when scraped, from the session :func:`attach` registered and the last binlog poll, so they are
+current even when nothing calls in (a stuck Kafka write, a silent binlog connection).
+
+Source lag is the time since the last moment the connector is known to have read everything the
+server had: the binlog timestamp of the last event read, or, when the server had nothing new, the
+time its heartbeat arrived (every second on a quiet server). Nothing else moves it: so it grows
+from the last heartbeat while MySQL or Kafka is gone (no session, no heartbeat), on a quiet site
+as on a busy one, and falls back to ~0 with the first heartbeat of a new session.
 
 Health:
 
@@ -25,35 +31,27 @@ Health:
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    disable_created_metrics,
-    generate_latest,
-)
+from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from cdc import __version__, logs
 from cdc.position import Position, file_number
+from cdc.source.retention import Retention, ServerBinlogs, assess
 from cdc.wordpress import TableKind
 
 if TYPE_CHECKING:
-    from cdc.changes import RowsBatch
     from cdc.checkpoint import Checkpoint
     from cdc.events import PostEvent
+    from cdc.model import RowsBatch
 
 disable_created_metrics()  # no *_created series: they double the output and nobody alerts on them
 
+NAN = float("nan")
 LIVENESS_SECONDS = 30.0
+FILES_REMEMBERED = 64  # binlog files whose close time the retention estimate keeps
 STALL_LIVENESS_FACTOR = 5
 STALL_LIVENESS_FLOOR = 180.0
 TABLES = tuple(k.value for k in TableKind)
@@ -83,8 +81,44 @@ ORPHANS = Counter("wpcdc_orphan_changes_total",
                   "(rows of a post deleted long ago, or never created): emitted as its delete, with a warning")
 RECONNECTS = Counter("wpcdc_reconnects_total", "Sessions restarted from the checkpoint after a failure",
                      ["cause"])
-BEHIND = Gauge("wpcdc_seconds_behind_source",
-               "Now minus the binlog timestamp of the last event read; 0 when caught up")
+SOURCE_LAG = Gauge("wpcdc_source_lag_seconds",
+                   "Seconds since the connector last had read everything the server had: now minus the binlog "
+                   "timestamp of the last event read, or minus the arrival of the last heartbeat when caught up; "
+                   "grows while MySQL or Kafka is unreachable")
+BEHIND = Gauge("wpcdc_seconds_behind_source", "DEPRECATED, removed in the next release: wpcdc_source_lag_seconds")
+SOURCE_CONNECTED = Gauge("wpcdc_source_connected", "1 while the binlog connection delivers events or heartbeats")
+SINK_CONNECTED = Gauge("wpcdc_sink_connected",
+                       "1 from the start of a session's Kafka producer until the session ends (a failed or "
+                       "timed-out write ends it)")
+SOURCE_TXNS = Counter("wpcdc_source_transactions_total", "Binlog transactions read (every transaction the "
+                      "server logged, whatever tables it wrote)")
+FORCED_EMITS = Counter("wpcdc_forced_emits_total",
+                       "Pending changes closed before their window by the memory bound (--max-pending-mb)")
+TRUNCATED = Counter("wpcdc_truncated_events_total",
+                    "Events committed with fields cut by the size policy (they list them in truncated/omitted)")
+STATEMENT_WRITES = Counter("wpcdc_statement_writes_total",
+                           "Writes of captured tables logged as statements, not rows (the stream stops: exit 23)",
+                           ["table"])
+DELIVERY_AGE = Histogram(
+    "wpcdc_delivery_age_seconds",
+    "From the binlog timestamp of an event's last row to its Kafka commit (the window included)",
+    buckets=(0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0),
+)
+QUEUE_BYTES = Gauge("wpcdc_reader_queue_bytes",
+                    "Decoded size of the binlog chunks waiting between the reader thread and the pipeline")
+QUEUE_CAPACITY = Gauge("wpcdc_reader_queue_capacity_bytes", "The most that queue holds before the reader waits")
+SERVER_FILES = Gauge("wpcdc_binlog_server_files", "Binlog files on the server (SHOW BINARY LOGS)")
+SERVER_OLDEST = Gauge("wpcdc_binlog_server_oldest_file_number", "Number of the oldest binlog file on the server")
+SERVER_CURRENT = Gauge("wpcdc_binlog_server_current_file_number", "Number of the binlog file the server writes")
+FILES_BEHIND = Gauge("wpcdc_binlog_checkpoint_files_behind",
+                     "Files on the server older than the checkpoint's: 0 means the next purge takes the "
+                     "checkpoint's file; -1 that it is gone (the next start needs a backfill)")
+BYTES_BEHIND = Gauge("wpcdc_binlog_checkpoint_bytes_behind_end", "Binlog bytes from the checkpoint to the server's end")
+RETENTION_LEFT = Gauge("wpcdc_binlog_retention_seconds_left",
+                       "Estimated seconds until the server may purge the checkpoint's file by age; NaN when it "
+                       "does not purge by age or the file's close time is not known yet")
+EXPIRE = Gauge("wpcdc_binlog_expire_seconds", "The server's binlog expiry (NaN: none)")
+POLLED = Gauge("wpcdc_binlog_poll_timestamp_seconds", "Unix time of the last successful SHOW BINARY LOGS")
 FILE = Gauge("wpcdc_binlog_file_number", "Number of the binlog file of the last transaction read")
 POS = Gauge("wpcdc_binlog_position_bytes", "Offset in that file after the last transaction read")
 CKPT_FILE = Gauge("wpcdc_checkpoint_binlog_file_number", "Binlog file number the checkpoint resumes from")
@@ -95,7 +129,7 @@ PENDING_POSTS = Gauge("wpcdc_assembler_pending_posts", "Posts with changes waiti
 PENDING_BYTES = Gauge("wpcdc_assembler_pending_bytes", "Row data held by pending changes")
 PENDING_LIMIT = Gauge("wpcdc_assembler_pending_limit_bytes",
                       "--max-pending-mb in bytes: past it the oldest pending changes are emitted early")
-READY = Gauge("wpcdc_ready", "1 when connected to MySQL and Kafka and not stalled")
+READY = Gauge("wpcdc_ready", "1 when connected to MySQL and Kafka and not stalled (GET /readyz says why not)")
 STALLED = Gauge("wpcdc_stalled", "1 when connected but no progress for --stall-timeout seconds")
 SNAPSHOT_RUNNING = Gauge("wpcdc_snapshot_running", "1 while a snapshot (backfill) runs")
 SNAPSHOT_ROWS = Counter("wpcdc_snapshot_rows_scanned_total", "Rows read by snapshots", ["table"])
@@ -107,6 +141,7 @@ for _t in TABLES:
     ROWS.labels(_t)
     ROWS_FILTERED.labels(_t)
     SNAPSHOT_ROWS.labels(_t)
+    STATEMENT_WRITES.labels(_t)
 for _o in OPS:
     EVENTS.labels(_o)
 for _k in KAFKA_OPERATIONS:
@@ -127,17 +162,23 @@ class _State:
     session: Any = None
     progress_at: float = 0.0
     write_since: float | None = None
-    last_ts: float = 0.0
-    caught_up: bool = False
+    current_at: float = 0.0  # wall clock: everything the server had until then was read (see source_lag)
+    source_connected: bool = False
+    sink_connected: bool = False
     position: Position | None = None
     checkpoint_at: float = 0.0  # wall clock
+    resume: Position | None = None  # the checkpoint's
+    binlogs: ServerBinlogs | None = None  # the last poll
+    closed_at: dict[str, int] = field(default_factory=dict)  # file → binlog time of its rotate event
+    newest_at: dict[str, int] = field(default_factory=dict)  # file → newest binlog timestamp read in it
     mysql: str = ""
     kafka: str = ""
 
 
 def _fresh_state() -> _State:
-    now = time.monotonic()
-    return _State(started=now, tick=now, progress_at=now, checkpoint_at=time.time())
+    now, wall = time.monotonic(), time.time()
+    # Nothing read yet: the lag counts from the start (never 0 for a process that has read nothing).
+    return _State(started=now, tick=now, progress_at=now, checkpoint_at=wall, current_at=wall)
 
 
 _state = _fresh_state()
@@ -163,36 +204,81 @@ def _progress() -> None:
     _state.progress_at = time.monotonic()
 
 
+def _read_up_to(ts: float) -> None:
+    """A live connection delivered binlog data of time ``ts`` (0: a header without a time)."""
+    if ts:
+        _state.current_at = ts
+    _state.source_connected = True
+    _progress()
+
+
 def rows_seen(batch: RowsBatch) -> None:
     if batch.changes:
         ROWS.labels(batch.changes[0].table.kind.value).inc(len(batch.changes))
-        _state.last_ts = batch.changes[-1].ts
-        _state.caught_up = False
-    _progress()
+        _read_up_to(batch.changes[-1].ts)
+    else:
+        _read_up_to(0)
 
 
-def position(pos: Position, ts: int) -> None:
-    """A transaction ended at ``pos`` (binlog time ``ts``)."""
+def position(pos: Position, ts: int, rotate: bool = False) -> None:
+    """A transaction ended at ``pos`` (binlog time ``ts``), or (``rotate``) the binlog moved on to
+    ``pos.file``: then ``ts`` is when the previous file was closed (see cdc/source/retention.py)."""
+    previous = _state.position
+    if not rotate:
+        SOURCE_TXNS.inc()
+    elif ts and previous is not None and file_number(pos.file) == file_number(previous.file) + 1:
+        _remember(_state.closed_at, previous.file, ts)
+    if ts and ts > _state.newest_at.get(pos.file, 0):
+        _remember(_state.newest_at, pos.file, ts)
     FILE.set(file_number(pos.file))
     POS.set(pos.pos)
     _state.position = pos
-    if ts:
-        _state.last_ts = ts
-    _state.caught_up = False
     logs.set_position(pos)
-    _progress()
+    _read_up_to(ts)
 
 
-def idle() -> None:
-    """The server had nothing new for a heartbeat: caught up."""
-    _state.caught_up = True
-    _progress()
+def _remember(times: dict[str, int], file: str, ts: int) -> None:
+    times[file] = ts
+    if len(times) > FILES_REMEMBERED:  # only the loop thread changes these; scrapes only look up
+        for old in sorted(times, key=file_number)[:-FILES_REMEMBERED]:
+            del times[old]
 
 
-def flushed(events: list[PostEvent], seconds: float) -> None:
+def idle(at: float = 0.0) -> None:
+    """The server had nothing new for a heartbeat (received at wall time ``at``): caught up then."""
+    _read_up_to(at or time.time())
+
+
+def source_lost() -> None:
+    """The binlog connection failed (the session ends next)."""
+    _state.source_connected = False
+
+
+def sink_connected() -> None:
+    """The session's Kafka producer started."""
+    _state.sink_connected = True
+
+
+def forced_emits(changes: int) -> None:
+    FORCED_EMITS.inc(changes)
+
+
+def statement_write(table: TableKind) -> None:
+    """A write of a captured table logged as a statement (called by the reader thread)."""
+    STATEMENT_WRITES.labels(table.value).inc()
+
+
+def flushed(events: list[PostEvent], seconds: float, truncated: int = 0) -> None:
+    """``events`` were committed to Kafka in ``seconds``; ``truncated`` of them were cut to fit."""
     KAFKA_WRITE.observe(seconds)
+    now = time.time()
     for e in events:
         EVENTS.labels(e.op).inc()
+        if e.source.ts_ms and not e.source.snapshot:
+            DELIVERY_AGE.observe(max(0.0, now - e.source.ts_ms / 1000))
+    if truncated:
+        TRUNCATED.inc(truncated)
+    _state.sink_connected = True
     _progress()
 
 
@@ -204,6 +290,7 @@ def checkpointed(checkpoint: Checkpoint) -> None:
 def _checkpoint_gauges(checkpoint: Checkpoint) -> None:
     ts = checkpoint.ts_ms / 1000 if checkpoint.ts_ms else time.time()
     _state.checkpoint_at = ts
+    _state.resume = checkpoint.resume
     CHECKPOINT_TS.set(ts)
     CKPT_FILE.set(file_number(checkpoint.resume.file))
     CKPT_POS.set(checkpoint.resume.pos)
@@ -231,22 +318,31 @@ def kafka_error(operation: str) -> None:
 
 def reconnect(exc: BaseException | None = None) -> None:
     """A session failed with ``exc`` and will be retried; ``exc`` is the not-ready reason meanwhile."""
-    from cdc.errors import SinkError, SourceError
+    from cdc.errors import PreflightError, SinkError, SourceError
 
-    cause = "mysql" if isinstance(exc, SourceError) else "kafka" if isinstance(exc, SinkError) else "other"
+    cause = ("mysql" if isinstance(exc, (SourceError, PreflightError)) else
+             "kafka" if isinstance(exc, SinkError) else "other")
     RECONNECTS.labels(cause).inc()
     if exc is not None:
         _state.reason = f"reconnecting after: {exc}"
 
 
+def starting(step: str) -> None:
+    """What the process does before its first session streams (the not-ready reason meanwhile)."""
+    if not _state.connected:
+        _state.reason = f"starting: {step}"
+
+
 def ready(value: bool) -> None:
-    """A session connected to MySQL and Kafka (True) or ended (False)."""
+    """A session connected to MySQL and Kafka (True) or ended (False: both connections closed)."""
     _state.connected = value
     if value:
         _state.reason = ""
         _progress()
-    elif not _state.reason:
-        _state.reason = "not connected"
+    else:
+        _state.source_connected = _state.sink_connected = False
+        if not _state.reason:
+            _state.reason = "not connected"
 
 
 def attach(session: Any) -> None:
@@ -263,6 +359,11 @@ def detach(session: Any) -> None:
 
 def heartbeat() -> None:
     _state.tick = time.monotonic()
+
+
+def binlogs_polled(binlogs: ServerBinlogs) -> None:
+    """A poll of the server's binlogs (called by cdc.source.retention's thread)."""
+    _state.binlogs = binlogs
 
 
 # ------------------------------------------------------------------------ snapshot hooks
@@ -301,10 +402,33 @@ def rows_filtered(batch: RowsBatch, folded: int) -> None:
 # ---------------------------------------------------------------------- computed when scraped
 
 
-def seconds_behind() -> float:
-    if _state.caught_up or not _state.last_ts:
-        return 0.0
-    return max(0.0, time.time() - _state.last_ts)
+def source_lag() -> float:
+    """See the module doc. Binlog timestamps are whole seconds of the server's clock: a server
+    clock ahead of ours reads as 0, not as a negative lag."""
+    return max(0.0, time.time() - _state.current_at)
+
+
+def retention() -> Retention | None:
+    """The checkpoint against the last binlog poll (None before the first poll)."""
+    binlogs = _state.binlogs
+    if binlogs is None:
+        return None
+    resume = _state.resume
+    closed = None
+    if resume is not None:
+        closed = _state.closed_at.get(resume.file) or _state.newest_at.get(resume.file)
+    return assess(binlogs, resume, closed, time.time())
+
+
+def _retention(attr: str) -> float:
+    value = getattr(retention(), attr, None)
+    return NAN if value is None else float(value)
+
+
+def _queue(attr: str) -> float:
+    source = getattr(_state.session, "source", None)
+    queue = getattr(source, "queue", None)
+    return float(getattr(queue, attr, 0) or 0)
 
 
 def _pending(attr: str) -> float:
@@ -353,55 +477,24 @@ def _at(where: str) -> str:
     return f" at {where}" if where else ""
 
 
-BEHIND.set_function(seconds_behind)
+SOURCE_LAG.set_function(source_lag)
+BEHIND.set_function(source_lag)
+SOURCE_CONNECTED.set_function(lambda: 1.0 if _state.source_connected else 0.0)
+SINK_CONNECTED.set_function(lambda: 1.0 if _state.sink_connected else 0.0)
+QUEUE_BYTES.set_function(lambda: _queue("weight"))
+QUEUE_CAPACITY.set_function(lambda: _queue("maxsize"))
+SERVER_FILES.set_function(lambda: _retention("server_files"))
+SERVER_OLDEST.set_function(lambda: _retention("oldest_file"))
+SERVER_CURRENT.set_function(lambda: _retention("current_file"))
+FILES_BEHIND.set_function(lambda: _retention("files_behind"))
+BYTES_BEHIND.set_function(lambda: _retention("bytes_behind_end"))
+RETENTION_LEFT.set_function(lambda: _retention("seconds_left"))
+EXPIRE.set_function(lambda: NAN if _state.binlogs is None or _state.binlogs.expire_seconds is None
+                    else _state.binlogs.expire_seconds)
+POLLED.set_function(lambda: NAN if _state.binlogs is None else _state.binlogs.polled_at)
 CHECKPOINT_AGE.set_function(lambda: max(0.0, time.time() - _state.checkpoint_at))
 PENDING_POSTS.set_function(lambda: _pending("pending_posts"))
 PENDING_BYTES.set_function(lambda: _pending("pending_bytes"))
 PENDING_LIMIT.set_function(lambda: _pending("max_pending_bytes"))
 READY.set_function(lambda: 1.0 if readiness()[0] else 0.0)
 STALLED.set_function(lambda: 1.0 if stalled_for() else 0.0)
-
-
-# -------------------------------------------------------------------------------- HTTP
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            body, status, ctype = generate_latest(), 200, CONTENT_TYPE_LATEST
-        elif path in ("/healthz", "/readyz"):
-            ok, why = liveness() if path == "/healthz" else readiness()
-            body, status, ctype = f"{why}\n".encode(), 200 if ok else 503, "text/plain; charset=utf-8"
-        else:
-            body, status, ctype = b"not found: try /metrics, /healthz or /readyz\n", 404, "text/plain"
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        return
-
-
-def _tick_on(loop: asyncio.AbstractEventLoop) -> None:
-    """Liveness: a callback on the event loop, every second, for as long as the loop runs."""
-
-    def tick() -> None:
-        heartbeat()
-        loop.call_later(1.0, tick)
-
-    loop.call_soon_threadsafe(tick)
-
-
-def serve(port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """Serve /metrics, /healthz and /readyz from a daemon thread; call from the event loop."""
-    server = ThreadingHTTPServer((host, port), _Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    try:
-        _tick_on(asyncio.get_running_loop())
-    except RuntimeError:  # no loop (tests): liveness then follows heartbeat() calls only
-        pass
-    return server

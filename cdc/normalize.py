@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cdc.changes import RowChange, RowsBatch, TxnRef
+from cdc.model import RowChange, RowsBatch, TxnRef
 from cdc.position import Position
 from cdc.wordpress import TableNames
 

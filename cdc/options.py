@@ -4,6 +4,8 @@ The click options of ``wpcdc`` (cdc/cli.py), the keys a ``--config`` TOML file m
 range checks in cdc/config.py are all read from :data:`OPTIONS`, so a default or a bound said in
 one place cannot disagree with another. What involves two options at once (``--max-delay`` >=
 ``--window``, SASL given completely, TLS files readable) stays as code in :func:`cdc.config.validate`.
+A repeatable option (``--kafka-option``) may also be a table of the file (``[kafka_options]``), each
+entry one ``KEY=VALUE``.
 
 This module knows nothing of click or of the settings classes: it is data plus the one check each
 option's own value must pass.
@@ -48,6 +50,8 @@ class Option:
     secret: bool = False  # a password: warned about on the command line, masked in logs
     in_file: bool = True  # may be set in the --config file
     setting: str | None = None  # where the value lands unchanged in StreamSettings ("mysql.port")
+    multiple: bool = False  # repeatable on the command line; a list in the file (or ``table``)
+    table: str | None = None  # the file's table of KEY = VALUE entries, each one occurrence ("KEY=VALUE")
 
     @property
     def flag(self) -> str:
@@ -124,21 +128,47 @@ OPTIONS: tuple[Option, ...] = (
     Option("mysql_password_file", file=True, help="File holding the password (a mounted Kubernetes Secret)."),
     Option("mysql_database", "wordpress", setting="mysql.database", help="WordPress's schema."),
     Option("mysql_ssl_ca", setting="mysql.ssl_ca", help="CA file: connect to MySQL over TLS."),
+    Option("mysql_ssl_cert", setting="mysql.ssl_cert",
+           help="Client certificate (PEM) for an account that REQUIREs X509; with --mysql-ssl-key."),
+    Option("mysql_ssl_key", setting="mysql.ssl_key", help="Private key (PEM) of --mysql-ssl-cert."),
     Option("table_prefix", "wp_", setting="table_prefix", pattern=r"[A-Za-z0-9_]+",
            pattern_rule="letters, digits and '_' only", help="WordPress $table_prefix."),
     Option("blogs", "", help="Comma-separated blog ids to capture (default: all)."),
     Option("kafka_bootstrap", "127.0.0.1:9092", setting="kafka.bootstrap"),
     Option("kafka_security_protocol", "PLAINTEXT", setting="kafka.security_protocol",
            choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
-    Option("kafka_sasl_mechanism", setting="kafka.sasl_mechanism", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+    Option("kafka_sasl_mechanism", setting="kafka.sasl_mechanism",
+           choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")),
     Option("kafka_sasl_username", setting="kafka.sasl_username"),
     Option("kafka_sasl_password", setting="kafka.sasl_password", secret=True,
            help="Prefer the env var or --kafka-sasl-password-file."),
     Option("kafka_sasl_password_file", file=True),
+    Option("kafka_sasl_oauth_token_endpoint", setting="kafka.oauth.token_endpoint",
+           help="OAUTHBEARER: the identity provider's token URL (client credentials grant)."),
+    Option("kafka_sasl_oauth_client_id", setting="kafka.oauth.client_id"),
+    Option("kafka_sasl_oauth_client_secret", setting="kafka.oauth.client_secret", secret=True,
+           help="Prefer the env var or --kafka-sasl-oauth-client-secret-file."),
+    Option("kafka_sasl_oauth_client_secret_file", file=True),
+    Option("kafka_sasl_oauth_scope", setting="kafka.oauth.scope", help="Scopes to ask for (space-separated)."),
+    Option("kafka_sasl_oauth_audience", setting="kafka.oauth.audience",
+           help="Sent as the token request's audience parameter (Auth0, Okta, Keycloak)."),
+    Option("kafka_sasl_oauth_ca", setting="kafka.oauth.ca_file",
+           help="CA file for an https token endpoint [default: the system's CAs]."),
+    Option("kafka_sasl_oauth_token_file", setting="kafka.oauth.token_file",
+           help="OAUTHBEARER: a file holding the token, read at every login (a projected service-account token)."),
     Option("kafka_ssl_ca", setting="kafka.ssl_cafile", help="CA file for Kafka over TLS."),
-    Option("topic", help="Event topic [default: wpcdc.<name>.posts]."),
+    Option("kafka_ssl_cert", setting="kafka.ssl_certfile",
+           help="Client certificate (PEM) for mutual TLS; with --kafka-ssl-key."),
+    Option("kafka_ssl_key", setting="kafka.ssl_keyfile", help="Private key (PEM) of --kafka-ssl-cert."),
+    Option("kafka_ssl_key_password_file", file=True, help="File holding the password of an encrypted --kafka-ssl-key."),
+    Option("kafka_option", (), multiple=True, table="kafka_options",
+           help="Another Kafka client setting by its Java name: KEY=VALUE, repeatable (request.timeout.ms=60000, "
+           "linger.ms, batch.size, client.id ...; docs/operations.md lists them). In the file: a [kafka_options] table."),
+    Option("topic", help="Event topic [default: wpcdc.<name>.posts]; a template with {name}, {blog_id} and "
+           "{post_type} routes each blog or post type to its own topic (created as first needed)."),
     Option("checkpoint_topic",
            help="Compacted topic for this connector's position [default: wpcdc.<name>.checkpoints]."),
+    Option("term_topic", help="Topic of term events (a term renamed, moved or deleted) [default: wpcdc.<name>.terms]."),
     # ------------------------------------------------ what shapes the stream: stream, backfill
     Option("server_id", type=int, commands=STREAMING, setting="server_id", low=1, high=2**32 - 1,
            note=" and unique among replicas", help="Replica server_id [default: derived from --name]."),
@@ -165,6 +195,9 @@ OPTIONS: tuple[Option, ...] = (
            choices=("none", "gzip", "snappy", "lz4", "zstd"),
            help="Codec of the event batches. none and gzip are read by every client (KafkaJS has no "
            "snappy, lz4 or zstd without plugins); zstd is the cheapest compression when all your clients read it."),
+    Option("term_fanout", 0, int, commands=STREAMING, setting="term_fanout", low=0, high=10_000,
+           help="Also an update event (action term_changed) for each post of a renamed term, when it has at most "
+           "this many posts (0: off; beyond: a warning and the term event only)."),
     Option("ignore_meta", "", commands=STREAMING,
            help="More meta keys to ignore (comma-separated, 'prefix*' allowed)."),
     Option("keep_meta", "", commands=STREAMING, help="Default-ignored meta keys to keep after all."),
@@ -182,6 +215,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("stall_timeout", 60.0, float, commands=STREAMING, setting="stall_timeout", low=0, low_open=True,
            note=" seconds",
            help="Seconds without a binlog event, heartbeat or Kafka write before /readyz reports a stall."),
+    Option("binlog_poll_interval", 30.0, float, commands=STREAMING, setting="binlog_poll_interval", low=1, high=3600,
+           note=" seconds",
+           help="How often SHOW BINARY LOGS is polled (own connection) for the binlog retention metrics ({allowed})."),
+    # ------------------------------------------------ links (cdc/permalinks.py): stream, backfill
+    Option("post_type_base", "", commands=STREAMING,
+           help="URL base of custom post types, TYPE=BASE[:hierarchical],… (product=shop/product): the path "
+           "before the slug in their URLs. Other custom types link as ?post_type=TYPE&p=ID."),
+    Option("link_fanout", 1000, int, commands=STREAMING, setting="link_fanout", low=0, high=100_000,
+           help="Descendants (child pages, attachments) whose URL moved with a post's get a 'moved' event each, "
+           "up to this many per flush; past it the post's event says so (0: none)."),
     # ------------------------------------------------ what a backfill reads: stream, backfill
     Option("snapshot_blogs", "", commands=STREAMING, help="Backfill only these blog ids (comma-separated)."),
     Option("snapshot_post_types", "", commands=STREAMING, help="Backfill only these post types (comma-separated)."),
@@ -205,6 +248,7 @@ OPTIONS: tuple[Option, ...] = (
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 FILE_KEYS: frozenset[str] = frozenset(o.name for o in OPTIONS if o.in_file)
+TABLES: dict[str, Option] = {o.table: o for o in OPTIONS if o.table}  # the file's [kafka_options] → its option
 
 
 def for_command(command: str) -> list[Option]:

@@ -15,33 +15,41 @@ compute the checkpoint (low watermark + per-post marks) → write events and che
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
-from cdc import metrics
+from cdc import endpoints, metrics
 from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
-from cdc.changes import Commit, Idle, PostChange, RowsBatch, fold_into, gone
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.clock import Clock
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode
 from cdc.errors import PreflightError, UnsupportedChangeError, WpcdcError
-from cdc.events import Origin, PostEvent, build
-from cdc.kafka import connector_topics, ensure_topics
+from cdc.events import Origin, PostEvent, build, moved_event
+from cdc.kafka import connector_topics, ensure_topics, event_topic_spec, event_topics
+from cdc.links import Linker, LinkRequest
+from cdc.model import Commit, Idle, PostChange, Row, RowsBatch, SettingsWritten, fold_into, gone
 from cdc.ports import ChangeSource, Ports
 from cdc.position import Position
+from cdc.routing import TopicRouter
 from cdc.sink import KafkaSink
-from cdc.snapshot import SnapshotProgress, SnapshotReader
 from cdc.source import preflight
-from cdc.source.binlog import BinlogSource, SourceFailed
+from cdc.source.binlog import BinlogSource, SourceFailed, report_host
 from cdc.source.database import Database
-from cdc.terms import TermCatalog
+from cdc.source.retention import BinlogPoller
+from cdc.source.snapshot import SnapshotProgress, SnapshotReader
+from cdc.term_events import build as build_term
+from cdc.term_events import encode as encode_term
+from cdc.term_fanout import TermFanout
+from cdc.terms import TermCatalog, TermChange
 from cdc.wordpress import TableNames
 
 log = logging.getLogger(__name__)
@@ -75,8 +83,12 @@ class Session:
             max_pending_bytes=settings.max_pending_bytes,
             emitted=checkpoint.emitted,
             done_upto=checkpoint.done_upto,
+            term_events=bool(settings.term_topic),
         )
+        self.fanout = TermFanout(settings.term_fanout, ports.store, self.tables, ports.blocking)
         self.origin = Origin(settings.name, settings.mysql.database, settings.server_id)
+        self.router = TopicRouter(settings.topic, settings.name)
+        self.linker = Linker(self.tables, self.catalog, self.assembler.cache.get, dict(settings.post_type_bases))
         self.clock = Clock(ports.monotonic)
         self.source: ChangeSource | None = None
         self._closed: list[PostChange] = []
@@ -163,29 +175,35 @@ class Session:
                 # Binlog time jumped (a backlog): close what that jump ends before folding more.
                 self._closed.extend(self.assembler.due(self.clock.now()))
             metrics.rows_seen(item)
-            folded = self.assembler.rows_folded
+            folded, forced = self.assembler.rows_folded, self.assembler.forced_closes
             self._closed.extend(self.assembler.on_batch(item, self.clock.now()))
             metrics.rows_filtered(item, self.assembler.rows_folded - folded)
+            if self.assembler.forced_closes > forced:
+                metrics.forced_emits(self.assembler.forced_closes - forced)
         elif isinstance(item, Commit):
             if self.clock.advance(item.ts):
                 self._closed.extend(self.assembler.due(self.clock.now()))
             self._closed.extend(self.assembler.on_commit(item))
-            metrics.position(item.end, item.ts)
+            metrics.position(item.end, item.ts, item.rotate)
         elif isinstance(item, Idle):
             self.assembler.on_idle(item.position, item.gtid)
-            metrics.idle()
+            metrics.idle(item.at)
+        elif isinstance(item, SettingsWritten):
+            self.linker.on_written(item)
         elif isinstance(item, SourceFailed):
+            metrics.source_lost()
             raise item.error
 
     async def _maybe_flush(self) -> None:
         now = self.ports.monotonic()
         due_checkpoint = now - self._last_checkpoint_at >= self.settings.checkpoint_interval
-        if (self._closed and not due_checkpoint and len(self._closed) < 1000 and self.source is not None
+        closed = bool(self._closed) or self.assembler.closed_terms > 0
+        if (closed and not due_checkpoint and len(self._closed) < 1000 and self.source is not None
                 and self.source.backlog() and now - self._last_flush_at < self.settings.flush_interval):
             # Catching up (more is queued already): one Kafka transaction per flush_interval, not
             # one per loop turn; a transaction's round trips cost more than a small flush's events.
             return
-        if self._closed or due_checkpoint:
+        if closed or due_checkpoint:
             self._last_flush_at = now
             await self._flush(force=due_checkpoint)
 
@@ -208,13 +226,18 @@ class Session:
     async def _flush(self, force: bool = False) -> None:
         while len(self._closed) >= 2 * MAX_CLOSED_PER_FLUSH and await self._flush_piece():
             pass
+        # Closed term changes no longer hold the resume point back: they are taken here and go
+        # with this flush's checkpoint (no other task closes one while the awaits below run).
+        terms = self.assembler.take_terms()
+        fanout_posts = await self.fanout.read(terms) if terms else {}
         # The checkpoint is taken at the same instant as the changes it covers (after the lookup's
         # await, so what the backfill task added meanwhile is in both), before the next await.
         self._closed, looked_up = await self._look_up_rows(self._closed)
         closed, self._closed = self._closed, []
+        term_records, fanned = self._build_terms(terms, fanout_posts)  # moves the marks of posts fanned out
         checkpoint = self._current_checkpoint()
-        events = self._build(closed, looked_up)
-        records = self._encode(events)
+        events = await self._link(self._build(closed, looked_up) + fanned)  # a post's own earlier change before its fan-out
+        records = self._encode(events) + term_records
         moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot, checkpoint.done_upto) != (
             self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot, self.checkpoint.done_upto
         )
@@ -255,7 +278,7 @@ class Session:
         piece = [c for c in self._closed if c.key in keys]
         self._closed = [c for c in self._closed if c.key not in keys]
         piece, looked_up = await self._look_up_rows(piece)
-        events = self._build(piece, looked_up)
+        events = await self._link(self._build(piece, looked_up))
         records = self._encode(events)
         marks = dict(base.emitted)
         for c in piece:
@@ -265,19 +288,115 @@ class Session:
         return True
 
     def _encode(self, events: list[PostEvent]) -> list[Record]:
-        """Each event's records (the event, and a tombstone after a delete), in order."""
-        return [r for event in events for r in encode(event, self.settings.max_message_bytes)]
+        """Each event's records (the event, and a tombstone after a delete), in order, routed to
+        their topic (and a tombstone in the old topic first when a post moved: cdc/routing.py)."""
+        if self.router.static:
+            return [r for event in events for r in encode(event, self.settings.max_message_bytes)]
+        return [r for event in events for r in self.router.route(event, encode(event, self.settings.max_message_bytes))]
 
     async def _write(self, events: list[PostEvent], records: list[Record], checkpoint: Checkpoint) -> None:
         started = time.perf_counter()
         await self.sink.write(records, checkpoint)
-        metrics.flushed(events, time.perf_counter() - started)
+        metrics.flushed(events, time.perf_counter() - started, sum(1 for r in records if r.truncated))
         for event in events:
             log.debug("%s %s post %s:%s seq=%s (%s)", event.op, event.post_type, event.blog_id,
                       event.post_id, event.seq, event.action)
         self.checkpoint = checkpoint
         self._last_checkpoint_at = self.ports.monotonic()
         metrics.checkpointed(checkpoint)
+
+    async def _link(self, events: list[PostEvent]) -> list[PostEvent]:
+        """The events with their ``link`` (cdc/links.py): the settings of blogs whose options were
+        written since they were read are read first (once per flush, however many writes), then
+        what the links need beyond the rows, in batched rounds (a round per unknown level of page
+        hierarchy); then the ``moved`` events of descendants whose URL moved with a post's. After
+        the flush's checkpoint is taken: nothing here changes what the flush covers."""
+        if not events:
+            return events
+        linker = self.linker
+        requests = [LinkRequest(e.blog_id, e.post_id, e.before, e.after, e.terms_added, e.terms_removed,
+                                snapshot=e.op == "snapshot") for e in events]
+        for req in requests:  # the URL consumers were told last stands for link.before: not made again
+            req.make_before = req.make_before and linker.last((req.blog, req.post_id)) is None
+        deleted = {(e.blog_id, e.post_id): e.before for e in events if e.op == "delete" and e.before is not None}
+
+        def before_deletion(key: tuple[int, int]) -> Row | None:
+            return deleted.get(key) or self.assembler.pending_before(key)
+
+        pairs = await linker.resolve(requests, self.db, self.ports.blocking, gone=before_deletion)
+        linked = []
+        for e, (before, after) in zip(events, pairs):
+            key = (e.blog_id, e.post_id)
+            if e.before is not None and e.op != "snapshot":
+                before = linker.last(key) or before  # the URL consumers were last told (docs/events.md)
+            linker.written(key, after)
+            linked.append(replace(e, link_before=before, link_after=after))
+        events = linked
+        if self.settings.link_fanout:
+            events = await self._moved(events, requests, before_deletion)
+        return events
+
+    async def _moved(self, events: list[PostEvent], requests: list[LinkRequest],
+                     before_deletion: Callable[[tuple[int, int]], Row | None]) -> list[PostEvent]:
+        """After each update that wrote the post's row or moved its URL, a ``moved`` event for each
+        descendant (child pages, attachments, …) whose URL is no longer the one its last event said
+        (made from the ancestor's row before the change when this process wrote none), up to
+        --link-fanout per flush (the update says how many follow, and whether the bound cut them:
+        ``link.descendants``). Any write of the row counts, not only a net change of its slug,
+        parent, status or date: a descendant's event in between may have read a state the net hides
+        (a page trashed and untrashed within one window).
+
+        A moved event takes its ancestor's ``seq``; it is written only where that keeps the
+        descendant's events in order and unique: nothing of it pending, in this flush or waiting for
+        the next, nothing emitted past that position. Otherwise its own next event carries the new
+        URL. Its mark is set, so a backfill document of it read before is stale.
+        """
+        moving = [i for i, e in enumerate(events) if e.op == "update" and e.link_before is not None
+                  and e.link_after is not None and (e.row_written or e.link_before.path != e.link_after.path)]
+        if not moving:
+            return events
+        linker, capture = self.linker, self.settings.capture
+        found, cut = await linker.descendants([requests[i] for i in moving], self.db, self.ports.blocking,
+                                              self.settings.link_fanout)
+        rows = []
+        for n, row in found:
+            key = (events[moving[n]].blog_id, int(row["ID"]))
+            row = self.assembler.cache.get(key) or row  # the newest row the stream read, else the database's
+            if capture.wants_type(row.get("post_type")) and capture.wants_status(row.get("post_status")):
+                rows.append((n, row))
+        known = {(events[moving[n]].blog_id, int(row["ID"])): row for n, row in rows}
+        pairs = await linker.resolve([LinkRequest.moved(row, events[moving[n]].blog_id, requests[moving[n]])
+                                      for n, row in rows], self.db, self.ports.blocking, known, before_deletion)
+        # From here to the return nothing awaits: what is pending or closed cannot change meanwhile.
+        busy = {c.key for c in self._closed} | {(e.blog_id, e.post_id) for e in events}
+        follow: dict[int, list[PostEvent]] = defaultdict(list)
+        for (n, row), (before, after) in zip(rows, pairs):
+            if before is None or after is None:
+                continue
+            ancestor = events[moving[n]]
+            key, position = (ancestor.blog_id, int(row["ID"])), Position(ancestor.source.file, ancestor.source.pos)
+            before = linker.last(key) or before
+            if (before.path == after.path or key in busy or self.assembler.is_pending(key)
+                    or self.assembler.emitted_since(key, position)):
+                continue
+            busy.add(key)
+            self.assembler.mark(key, position)
+            linker.written(key, after)
+            follow[n].append(moved_event(ancestor, row, before, after))
+        out: list[PostEvent] = []
+        index = {i: n for n, i in enumerate(moving)}
+        for i, e in enumerate(events):
+            n = index.get(i, -1)
+            if n >= 0 and (follow[n] or n in cut):
+                if n in cut:
+                    log.warning("post %s:%s moved more descendants' URLs than --link-fanout %d lets this flush "
+                                "announce: its event says so (link.descendants.cut); revalidate everything under %s",
+                                e.blog_id, e.post_id, self.settings.link_fanout,
+                                e.link_before.path if e.link_before else "its old path")
+                e = replace(e, link_descendants=(len(follow[n]), n in cut))
+            out.append(e)
+            out.extend(follow.get(n, ()) if n >= 0 else ())
+        return out
 
     async def _look_up_rows(self, closed: list[PostChange]) -> tuple[list[PostChange], dict[tuple[int, int], dict]]:
         """(the changes to emit, the post rows of those that carried none) for ``closed``.
@@ -340,6 +459,18 @@ class Session:
             out.append(gone(c))
         return out
 
+    def _build_terms(self, changes: list[TermChange],
+                     fanout_posts: dict[tuple[int, int], list[dict]]) -> tuple[list[Record], list[PostEvent]]:
+        """The term events' records (their own topic) and the ``--term-fanout`` post events."""
+        now_ms = int(time.time() * 1000)
+        events = [build_term(c, self.origin, now_ms) for c in changes]
+        records = [r for e in events for r in encode_term(e, self.settings.term_topic, self.settings.max_message_bytes)]
+        if not fanout_posts:
+            return records, []
+        fanned = self.fanout.events(list(zip(changes, events)), fanout_posts, self.assembler, self.settings.capture,
+                                    self.origin, now_ms)
+        return records, fanned
+
     def _build(self, closed: list[PostChange], looked_up: dict[tuple[int, int], dict]) -> list[PostEvent]:
         now_ms = int(time.time() * 1000)
         events = []
@@ -376,9 +507,15 @@ async def starting_checkpoint(settings: StreamSettings, db: Database, start: str
         position = await asyncio.to_thread(preflight.transaction_start, db, Position.parse(start))
         return Checkpoint(settings.name, position, server_id=settings.server_id), True, True
     if start == "checkpoint" and not fresh_ok:
-        await store.require_not_lost(settings.topic)
+        await store.require_not_lost(await event_topics(settings))
     position, gtid = await asyncio.to_thread(db.current_position)
     return Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id), True, True
+
+
+async def _new_event_topic(settings: StreamSettings, topic: str) -> None:
+    """An event topic the routing template named for the first time (cdc/routing.py)."""
+    spec = event_topic_spec(topic, settings.partitions, settings.max_message_bytes)
+    await ensure_topics(settings.kafka, [spec], settings.replication_factor)
 
 
 def _new_snapshot(settings: StreamSettings, tables: TableNames) -> SnapshotProgress:
@@ -441,18 +578,39 @@ async def run_stream(settings: StreamSettings, stop: asyncio.Event, *, backfill_
 
 async def _run_sessions(settings: StreamSettings, stop: asyncio.Event, db: Database, backfill_now: bool) -> None:
     tables = TableNames(settings.table_prefix, settings.blog_ids)
-    await asyncio.to_thread(preflight.run_all, db, tables, None)
     if settings.metrics_port:
+        # Served from the start, so a connector waiting for its servers is alive and says why it
+        # is not ready; a fatal exit shows as restarts (kube-state-metrics), not as a silent up.
         metrics.configure(connector=settings.name, stall_timeout=settings.stall_timeout,
                           mysql=f"{settings.mysql.host}:{settings.mysql.port}", kafka=settings.kafka.bootstrap)
-        metrics.serve(settings.metrics_port, settings.metrics_host)
+        endpoints.serve(settings.metrics_port, settings.metrics_host)
+        poller = BinlogPoller(settings.mysql, settings.binlog_poll_interval, metrics.binlogs_polled)
+        poller.start()
+        try:
+            await _retry_sessions(settings, stop, db, tables, backfill_now)
+        finally:
+            await asyncio.to_thread(poller.stop)
+    else:
+        await _retry_sessions(settings, stop, db, tables, backfill_now)
 
+
+async def _retry_sessions(settings: StreamSettings, stop: asyncio.Event, db: Database, tables: TableNames,
+                          backfill_now: bool) -> None:
+    """Sessions until ``stop``; the preflight runs inside the retries, so a server that is not up
+    yet is waited for like one lost mid-stream, while a check the server fails stops the process."""
+    checked = False
     start = settings.start
     want_backfill = backfill_now
     backoff = Backoff()
 
     async def one_session() -> None:
-        nonlocal start, want_backfill
+        nonlocal start, want_backfill, checked
+        if not checked:
+            if not backoff.failures:  # on a retry, /readyz keeps saying what failed
+                metrics.starting("checking the MySQL server (preflight)")
+            await asyncio.to_thread(preflight.run_all, db, tables, None)
+            checked = True
+            metrics.starting("connecting to Kafka and reading the checkpoint")
         await ensure_topics(settings.kafka, connector_topics(settings), settings.replication_factor)
         sink = KafkaSink(
             settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
@@ -461,11 +619,13 @@ async def _run_sessions(settings: StreamSettings, stop: asyncio.Event, db: Datab
             max_message_bytes=settings.max_message_bytes,
             write_timeout=settings.kafka_write_timeout,
             compression=settings.compression,
+            new_topic=lambda topic: _new_event_topic(settings, topic),
         )
         # The producer starts (and so fences any older instance and aborts its open transaction)
         # *before* the checkpoint is read: after that no one else can commit, so the checkpoint
         # we read is the last word.
         await sink.start()
+        metrics.sink_connected()
         try:
             fresh_ok = want_backfill or settings.snapshot_mode in ("initial", "when_needed")
             checkpoint, must_write, is_new = await starting_checkpoint(settings, db, start, fresh_ok)
@@ -495,7 +655,8 @@ async def _run_sessions(settings: StreamSettings, stop: asyncio.Event, db: Datab
             backoff.streaming()
             ports = Ports(
                 source=lambda position, gtid: BinlogSource(settings.mysql, tables, server_id=settings.server_id,
-                                                           start=position, gtid=gtid),
+                                                           start=position, gtid=gtid,
+                                                           report_host=report_host(settings.name)),
                 sink=sink, store=db,
                 chunk_reader=lambda: SnapshotReader(settings.mysql, tables, settings.snapshot,
                                                     skip_types(settings.capture)),
@@ -510,11 +671,17 @@ async def _run_sessions(settings: StreamSettings, stop: asyncio.Event, db: Datab
         metrics.reconnect(exc)
         log.warning("%s; retrying in %.1fs", exc, state.next_action.sleep)  # type: ignore[attr-defined]
 
+    async def sleep(seconds: float) -> None:
+        """The backoff, cut short by SIGTERM: a connector waiting for its servers stops at once."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(_retriable),
         wait=backoff,
         stop=stop_never,
         before_sleep=before_sleep,
+        sleep=sleep,
         reraise=True,
     ):
         with attempt:

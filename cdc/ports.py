@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from cdc.changes import Row
 from cdc.checkpoint import Checkpoint
 from cdc.encode import Record
+from cdc.model import Row
 from cdc.position import Position
-from cdc.snapshot import SnapshotChunk
+from cdc.source.snapshot import SnapshotChunk
 from cdc.wordpress import TableNames
 
 T = TypeVar("T")
@@ -55,11 +55,25 @@ class PostStore(Protocol):
 
     def term_rows(self, tables: TableNames, blog: int) -> list[Row]: ...
 
+    def term_posts(self, tables: TableNames, blog: int, term_taxonomy_id: int, limit: int) -> list[int]: ...
+
     def blog_ids(self, tables: TableNames) -> list[int]: ...
+
+    # For links (cdc/links.py): other posts' link columns, categories, options, user nicenames.
+
+    def post_stubs(self, tables: TableNames, blog: int, ids: list[int]) -> dict[int, Row]: ...
+
+    def post_categories(self, tables: TableNames, blog: int, ids: list[int]) -> dict[int, list[int]]: ...
+
+    def post_children(self, tables: TableNames, blog: int, parent_ids: list[int], limit: int) -> list[Row]: ...
+
+    def options(self, tables: TableNames, blog: int, names: Iterable[str]) -> dict[str, Any]: ...
+
+    def user_nicenames(self, tables: TableNames, ids: list[int]) -> dict[int, str]: ...
 
 
 class ChunkReader(Protocol):
-    """Consistent backfill chunks (cdc.snapshot.SnapshotReader)."""
+    """Consistent backfill chunks (cdc.source.snapshot.SnapshotReader)."""
 
     def read_chunk(self, blog: int, after_id: int, ids: list[int] | None = None) -> SnapshotChunk: ...
 

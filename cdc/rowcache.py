@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from cdc.changes import PostKey, Row
+from cdc.model import PostKey, Row
 
 
 def row_size(row: Row | None) -> int:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFenced
 
-from cdc import metrics
+from cdc import login, metrics
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import KafkaSettings
 from cdc.encode import Record
@@ -49,9 +49,14 @@ class KafkaSink:
 
     def __init__(self, settings: KafkaSettings, *, topic: str, checkpoint_topic: str, connector: str,
                  transactional_id: str | None, max_message_bytes: int = 900_000,
-                 write_timeout: float = 60.0, compression: str = "none") -> None:
+                 write_timeout: float = 60.0, compression: str = "none",
+                 new_topic: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.settings = settings
         self.topic = topic
+        # Topics a routing template names are created as they are first needed (before the
+        # transaction that writes to them); the ones known to exist are remembered.
+        self._new_topic = new_topic
+        self._known_topics = {topic}
         self.checkpoints = CheckpointStore(settings, checkpoint_topic, connector)
         self.transactional = transactional_id is not None
         self.write_timeout = write_timeout
@@ -59,18 +64,22 @@ class KafkaSink:
         # Room for the largest event the size policy lets through, its key and batch framing; never
         # below Kafka's usual 1 MiB, so the checkpoint record and small batches always fit.
         max_request_size = max(1 << 20, max_message_bytes + (64 << 10))
+        tuning = dict(
+            # No linger: a flush appends all its records before the sender runs (send() does not
+            # yield), so they batch anyway; lingering only delayed every transaction by 5 ms.
+            linger_ms=0,
+            max_batch_size=min(max_request_size, 512 << 10),  # default 16 KiB: 2-3 post events
+        )
         self._producer = AIOKafkaProducer(
-            **settings.client_kwargs(),
+            # --kafka-option's producer settings (linger.ms, batch.size ...) override the tuning;
+            # the guarantees below are not among the keys it takes (cdc/kafka_options.py).
+            **(tuning | settings.client_kwargs("producer")),
             enable_idempotence=True,
             acks="all",
             transactional_id=transactional_id,
             # --compression: none by default, the one codec every client reads at no CPU cost
             # (aiokafka's gzip is level 9, ~36x the cost of no codec; docs/performance.md).
             compression_type=None if compression == "none" else compression,
-            # No linger: a flush appends all its records before the sender runs (send() does not
-            # yield), so they batch anyway; lingering only delayed every transaction by 5 ms.
-            linger_ms=0,
-            max_batch_size=min(max_request_size, 512 << 10),  # default 16 KiB: 2-3 post events
             max_request_size=max_request_size,
         )
 
@@ -80,7 +89,11 @@ class KafkaSink:
         except KafkaError as exc:
             metrics.kafka_error("start")
             await self._close_quietly()
-            raise _fenced_or_sink(exc, self.settings, "start the producer") from None
+            error = _fenced_or_sink(exc, self.settings, "start the producer")
+            more = login.hint(self.settings)  # aiokafka cannot see a refused login (cdc/login.py)
+            if more and type(error) is SinkError:
+                error = SinkError(f"{error}; {more}")
+            raise error from None
 
     async def stop(self) -> None:
         await self._close_quietly()
@@ -94,6 +107,7 @@ class KafkaSink:
     async def write(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
         metrics.write_started()
         try:
+            await self._create_topics(records)
             # aiokafka waits for a broker that went away instead of failing the transaction: the
             # timeout turns a hang into a failure the runner heals (new producer, checkpoint).
             write = self._write_transaction if self.transactional else self._write_acked
@@ -110,11 +124,19 @@ class KafkaSink:
         finally:
             metrics.write_finished()
 
+    async def _create_topics(self, records: Sequence[Record]) -> None:
+        wanted = {r.topic for r in records if r.topic is not None} - self._known_topics
+        for topic in sorted(wanted):
+            if self._new_topic is None:
+                raise SinkError(f"record for topic {topic} but no way to create topics was given")
+            await self._new_topic(topic)
+            self._known_topics.add(topic)
+
     async def _write_transaction(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
         producer = self._producer
         await producer.begin_transaction()
         try:
-            futures = [await producer.send(self.topic, r.value, key=r.topic_key) for r in records]
+            futures = [await producer.send(r.topic or self.topic, r.value, key=r.topic_key, headers=list(r.headers)) for r in records]
             if checkpoint is not None:
                 topic, key, value = self.checkpoints.record(checkpoint)
                 futures.append(await producer.send(topic, value, key=key))
@@ -133,7 +155,7 @@ class KafkaSink:
 
     async def _write_acked(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
         producer = self._producer
-        futures = [await producer.send(self.topic, r.value, key=r.topic_key) for r in records]
+        futures = [await producer.send(r.topic or self.topic, r.value, key=r.topic_key, headers=list(r.headers)) for r in records]
         await asyncio.gather(*futures)
         if checkpoint is not None:
             topic, key, value = self.checkpoints.record(checkpoint)

@@ -31,6 +31,14 @@ POST_COLUMN: dict[TableKind, str] = {
 }
 
 
+class SettingsKind(enum.Enum):
+    """Tables a post's URL depends on (cdc/permalinks.py) but whose rows wpcdc never decodes: a
+    write to one is noticed by its table name only, and the few values needed are read again."""
+
+    OPTIONS = "options"  # {prefix}options, {prefix}N_options: permalink_structure, home, …
+    USERS = "users"  # {prefix}users, one per network: user_nicename for %author%
+
+
 @dataclass(frozen=True, slots=True)
 class WpTable:
     """A table name decoded: which blog of the network and which kind of table."""
@@ -42,9 +50,10 @@ class WpTable:
 class TableNames:
     """Recognises ``{prefix}posts`` (blog 1) and ``{prefix}{N}_posts`` (blog N of a multisite).
 
-    It is also handed to mysql-replication as ``only_tables``: the library only asks
-    ``name in only_tables``, so a matcher catches blogs created after the connector started,
-    which a fixed list could not.
+    It is also what mysql-replication's ``only_tables`` asks (through
+    cdc.source.binlog.TableFilter): the library only asks ``name in only_tables``, so a matcher
+    catches blogs created after the connector started, which a fixed list could not. The options
+    and users tables, which links depend on, are recognised apart (``settings``).
     """
 
     def __init__(self, prefix: str = "wp_", blog_ids: Iterable[int] | None = None) -> None:
@@ -55,6 +64,7 @@ class TableNames:
         kinds = "|".join(k.value for k in TableKind)
         self._pattern = re.compile(rf"{re.escape(prefix)}(?:([1-9][0-9]*)_)?({kinds})")
         self._cache: dict[str, WpTable | None] = {}
+        self._settings = re.compile(rf"{re.escape(prefix)}(?:(?:([1-9][0-9]*)_)?(options)|(users))")
 
     def parse(self, table: str) -> WpTable | None:
         """The blog and kind of a table, or None when wpcdc does not read it."""
@@ -77,6 +87,25 @@ class TableNames:
 
     def name(self, blog_id: int, kind: TableKind) -> str:
         return f"{self.prefix}{kind.value}" if blog_id == 1 else f"{self.prefix}{blog_id}_{kind.value}"
+
+    def settings(self, table: str) -> tuple[SettingsKind, int] | None:
+        """(OPTIONS, blog id) for a captured blog's options table, (USERS, 0) for the network's
+        users table, None otherwise. Called for table maps only (not per row): no cache."""
+        m = self._settings.fullmatch(table)
+        if m is None:
+            return None
+        if m.group(3):
+            return SettingsKind.USERS, 0
+        blog_id = int(m.group(1) or 1)
+        if self.blog_ids is not None and blog_id not in self.blog_ids:
+            return None
+        return SettingsKind.OPTIONS, blog_id
+
+    def settings_name(self, kind: SettingsKind, blog_id: int = 1) -> str:
+        """The options table of a blog, or the users table (shared by every blog of a network)."""
+        if kind is SettingsKind.USERS or blog_id == 1:
+            return f"{self.prefix}{kind.value}"
+        return f"{self.prefix}{blog_id}_{kind.value}"
 
 
 # Meta keys that are WordPress's bookkeeping: they change on every save or heartbeat and say
@@ -105,6 +134,15 @@ DEFAULT_EXCLUDED_POST_TYPES = (
     "user_request",
     "shop_order_placehold",
 )
+
+# The post types WordPress core registers itself (create_initial_post_types, 6.1). get_permalink()
+# links those other than page and attachment like posts; every other type is a plugin's or a
+# theme's, registered in PHP, whose rewrite slug wpcdc cannot see (--post-type-base).
+BUILTIN_POST_TYPES = frozenset({
+    "post", "page", "attachment", "revision", "nav_menu_item", "custom_css", "customize_changeset",
+    "oembed_cache", "user_request", "wp_block", "wp_template", "wp_template_part", "wp_global_styles",
+    "wp_navigation",
+})
 
 AUTO_DRAFT = "auto-draft"
 TRASH = "trash"

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
-from pymysqlreplication import BinLogStreamReader, binlogstream
+from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
     ExecuteLoadQueryEvent,
     GtidEvent,
@@ -40,7 +42,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from cdc.changes import Commit, Idle, TxnRef
+from cdc import metrics
 from cdc.config import MysqlSettings
 from cdc.errors import (
     BinlogPurgedError,
@@ -49,18 +51,15 @@ from cdc.errors import (
     SourceError,
     UnsupportedChangeError,
 )
+from cdc.model import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
 from cdc.normalize import normalize_rows
 from cdc.position import Position
-from cdc.source import compressed, decoding, fastpath, handoff
+from cdc.source import compressed, fastpath, handoff, library
 from cdc.source.flavor import GtidState
 from cdc.source.statements import QueryKind, classify
-from cdc.wordpress import TableNames
+from cdc.wordpress import SettingsKind, TableNames
 
 log = logging.getLogger(__name__)
-
-# The library retries these two errors ("server has gone away", "lost connection") on its own,
-# from wherever it was. We want them: recovery goes through our checkpoint.
-binlogstream.MYSQL_EXPECTED_ERROR_CODES = []
 
 _OPS = {WriteRowsEvent: "insert", UpdateRowsEvent: "update", DeleteRowsEvent: "delete"}
 # NotImplementedEvent: every event type the library does not parse reaches us too, so one that can
@@ -77,7 +76,6 @@ _MARIADB_QUERY_COMPRESSED = compressed.QUERY_COMPRESSED
 _MARIADB_ROWS_COMPRESSED = frozenset(compressed.ROWS)
 # MySQL 8.0.20+ binlog_transaction_compression: a whole transaction in one zstd payload.
 _MYSQL_TRANSACTION_PAYLOAD = 0x28
-_HEADER = 20  # the OK byte and the 19-byte event header before an event's body in a packet
 
 _REMEDY_SKIP = (
     "Then skip this transaction and re-read the posts: `wpcdc offsets set {end}` (the end of the "
@@ -88,6 +86,46 @@ _REMEDY_SKIP = (
 @dataclass(frozen=True, slots=True)
 class SourceFailed:
     error: Exception
+
+
+class TableFilter:
+    """``only_tables`` for the library: WordPress's five tables, and a note of the options and users
+    tables a table map names.
+
+    The library asks ``table in only_tables`` for every table map; a table it is told to skip has its
+    rows skipped without decoding. Links depend on a few options and on users' nicenames
+    (cdc/links.py), and a write to those tables is all the session must know: so their names are
+    noted here and never let through. A table map precedes every rows event of its table, and the
+    reader thread asks the library for events one at a time, so what this notes belongs to the rows
+    event the library is skipping right now.
+    """
+
+    def __init__(self, tables: TableNames) -> None:
+        self.tables = tables
+        self.blogs: set[int] = set()
+        self.users = False
+
+    def __contains__(self, table: object) -> bool:
+        if not isinstance(table, str):
+            return False
+        if self.tables.parse(table) is not None:
+            return True
+        hit = self.tables.settings(table)
+        if hit is not None:  # the same name in another schema is noted too: a needless re-read at worst
+            if hit[0] is SettingsKind.USERS:
+                self.users = True
+            else:
+                self.blogs.add(hit[1])
+        return False
+
+    def take(self) -> SettingsWritten | None:
+        """What was noted since the last call."""
+        if not self.blogs and not self.users:
+            return None
+        noted = SettingsWritten(frozenset(self.blogs), self.users)
+        self.blogs.clear()
+        self.users = False
+        return noted
 
 
 ROW_OBJECT_BYTES = 600  # a decoded RowChange with its row dicts, beyond the values' bytes
@@ -108,16 +146,19 @@ class BinlogSource:
         heartbeat: float = 1.0,
         max_queue_bytes: int = 4 << 20,
         chunk_bytes: int = 512 << 10,
+        report_host: str | None = None,
     ) -> None:
-        decoding.install()
-        compressed.install()  # MariaDB's log_bin_compress events, inflated (cdc/source/compressed.py)
-        fastpath.install()  # a cache of parsed table maps (see cdc/source/fastpath.py)
+        # Checks the installed mysql-replication, then patches it: our value readers, inflated
+        # compressed events, cached table maps, no reconnect by itself (cdc/source/library.py).
+        library.install()
         self.settings = settings
         self.tables = tables
+        self.filter = TableFilter(tables)
         self.server_id = server_id
         self.start_position = start
         self.chunk_size = chunk_size
         self.heartbeat = heartbeat
+        self.report_host = report_host  # registered with COM_REGISTER_SLAVE: see SHOW SLAVE HOSTS
         # Bounded by the decoded size of the rows it holds: see cdc/source/handoff.py.
         self.queue: handoff.WeightedQueue = handoff.WeightedQueue(max_queue_bytes)
         self.chunk_bytes = chunk_bytes
@@ -185,6 +226,9 @@ class BinlogSource:
                     pass
 
     def _map_error(self, exc: Exception) -> Exception:
+        if _same_server_id(exc):
+            return ReplicaReplacedError(replaced_message(self.server_id, f"{self.settings.host}:{self.settings.port}",
+                                                         str(exc.args[-1])))
         if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] == 1236:
             message = str(exc.args[-1])
             if "checksum" in message.lower():
@@ -206,14 +250,6 @@ class BinlogSource:
                 "`wpcdc backfill` (or `wpcdc stream --snapshot when_needed`) to take a new "
                 "snapshot, then stream from there"
             )
-        if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] == 4052:
-            # The server hands the binlog to the newest replica with this server_id and drops
-            # the older one: another instance took over, as Kafka's fencing would say too.
-            return ReplicaReplacedError(
-                f"another replica with server_id {self.server_id} connected to "
-                f"{self.settings.host}:{self.settings.port} and replaced this one (MariaDB error "
-                "4052). Is another instance running? Run one wpcdc per --name; stopping"
-            )
         if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError,
                             ConnectionError, EOFError, struct.error)):
             return SourceError(
@@ -234,11 +270,12 @@ class BinlogSource:
             log_file=start.file,
             log_pos=start.pos,
             only_events=_EVENTS,
-            only_tables=self.tables,
+            only_tables=self.filter,
             only_schemas=[self.settings.database],
             slave_heartbeat=self.heartbeat,
             is_mariadb=False,  # see module doc: True makes the library ignore log_file/log_pos
             enable_logging=False,
+            report_slave=self.report_host,
         )
         file = start.file
         txn: TxnRef | None = None
@@ -250,13 +287,23 @@ class BinlogSource:
             event = reader.fetchone()
             if event is None:
                 raise SourceError("the server closed the binlog stream")
+            written = self.filter.take()
+            if written is not None:
+                chunk.append(written)
             end = event.packet.log_pos
             ended = False  # this event ends a transaction
             if isinstance(event, RotateEvent):
+                if event.next_binlog != file:
+                    # Table ids hold for one server run. The library forgets its table maps at a
+                    # rotation the server wrote (timestamp != 0), not at the one the dump thread
+                    # makes up (timestamp 0) to move past a file a restart ended: a map of a
+                    # captured table would then decode another table's rows (a filtered table map
+                    # does not replace it). Forget them at every move to another file.
+                    reader.table_map.clear()
                 file = event.next_binlog
                 self.position = Position(file, event.position)
                 if txn is None:
-                    chunk.append(Commit(self.position, self._gtid.text(), event.timestamp))
+                    chunk.append(Commit(self.position, self._gtid.text(), event.timestamp, rotate=True))
             elif isinstance(event, HeartbeatLogEvent):
                 # A heartbeat comes when the server has sent everything: its log_pos is the end of
                 # the binlog file, past header events we never see (a fresh file's format
@@ -264,7 +311,7 @@ class BinlogSource:
                 ident = event.ident.decode(errors="replace") if isinstance(event.ident, bytes) else event.ident
                 if txn is None and ident == file and end > self.position.pos and self.position.file == file:
                     self.position = Position(file, end)
-                chunk.append(Idle(self.position if txn is None else None, self._gtid.text()))
+                chunk.append(Idle(self.position if txn is None else None, self._gtid.text(), time.time()))
             elif isinstance(event, (MariadbGtidEvent, GtidEvent)):
                 begin = Position(file, end - event.packet.event_size)
                 prev = self._gtid.text()
@@ -294,6 +341,8 @@ class BinlogSource:
                         txn = TxnRef(_start(file, event), None, self._gtid.text())
                     xa = xa or kind is QueryKind.XA_START
                 elif kind is QueryKind.DML:
+                    if meaning.captured:
+                        self._count_statement(meaning.captured)
                     if meaning.captured and problem is None:
                         problem = (_start(file, event), ", ".join(meaning.captured), "statement")
                     if txn is None:  # a statement without BEGIN (a non-transactional table) ends here
@@ -332,10 +381,22 @@ class BinlogSource:
                 chunk.clear()
                 self._chunk_weight = 0
 
+    def _count_statement(self, captured: tuple[str, ...]) -> None:
+        """A write logged as a statement: counted before the stream stops at its transaction's
+        end (exit 23), so the metric shows it even when the process is gone a moment later."""
+        kinds = {parsed.kind for name in captured if (parsed := self.tables.parse(name)) is not None}
+        for kind in kinds:
+            metrics.statement_write(kind)
+
     def _rows(self, chunk: list[Any], event: Any, op: str, txn: TxnRef) -> None:
-        batch = (fastpath.rows_batch(self.tables, event, op, self.position, txn, event.timestamp)
-                 if self.fastpath else fastpath.UNSUPPORTED)
-        if batch is fastpath.UNSUPPORTED:  # a layout the fast path leaves to the library
+        wp_table = self.tables.parse(event.table)
+        if wp_table is None:
+            return
+        rows = library.fast_rows(event, op) if self.fastpath else None
+        batch: RowsBatch | None
+        if rows is not None:
+            batch = fastpath.rows_batch(wp_table, op, rows, self.position, txn, event.timestamp)
+        else:  # a layout the fast path leaves to the library
             batch = normalize_rows(self.tables, event.table, op, event.rows, self.position, txn, event.timestamp)
         if batch is not None:
             chunk.append(batch)
@@ -363,24 +424,45 @@ class BinlogSource:
             return "(a compressed statement)"
         if event.event_type not in _MARIADB_ROWS_COMPRESSED:
             return None
-        table_id = int.from_bytes(_body(event)[:6], "little")
+        table_id = int.from_bytes(library.event_body(event)[:6], "little")
         table = self._reader.table_map.get(table_id) if self._reader is not None else None
         if table is None or self.tables.parse(table.table) is None:
             return None
         return str(table.table)
 
 
+def _same_server_id(exc: Exception) -> bool:
+    """The server dropped us for a newer binlog client with the same server_id: MariaDB says so
+    with error 4052 (ER_SLAVE_SAME_ID), MySQL with 1236 and these words."""
+    if not isinstance(exc, pymysql.err.OperationalError) or not exc.args:
+        return False
+    return exc.args[0] == 4052 or (exc.args[0] == 1236 and "same server_uuid/server_id" in str(exc.args[-1]))
+
+
+def replaced_message(server_id: int, server: str, said: str) -> str:
+    """Why the binlog stream was taken away, its two causes, and how to tell which one it is."""
+    return (
+        f"MySQL at {server} dropped this binlog connection for another client with the same server_id "
+        f"{server_id} ({said}); stopping. Is another instance running? Either (1) a second instance of this "
+        f"connector runs (another pod during a drain or a rollout, a forgotten `wpcdc stream` or `wpcdc "
+        f"backfill`): it also fences this one in Kafka, make sure only one runs; or (2) another connector or a "
+        f"real replica uses server_id {server_id}: give this one its own --server-id. To tell them apart, "
+        f"SHOW SLAVE HOSTS (MySQL 8.0.22+: SHOW REPLICAS) on the server names the Host of server_id "
+        f"{server_id} (wpcdc registers as 'wpcdc <name> on <hostname>', a replica with its report_host), and "
+        f"SHOW PROCESSLIST shows every reader as a 'Binlog Dump' thread with its client address"
+    )
+
+
+def report_host(connector: str) -> str:
+    """What SHOW SLAVE HOSTS shows as this reader's Host: the connector and the machine (or pod),
+    at most 60 characters (the server's limit), so a server_id clash names both readers."""
+    return f"wpcdc {connector} on {socket.gethostname()}"[:60]
+
+
 def _start(file: str, event: Any) -> Position:
     """Where an event begins (what SHOW BINLOG EVENTS lists as its Pos), from its size as written
     (an inflated event's size is not: see cdc/source/compressed.py)."""
-    size = getattr(event.packet, "compressed_size", None) or event.packet.event_size
-    return Position(file, event.packet.log_pos - size)
-
-
-def _body(event: Any) -> bytes:
-    """An event's body as the server sent it (the library has skipped over it)."""
-    data = event.packet.packet._data  # noqa: SLF001 - the raw packet of an event the library skips
-    return bytes(data[_HEADER:_HEADER + event.event_size])
+    return Position(file, event.packet.log_pos - library.written_size(event))
 
 
 def _full(bitmap: bytes, n: int) -> bool:

@@ -10,8 +10,8 @@ rows event, are compressed; the post-header, the schema, the column count and th
 stay in clear.
 
 :func:`inflate` turns such a packet into the packet of the ordinary event (same position, the
-event type and size rewritten, the checksum trailer kept), and :func:`install` applies it to every
-packet before the library reads it. Anything it cannot parse is left as it is: the reader then
+event type and size rewritten, the checksum trailer kept); cdc/source/library.py applies it to
+every packet before the library reads it. Anything it cannot parse is left as it is: the reader then
 meets an unknown event type that can carry rows and stops loudly (cdc/source/binlog.py).
 """
 
@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Any
-
-from pymysqlreplication import packet as library_packet
 
 QUERY_COMPRESSED = 0xA5
 QUERY = 0x02
 # MariaDB: WRITE/UPDATE/DELETE_ROWS_COMPRESSED_EVENT_V1 (v1 rows, what MariaDB writes), then the
 # compressed forms of the v2 rows events; each with the ordinary event it inflates to.
 ROWS = {0xA6: 0x17, 0xA7: 0x18, 0xA8: 0x19, 0xA9: 0x1E, 0xAA: 0x1F, 0xAB: 0x20}
+TYPES = frozenset({QUERY_COMPRESSED, *ROWS})
+"""Every compressed event type: the byte at offset 5 of a packet (after the OK byte) is the type."""
 _HEADER = 20  # the OK byte and the 19-byte event header
 _UPDATES = {0x18, 0x1F}
 
@@ -91,33 +90,3 @@ def inflate(payload: bytes) -> bytes | None:
     header[5] = new_type
     header[10:14] = struct.pack("<I", 19 + len(new_body))
     return bytes(header) + new_body
-
-
-_installed = False
-
-
-def install() -> None:
-    """Inflate compressed events in every packet before mysql-replication parses it (idempotent).
-
-    The wrapper keeps the event's size as written in ``compressed_size``: a position computed from
-    it (where the event starts) stays a real position in the file."""
-    global _installed
-    if _installed:
-        return
-    wrapper = library_packet.BinLogPacketWrapper
-    original = wrapper.__init__
-
-    def __init__(self: Any, from_packet: Any, *args: Any, **kwargs: Any) -> None:
-        compressed_size = None
-        data = from_packet._data  # noqa: SLF001 - pymysql's packet: the whole event, unread
-        if len(data) > 5 and (data[5] == QUERY_COMPRESSED or data[5] in ROWS):
-            inflated = inflate(bytes(data))
-            if inflated is not None:
-                compressed_size = int.from_bytes(data[10:14], "little")
-                from_packet._data = inflated  # noqa: SLF001
-        original(self, from_packet, *args, **kwargs)
-        self.compressed_size = compressed_size
-
-    __init__.__wrapped__ = original  # type: ignore[attr-defined]
-    wrapper.__init__ = __init__  # type: ignore[method-assign]
-    _installed = True

@@ -14,13 +14,20 @@ import pymysql
 import pymysql.cursors
 
 from cdc.config import MysqlSettings
-from cdc.errors import SourceError
+from cdc.errors import SourceError, SourceUnreachableError
 from cdc.position import Position
 from cdc.source import decoding
 from cdc.source.flavor import Flavor
-from cdc.wordpress import TableKind, TableNames
+from cdc.wordpress import SettingsKind, TableKind, TableNames
 
 ZERO_DATES = {"0000-00-00 00:00:00", "0000-00-00"}
+# Connection failures that say nothing about the settings: no answer (2002, 2003: refused, timed
+# out, no such host yet), a connection dropped during the handshake (2006, 2013), a server
+# starting or stopping (1053, 1927) or full (1040, 1203). Anything else (a refused login, an
+# unknown database, a host not allowed, a certificate not trusted) stays wrong until someone
+# changes a setting.
+UNREACHABLE = frozenset({2002, 2003, 2006, 2013, 1040, 1053, 1203, 1927})
+_TLS_REFUSED = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "certificate", "hostname mismatch")
 
 
 def connect(settings: MysqlSettings, *, database: str | None = None) -> pymysql.connections.Connection:
@@ -42,7 +49,10 @@ def connect(settings: MysqlSettings, *, database: str | None = None) -> pymysql.
             raise SourceError(f"MySQL refused the login {where}: check --mysql-user and the password") from None
         if code == 1049:
             raise SourceError(f"database {database!r} does not exist on {settings.host}:{settings.port}") from None
-        raise SourceError(f"cannot connect to MySQL at {settings.host}:{settings.port}: {exc.args[-1]}") from None
+        message = f"cannot connect to MySQL at {settings.host}:{settings.port}: {exc.args[-1]}"
+        if code in UNREACHABLE and not any(t in str(exc.args[-1]) for t in _TLS_REFUSED):
+            raise SourceUnreachableError(message) from None
+        raise SourceError(message) from None
 
 
 class Database:
@@ -126,9 +136,16 @@ class Database:
         tt = tables.name(blog_id, TableKind.TERM_TAXONOMY)
         t = tables.name(blog_id, TableKind.TERMS)
         return self.query(
-            f"SELECT tt.term_taxonomy_id, tt.term_id, tt.taxonomy, t.slug, t.name "
-            f"FROM `{db}`.`{tt}` tt JOIN `{db}`.`{t}` t ON t.term_id = tt.term_id"
+            f"SELECT tt.term_taxonomy_id, tt.term_id, tt.taxonomy, tt.parent, tt.description, tt.count, t.slug, "
+            f"t.name FROM `{db}`.`{tt}` tt JOIN `{db}`.`{t}` t ON t.term_id = tt.term_id"
         )
+
+    def term_posts(self, tables: TableNames, blog_id: int, term_taxonomy_id: int, limit: int) -> list[int]:
+        """Up to ``limit`` object ids that have the term now (``--term-fanout``), smallest first."""
+        table = tables.name(blog_id, TableKind.TERM_RELATIONSHIPS)
+        rows = self.query(f"SELECT object_id FROM `{self.settings.database}`.`{table}` WHERE term_taxonomy_id = %s "
+                          "ORDER BY object_id LIMIT %s", (term_taxonomy_id, limit))
+        return [int(r["object_id"]) for r in rows]
 
     def post_rows(self, tables: TableNames, blog_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Current wp_posts rows by ID, shaped like binlog rows (zero dates as None)."""
@@ -138,6 +155,68 @@ class Database:
         marks = ",".join(["%s"] * len(ids))
         rows = self.query(f"SELECT * FROM `{self.settings.database}`.`{table}` WHERE ID IN ({marks})", ids)
         return {int(r["ID"]): {k: column_value(v) for k, v in r.items()} for r in rows}
+
+    # What a post's URL needs beside its row (cdc/permalinks.py): small reads, batched per flush.
+
+    def post_stubs(self, tables: TableNames, blog_id: int, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The columns a link reads of other posts (a page's parents, an attachment's parent)."""
+        if not ids:
+            return {}
+        table = tables.name(blog_id, TableKind.POSTS)
+        marks = ",".join(["%s"] * len(ids))
+        rows = self.query(f"SELECT ID, post_author, post_date, post_name, post_parent, post_status, post_type "
+                          f"FROM `{self.settings.database}`.`{table}` WHERE ID IN ({marks})", ids)
+        return {int(r["ID"]): {k: column_value(v) for k, v in r.items()} for r in rows}
+
+    def post_children(self, tables: TableNames, blog_id: int, parent_ids: list[int], limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of the posts whose parent is one of ``parent_ids`` (revisions and
+        auto-drafts left out): whose URL may move with their parent's."""
+        if not parent_ids or limit <= 0:
+            return []
+        table = tables.name(blog_id, TableKind.POSTS)
+        marks = ",".join(["%s"] * len(parent_ids))
+        rows = self.query(f"SELECT * FROM `{self.settings.database}`.`{table}` WHERE post_parent IN ({marks}) "
+                          f"AND post_type <> 'revision' AND post_status <> 'auto-draft' ORDER BY ID LIMIT {int(limit)}",
+                          parent_ids)
+        return [{k: column_value(v) for k, v in r.items()} for r in rows]
+
+    def post_categories(self, tables: TableNames, blog_id: int, ids: list[int]) -> dict[int, list[int]]:
+        """The term_ids of each post's categories (posts without any are left out)."""
+        if not ids:
+            return {}
+        db = self.settings.database
+        tr = tables.name(blog_id, TableKind.TERM_RELATIONSHIPS)
+        tt = tables.name(blog_id, TableKind.TERM_TAXONOMY)
+        marks = ",".join(["%s"] * len(ids))
+        rows = self.query(f"SELECT tr.object_id, tt.term_id FROM `{db}`.`{tr}` tr JOIN `{db}`.`{tt}` tt "
+                          f"ON tt.term_taxonomy_id = tr.term_taxonomy_id "
+                          f"WHERE tt.taxonomy = 'category' AND tr.object_id IN ({marks})", ids)
+        out: dict[int, list[int]] = {}
+        for r in rows:
+            out.setdefault(int(r["object_id"]), []).append(int(r["term_id"]))
+        return out
+
+    def options(self, tables: TableNames, blog_id: int, names: Iterable[str]) -> dict[str, Any]:
+        """Some rows of a blog's options table (``{prefix}options``, ``{prefix}N_options``)."""
+        names = list(names)
+        table = tables.settings_name(SettingsKind.OPTIONS, blog_id)
+        marks = ",".join(["%s"] * len(names))
+        try:
+            rows = self.query(f"SELECT option_name, option_value FROM `{self.settings.database}`.`{table}` "
+                              f"WHERE option_name IN ({marks})", names)
+        except pymysql.err.ProgrammingError:
+            return {}  # no such table (a blog being created, or deleted): no links for it
+        return {r["option_name"]: r["option_value"] for r in rows}
+
+    def user_nicenames(self, tables: TableNames, ids: list[int]) -> dict[int, str]:
+        """users.user_nicename by ID (the network's one users table)."""
+        if not ids:
+            return {}
+        table = tables.settings_name(SettingsKind.USERS)
+        marks = ",".join(["%s"] * len(ids))
+        rows = self.query(f"SELECT ID, user_nicename FROM `{self.settings.database}`.`{table}` "
+                          f"WHERE ID IN ({marks})", ids)
+        return {int(r["ID"]): r["user_nicename"] for r in rows}
 
 
 def column_value(value: Any) -> Any:

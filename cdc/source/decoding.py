@@ -1,8 +1,9 @@
 """Lossless value decoding for binlog rows: what mysql-replication gets wrong, decoded our way.
 
 The library decodes most column types well; where it loses or mangles a value, or raises on one
-a real site holds, :func:`install` replaces that one reader (the values are listed in
-docs/events.md, "Values"):
+a real site holds, we decode it here (the values are listed in docs/events.md, "Values"), and
+cdc/source/library.py puts these readers into the library's row decoder (:func:`readers`,
+:func:`decode_text`, :func:`json_text`):
 
 * UTF-8 text is decoded with ``surrogateescape``: one invalid byte sequence in a meta value
   (plugins write such bytes) would otherwise stop the stream. encode.py turns such strings back
@@ -185,23 +186,15 @@ def _read_set(packet: Any, column: Any) -> str | int:
     return ",".join(name for i, name in enumerate(names) if mask >> i & 1)
 
 
-def _read_string(self: Any, size: int, column: Any) -> str | bytes:
-    return decode_text(self.packet.read_length_coded_pascal_string(size), column.character_set_name)
+def readers() -> dict[int, Callable[[Any, Any], Any]]:
+    """Our reader for each column type we decode ourselves, by the library's type code.
 
-
-_installed = False
-
-
-def install() -> None:
-    """Put our readers into mysql-replication's row decoder (idempotent)."""
-    global _installed
-    if _installed:
-        return
-    from pymysqlreplication import row_event
-    from pymysqlreplication.bitmap import BitGet
+    A reader takes the library's packet reader (its public ``read*`` methods, positioned at the
+    value) and the column, reads the value and returns it. cdc/source/library.py puts them into
+    the library's row decoder; strings go through :func:`decode_text` there."""
     from pymysqlreplication.constants import FIELD_TYPE
 
-    readers: dict[int, Callable[[Any, Any], Any]] = {
+    return {
         FIELD_TYPE.DATETIME2: _read_datetime2,
         FIELD_TYPE.DATETIME: _read_datetime,
         FIELD_TYPE.DATE: _read_date,
@@ -211,22 +204,6 @@ def install() -> None:
         FIELD_TYPE.BIT: _read_bit,
         FIELD_TYPE.SET: _read_set,
     }
-    rows_event = row_event.RowsEvent
-    original = rows_event._RowsEvent__read_values_name  # type: ignore[attr-defined]
-
-    def read_values_name(self: Any, column: Any, null_bitmap: Any, null_bitmap_index: int, is_partial: bool,
-                         cols_bitmap: Any, unsigned: bool, i: int) -> Any:
-        if column.type == FIELD_TYPE.JSON:
-            value = original(self, column, null_bitmap, null_bitmap_index, is_partial, cols_bitmap, unsigned, i)
-            return json_text(value)
-        read = readers.get(column.type)
-        if read is None or not BitGet(cols_bitmap, i) or self._is_null(null_bitmap, null_bitmap_index):
-            return original(self, column, null_bitmap, null_bitmap_index, is_partial, cols_bitmap, unsigned, i)
-        return read(self.packet, column)
-
-    rows_event._RowsEvent__read_values_name = read_values_name  # type: ignore[attr-defined]
-    rows_event._RowsEvent__read_string = _read_string  # type: ignore[attr-defined]
-    _installed = True
 
 
 def _plain(value: Any) -> Any:

@@ -12,17 +12,13 @@ slice, a ``struct.unpack_from`` or a ``bytes.decode`` and nothing else.
 It decodes exactly what the library would (same Python types and values, including ``None`` for
 zero dates and lossless ``surrogateescape`` text; see cdc/source/decoding.py), and only what it is
 sure of: a layout with a column type it does not know (DECIMAL, JSON, fractional seconds, non-UTF-8
-text, …), a row image that is not full (``binlog_row_image`` other than FULL), or anything
-unexpected makes :func:`rows_batch` return ``UNSUPPORTED``, and the caller uses the library's
+text, …) has no decoder, and a row image that is not full (``binlog_row_image`` other than FULL)
+or anything unexpected makes :func:`decode` return None; the caller then uses the library's
 decoder for that event. WordPress's five tables never need it.
 
-Table maps: with row-based logging every statement's rows come after a TABLE_MAP event, and
-WordPress autocommits nearly every query, so an editor's save is a few dozen table maps of the
-same five tables. The library rebuilds its column objects from each one (about 0.3 ms for
-wp_posts, most of the CPU of an editor workload). :func:`install` puts a cache in front of
-``TableMapEvent.__init__``: an event whose bytes (table id, names, column types, metadata) equal
-one already parsed reuses that parse, after the same table/schema filters. A changed table
-(ALTER TABLE, a new table id after a restart) has different bytes and is parsed anew.
+This module only parses bytes. Finding a rows event's bytes in the library's packet, and keeping
+a table's decoder with the library's table object, is cdc/source/library.py's
+(``library.fast_rows``), the one module that reaches into the library's internals.
 """
 
 from __future__ import annotations
@@ -34,16 +30,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
-from pymysqlreplication.event import BinLogEvent
-from pymysqlreplication.row_event import RowsEvent, TableMapEvent
 
-from cdc.changes import RowChange, RowsBatch, TxnRef
+from cdc.model import RowChange, RowsBatch, TxnRef
 from cdc.position import Position
 from cdc.source import decoding
-from cdc.wordpress import TableNames
-
-UNSUPPORTED: Any = object()
-"""Returned when this event must go through the library's generic decoder."""
+from cdc.wordpress import WpTable
 
 # Charsets mysql-replication decodes as UTF-8 (cdc/source/decoding.py makes that lossless).
 _UTF8 = frozenset({"utf8", "utf8mb3", "utf8mb4"})
@@ -58,7 +49,7 @@ _INTS = {
 
 Decoder = Callable[[bytes, int, int, int], list[Any]]
 
-_cache: dict[tuple[Any, ...], Decoder | None] = {}
+_cache: dict[tuple[Any, ...], Decoder] = {}
 _CACHE_MAX = 4096
 
 
@@ -186,62 +177,31 @@ def _compile(sig: tuple[Any, ...]) -> Decoder:
     return env["decode"]  # type: ignore[no-any-return]
 
 
-def decoder_for(table: Any) -> Decoder | None:
-    """The compiled decoder of a table map (cached on it, and by layout across table maps)."""
-    dec = table.__dict__.get("_wpcdc_decoder", UNSUPPORTED)
-    if dec is not UNSUPPORTED:
-        return dec  # type: ignore[no-any-return]
-    sig = _signature(table.columns)
+def decoder(columns: list[Any]) -> Decoder | None:
+    """The compiled decoder of a table layout (the library's column objects of a table map), or
+    None when a column is out of our scope. Cached by layout across table maps."""
+    sig = _signature(columns)
     if sig is None:
-        dec = None
-    else:
-        dec = _cache.get(sig, UNSUPPORTED)
-        if dec is UNSUPPORTED:
-            dec = _compile(sig)
-            if len(_cache) >= _CACHE_MAX:
-                _cache.clear()
-            _cache[sig] = dec
-    table.__dict__["_wpcdc_decoder"] = dec
+        return None
+    dec = _cache.get(sig)
+    if dec is None:
+        dec = _compile(sig)
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[sig] = dec
     return dec
 
 
-def _full(bitmap: bytes, n: int) -> bool:
-    return int.from_bytes(bitmap, "little") == (1 << n) - 1
+def decode(dec: Decoder, data: bytes, start: int, end: int, op: str) -> list[Any] | None:
+    """The row images in ``data[start:end]`` (a rows event's rows, full images), or None.
 
-
-def decode_rows(event: RowsEvent, op: str) -> list[Any] | None:
-    """The row images of a rows event the library has parsed up to its rows, or None.
-
-    Returns dicts (insert/delete) or before/after dicts alternating (update). The packet is not
-    consumed, so on None the library's own ``event.rows`` still works.
+    Returns dicts (insert/delete) or before/after dicts alternating (update). None when the bytes
+    do not parse as this layout: the library then decodes the event (and raises if it is bad).
     """
-    if not event.complete:
-        return None
-    try:
-        table = event.table_map[event.table_id]
-    except KeyError:
-        return None
-    dec = decoder_for(table)
-    if dec is None:
-        return None
-    n = len(table.columns)
-    if event.number_of_columns != n or not _full(event.columns_present_bitmap, n):
-        return None
-    if op == "update" and not _full(event.columns_present_bitmap2, n):
-        return None
-    wrapper = event.packet
-    if wrapper._BinLogPacketWrapper__data_buffer:  # noqa: SLF001 - an unread() is pending: let the library do it
-        return None
-    packet = wrapper.packet
-    start = packet._position  # noqa: SLF001 - the library's own read cursor in this packet
-    end = start + event.event_size - wrapper.read_bytes
-    data = packet._data  # noqa: SLF001
-    if end > len(data):
-        return None
     try:
         rows = dec(data, start, end, 2 if op == "update" else 1)
     except (IndexError, struct.error, OverflowError):
-        return None  # a layout we misread: the library decides (and raises if the event is bad)
+        return None
     if op == "update" and len(rows) % 2:
         return None
     return rows
@@ -274,15 +234,9 @@ def _row_change_factory() -> Callable[..., RowChange]:
 _row_change = _row_change_factory()
 
 
-def rows_batch(tables: TableNames, event: RowsEvent, op: str, position: Position, txn: TxnRef,
-               ts: int) -> RowsBatch | None:
-    """normalize.normalize_rows for one rows event, decoded here; UNSUPPORTED to fall back."""
-    wp_table = tables.parse(event.table)
-    if wp_table is None:
-        return None
-    rows = decode_rows(event, op)
-    if rows is None:
-        return UNSUPPORTED  # type: ignore[no-any-return]
+def rows_batch(wp_table: WpTable, op: str, rows: list[Any], position: Position, txn: TxnRef,
+               ts: int) -> RowsBatch:
+    """normalize.normalize_rows for one rows event's images as :func:`decode` returns them."""
     make = _row_change
     if op == "insert":
         changes = tuple([make(wp_table, op, None, r, position, txn, ts) for r in rows])
@@ -292,58 +246,3 @@ def rows_batch(tables: TableNames, event: RowsEvent, op: str, position: Position
         it = iter(rows)
         changes = tuple([make(wp_table, op, b, a, position, txn, ts) for b, a in zip(it, it)])
     return RowsBatch(changes, position, txn)
-
-
-# ---------------------------------------------------------------------------------- table maps
-
-_TM_KEEP = ("table_id", "flags", "schema_length", "schema", "table_length", "table", "column_count",
-            "columns", "dbms", "null_bitmask", "table_obj", "optional_metadata")
-_tm_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
-_TM_CACHE_MAX = 2048
-_installed = False
-
-
-def _tm_filtered(table: str, schema: str, kw: dict[str, Any]) -> bool:
-    """The library's own table/schema filters (TableMapEvent.__init__), on a cache hit."""
-    only_tables, ignored_tables = kw.get("only_tables"), kw.get("ignored_tables")
-    only_schemas, ignored_schemas = kw.get("only_schemas"), kw.get("ignored_schemas")
-    return bool(
-        (only_tables is not None and table not in only_tables)
-        or (ignored_tables is not None and table in ignored_tables)
-        or (only_schemas is not None and schema not in only_schemas)
-        or (ignored_schemas is not None and schema in ignored_schemas)
-    )
-
-
-def install() -> None:
-    """Cache parsed table maps (idempotent); see the module doc."""
-    global _installed
-    if _installed:
-        return
-    original = TableMapEvent.__init__
-
-    def __init__(self: Any, from_packet: Any, event_size: int, table_map: dict[int, Any], ctl_connection: Any,
-                 **kwargs: Any) -> None:
-        packet = from_packet.packet
-        if from_packet._BinLogPacketWrapper__data_buffer or kwargs.get("freeze_schema"):  # noqa: SLF001
-            original(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
-            return
-        start = packet._position  # noqa: SLF001 - the event body starts here (header read)
-        key = (bytes(packet._data[start:start + event_size]), id(ctl_connection),  # noqa: SLF001
-               bool(kwargs.get("optional_meta_data")), bool(kwargs.get("use_column_name_cache")))
-        hit = _tm_cache.get(key)
-        if hit is None:
-            original(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
-            if self._processed and getattr(self, "table_obj", None) is not None:
-                if len(_tm_cache) >= _TM_CACHE_MAX:
-                    _tm_cache.clear()
-                _tm_cache[key] = {k: self.__dict__[k] for k in _TM_KEEP if k in self.__dict__}
-            return
-        BinLogEvent.__init__(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
-        self.__dict__.update(hit)
-        if _tm_filtered(hit["table"], hit["schema"], kwargs):
-            self._processed = False
-
-    __init__.__wrapped__ = original  # type: ignore[attr-defined]
-    TableMapEvent.__init__ = __init__  # type: ignore[method-assign]
-    _installed = True

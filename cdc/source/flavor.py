@@ -5,12 +5,15 @@ Only MariaDB runs in our test stack, so this is the one place with MySQL-specifi
 unit-tested against recorded answers (tests/unit/test_flavor.py). What stays outside: the binlog
 event types themselves (MariaDB's GTID and compressed events, MySQL's GTID and transaction
 payload events), which the reader (cdc/source/binlog.py) names side by side, and the backfill's
-consistent-snapshot position, read per flavour in cdc/snapshot.py.
+consistent-snapshot position, read per flavour in cdc/source/snapshot.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+DAY = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,39 @@ class Flavor:
         """MySQL's binlog_row_value_options=PARTIAL_JSON logs JSON updates as diffs, not rows."""
         return None if self.is_mariadb else "binlog_row_value_options"
 
+    @property
+    def expiry_variables(self) -> tuple[str, ...]:
+        """The settings that decide when the server deletes old binlogs by age (see binlog_expiry)."""
+        if self.is_mariadb:
+            return ("binlog_expire_logs_seconds", "expire_logs_days")
+        return ("binlog_expire_logs_seconds", "expire_logs_days", "binlog_expire_logs_auto_purge")
+
+    def binlog_expiry(self, values: Mapping[str, str | None]) -> float | None:
+        """Seconds after which the server purges a closed binlog file, or None when it never does.
+
+        ``binlog_expire_logs_seconds`` (MySQL 8, MariaDB 10.6+) wins when it is not 0; else
+        ``expire_logs_days`` (MariaDB before 10.6; MySQL 8.0 still reads it; a fraction of a day
+        in MariaDB); both 0 means no expiry. MySQL 8.0.29+ also stops purging by age when
+        ``binlog_expire_logs_auto_purge`` is OFF. A missing variable counts as 0.
+        """
+        if str(values.get("binlog_expire_logs_auto_purge") or "ON").upper() in ("OFF", "0"):
+            return None
+        seconds = _number(values.get("binlog_expire_logs_seconds"))
+        if seconds > 0:
+            return seconds
+        days = _number(values.get("expire_logs_days"))
+        return days * DAY if days > 0 else None
+
     def monitor_grant_names(self) -> tuple[str, ...]:
         # MariaDB 10.5 split REPLICATION CLIENT into BINLOG MONITOR (the old name is an alias).
         return ("REPLICATION CLIENT", "BINLOG MONITOR") if self.is_mariadb else ("REPLICATION CLIENT",)
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text or 0)
+    except ValueError:
+        return 0.0
 
 
 class GtidState:

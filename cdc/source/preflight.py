@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import pymysql
 
-from cdc.errors import Exit, PreflightError, SourceError
+from cdc.errors import Exit, PreflightError, SourceError, SourceUnreachableError
 from cdc.position import Position
 from cdc.source import boundary
 from cdc.source.database import Database
-from cdc.wordpress import TableKind, TableNames
+from cdc.wordpress import SettingsKind, TableKind, TableNames
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,13 @@ def _expect(db: Database, variable: str, wanted: str, exit_code: Exit, fix: str)
 
 
 def check_connect(db: Database) -> CheckResult:
+    """Connect and read the version. A server that does not answer (yet) is a retriable failure:
+    ``stream`` waits for it like for a server lost mid-stream; a refused login is not."""
     try:
         flavor = db.flavor
     except SourceError as exc:
-        raise PreflightError(str(exc), check="connect", exit_code=Exit.MYSQL_CONNECT) from None
+        raise PreflightError(str(exc), check="connect", exit_code=Exit.MYSQL_CONNECT,
+                             retriable=isinstance(exc, SourceUnreachableError)) from None
     return CheckResult("connect", True, f"{flavor.name} {'.'.join(map(str, flavor.version))}")
 
 
@@ -141,8 +144,9 @@ def _unreadable_tables(db: Database, tables: TableNames) -> list[str]:
     """Blog 1's WordPress tables this user may not SELECT from (a missing table is not reported
     here but by check_tables; MySQL says "denied" for both when the user has no grant at all)."""
     denied = []
-    for kind in TableKind:
-        table = tables.name(1, kind)
+    # The options and users tables too: a post's link reads them (cdc/links.py).
+    names = [tables.name(1, kind) for kind in TableKind] + [tables.settings_name(k) for k in SettingsKind]
+    for table in names:
         try:
             db.query(f"SELECT 1 FROM `{db.settings.database}`.`{table}` LIMIT 0")
         except SourceError as exc:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install what the local stack and the test suite need, on a fresh Debian 12 machine or an old one.
 #
-#   - Debian packages: MariaDB server and client, WordPress, PHP CLI with mysqli (apt-get update
-#     only when one of them is missing). The Debian MariaDB service is kept from running on 3306:
-#     the stack runs its own instance from deploy/local/stack.py.
+#   - Debian packages: MariaDB server and client, WordPress, PHP CLI with mysqli, and prometheus
+#     for its promtool (apt-get update only when one of them is missing). The Debian MariaDB service
+#     is kept from running on 3306: the stack runs its own instance from deploy/local/stack.py; the
+#     prometheus service is disabled the same way.
 #   - Java >= 17 and Maven, for the Kafka broker (its jars come from Maven Central at `stack up`).
 #   - The Kafka clients tests/integration/test_clients.py reads wpcdc's topics with: kcat (Debian),
 #     Node.js with npm, and KafkaJS from tests/clients/kafkajs/package-lock.json (`npm ci`, with
@@ -19,7 +20,8 @@ cd "$REPO"
 
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-$REPO/.venv}"
-APT_PACKAGES=(mariadb-server mariadb-client wordpress php-cli php-mysql kcat)
+# prometheus: for its promtool (tests/unit/test_alerts.py); its service is kept from running.
+APT_PACKAGES=(mariadb-server mariadb-client wordpress php-cli php-mysql kcat prometheus)
 
 log() { printf 'deps: %s\n' "$*"; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
@@ -115,6 +117,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 debian_mariadb_off
+
+# Debian's prometheus package enables its server at boot; only its promtool is wanted here.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    if systemctl is-enabled --quiet prometheus 2>/dev/null || systemctl is-active --quiet prometheus 2>/dev/null; then
+        log "disabling Debian's prometheus service (only promtool is used)"
+        "${SUDO[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+elif compgen -G '/etc/rc[2-5].d/S*prometheus' >/dev/null && command -v update-rc.d >/dev/null; then
+    log "disabling Debian's prometheus init script at boot (only promtool is used)"
+    "${SUDO[@]}" update-rc.d prometheus disable >/dev/null 2>&1 || true
+fi
 
 # -------------------------------------------------------------------------------- Java and Maven
 

@@ -287,6 +287,13 @@ class WordPress:
             args["set_thumbnail_of"] = set_thumbnail_of
         return int(self.run("upload_attachment", blog, **args)["attachment_id"])
 
+    def permalinks(self, post_ids: list[int], blog: int = 1,
+                   post_types: dict[str, dict[str, Any]] | None = None) -> dict[int, str | None]:
+        """get_permalink() of each post, as an anonymous visitor gets it (None: no such post), with
+        ``post_types`` ({name: {slug, hierarchical}}) registered as a plugin would."""
+        links = self.run("permalinks", blog, post_ids=list(post_ids), post_types=post_types or {})["links"]
+        return {int(k): (v if isinstance(v, str) else None) for k, v in dict(links).items()}
+
     def create_blog(self, slug: str, title: str | None = None) -> int:
         """A new blog at /<slug>/ on the network (idempotent); returns its id."""
         args: dict[str, Any] = {"slug": slug}

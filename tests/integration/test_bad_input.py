@@ -531,7 +531,9 @@ async def _count(bootstrap: str, topic: str, start: int) -> tuple[list[Message],
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000)
             for m in batch.get(tp, []):
-                out.append(Message(m.key.decode(), orjson.loads(m.value) if m.value is not None else None, m.offset))
+                if m.offset < end:  # a fetch may run past the end read above: the next poll reads those
+                    out.append(Message(m.key.decode(), orjson.loads(m.value) if m.value is not None else None,
+                                       m.offset))
         return out, end
     finally:
         await consumer.stop()

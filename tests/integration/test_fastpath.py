@@ -15,8 +15,8 @@ import queue
 import pymysql
 import pytest
 
-from cdc.changes import Commit, RowsBatch
 from cdc.config import MysqlSettings
+from cdc.model import Commit, RowsBatch
 from cdc.position import Position
 from cdc.source.binlog import BinlogSource, SourceFailed
 from cdc.wordpress import TableNames

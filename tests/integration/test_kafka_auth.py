@@ -1,6 +1,7 @@
 """Client certificates and OAuth tokens against the real servers: the local stack's MTLS, OAUTH_UNSECURED
 and OAUTH listeners (deploy/local/stack.py), its OAuth server (deploy/local/oauth.py) and MariaDB's
-REQUIRE X509 user, with aiokafka and PyMySQL directly (the connector's options come later).
+REQUIRE X509 user, with aiokafka and PyMySQL directly (and cdc.oauth's token provider); the connector's own
+options are tested through `wpcdc` in tests/integration/test_auth_options.py.
 
 A refused login must be refused for the reason the test means, not because something else broke:
 each refusal is matched to the broker's own account of it in its log. That matters with aiokafka
@@ -28,8 +29,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
+from cdc.oauth import ClientCredentialsTokenProvider, TokenError
 from tests.integration.harness import wait_until
-from tests.integration.token_provider import ClientCredentialsTokenProvider, TokenError
 
 import oauth
 import stack as local_stack

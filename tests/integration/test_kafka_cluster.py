@@ -82,7 +82,12 @@ async def _until(done: Callable[[], bool], what: str, timeout: float,
 
 
 async def _read(bootstrap: list[str], topic: str, **kw) -> list[tuple[bytes | None, bytes | None]]:
-    """Every (key, value) of partition 0 from the start to the end offset as of now."""
+    """Every (key, value) of partition 0 from the start to the end offset as of now.
+
+    Read committed, the end offset is the last stable offset, which trails a commit the producer
+    has already seen return until the coordinator has written its markers (EndTxn answers before
+    that): so the read goes on to the high watermark, which the last transaction's marker closes.
+    """
     tp = TopicPartition(topic, 0)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 request_timeout_ms=30_000, **kw)
@@ -93,7 +98,7 @@ async def _read(bootstrap: list[str], topic: str, **kw) -> list[tuple[bytes | No
         end = (await consumer.end_offsets([tp]))[tp]
         seen: list[tuple[bytes | None, bytes | None]] = []
         async with asyncio.timeout(90):
-            while await consumer.position(tp) < end:
+            while await consumer.position(tp) < max(end, consumer.highwater(tp) or 0):
                 for msgs in (await consumer.getmany(tp, timeout_ms=1000)).values():
                     seen.extend((m.key, m.value) for m in msgs)
         return seen

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -30,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cdc import errors
 from tests.integration.harness import REPO, Connector, wait_until
+from tests.unit import test_dashboard as dashboard
 
 import stack as local_stack
 
@@ -87,8 +91,8 @@ def metered(env: dict[str, str], *extra: str, **kw: Any) -> tuple[Connector, End
 
 @contextmanager
 def running(c: Connector) -> Iterator[Connector]:
-    c.start()
     try:
+        c.start()  # inside: a start that times out (a server away) must not leave the process behind
         yield c
     finally:
         if c.running:
@@ -141,7 +145,8 @@ def kafka_flags(protocol: str, mechanism: str | None = None, *, ca: bool = True)
 
 
 def test_metrics_after_a_real_stream(cdc_env, wordpress) -> None:  # type: ignore[no-untyped-def]
-    c, m = metered(cdc_env, "--stall-timeout", "30")
+    # Blog 1 only: the stack is shared, and writes to other blogs would keep posts pending.
+    c, m = metered(cdc_env, "--stall-timeout", "30", "--blogs", "1")
     with running(c):
         m.wait("/readyz", 200)
         assert m.get("/healthz")[0] == 200
@@ -160,13 +165,20 @@ def test_metrics_after_a_real_stream(cdc_env, wordpress) -> None:  # type: ignor
             s = m.samples()
             v = lambda name, **lb: s.get((name, tuple(sorted(lb.items()))), 0.0)  # noqa: E731
             done = (all(v("wpcdc_events_total", op=op) == by_op[op] for op in ("create", "update", "delete"))
-                    and v("wpcdc_seconds_behind_source") == 0 and v("wpcdc_assembler_pending_posts") == 0)
+                    and v("wpcdc_source_lag_seconds") < 3 and v("wpcdc_assembler_pending_posts") == 0)
             return s if done else None
 
         s = wait_until(settled, 30, 0.5, "metrics to match the topic and the source to be idle")
         v = lambda name, **lb: s.get((name, tuple(sorted(lb.items()))), 0.0)  # noqa: E731
 
         assert v("wpcdc_info", connector=c.name, version="0.1.0") == 1
+        # Every metric the alerting rules and the Grafana dashboard query is served by this process.
+        served = set()
+        for family in text_string_to_metric_families(m.get("/metrics")[1]):
+            suffixes = {"counter": ["_total"], "info": ["_info"], "histogram": ["_bucket", "_sum", "_count"]}
+            served |= {family.name + x for x in suffixes.get(family.type, [""])}
+        queried = {n for n in dashboard.used() if n.startswith("wpcdc_")}
+        assert len(queried) >= 15 and queried <= served, sorted(queried - served)
         assert v("wpcdc_binlog_rows_total", table="posts") >= 3
         assert v("wpcdc_binlog_rows_total", table="postmeta") >= 1
         assert v("wpcdc_binlog_rows_filtered_total", table="postmeta") >= 1  # _edit_lock
@@ -181,6 +193,16 @@ def test_metrics_after_a_real_stream(cdc_env, wordpress) -> None:  # type: ignor
         assert v("wpcdc_checkpoints_total") >= 3
         assert v("wpcdc_checkpoint_age_seconds") < 20  # rewritten every few seconds while idle
         assert (v("wpcdc_ready"), v("wpcdc_stalled")) == (1, 0)
+        assert (v("wpcdc_source_connected"), v("wpcdc_sink_connected")) == (1, 1)
+        assert v("wpcdc_seconds_behind_source") < 3  # the deprecated alias
+        assert v("wpcdc_source_transactions_total") >= 3
+        assert v("wpcdc_reader_queue_capacity_bytes") == 4 << 20 and 0 <= v("wpcdc_reader_queue_bytes") <= 4 << 20
+        # One observation per stream event, from its last row's binlog time to the commit: the
+        # window (0.4 s) plus a flush, counted in whole binlog seconds.
+        assert v("wpcdc_delivery_age_seconds_count") == sum(by_op.values())
+        assert 0 < v("wpcdc_delivery_age_seconds_sum") < 10 * v("wpcdc_delivery_age_seconds_count")
+        assert v("wpcdc_forced_emits_total") == 0 and v("wpcdc_truncated_events_total") == 0
+        assert sum(v("wpcdc_statement_writes_total", table=t) for t in ("posts", "postmeta")) == 0
         assert v("wpcdc_binlog_file_number") >= 1 and v("wpcdc_binlog_position_bytes") > 0
         last = events[-1]["source"]
         assert (v("wpcdc_binlog_file_number"), v("wpcdc_binlog_position_bytes")) >= (
@@ -211,6 +233,9 @@ def test_health_when_kafka_stops_and_comes_back(cdc_env, stack) -> None:  # type
             assert "Kafka" in why, why
             assert m.get("/healthz")[0] == 200  # waiting for Kafka is not dead
             assert m.value("wpcdc_ready") == 0
+            lag = m.value("wpcdc_source_lag_seconds")
+            time.sleep(3)
+            assert m.value("wpcdc_source_lag_seconds") >= lag + 2.5  # an idle site behind a lost Kafka: not 0
         finally:
             local_stack.up(["kafka"])
         m.wait("/readyz", 200, timeout=120)
@@ -219,20 +244,198 @@ def test_health_when_kafka_stops_and_comes_back(cdc_env, stack) -> None:  # type
         assert c.stop() == 0
 
 
-def test_health_when_mariadb_stops_and_comes_back(cdc_env, stack) -> None:  # type: ignore[no-untyped-def]
+def mysql_answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_health_and_lag_when_mariadb_stops_and_comes_back(cdc_env, stack) -> None:  # type: ignore[no-untyped-def]
+    """MySQL stopped on an idle site: the connector's lag grows from the last heartbeat (it used to
+    read 0 throughout), it is alive and not ready, and it catches up when MySQL is back.
+
+    The stack is shared: another session's test may start MariaDB again during the outage. The
+    lag is only judged over a window in which MariaDB stayed down, once more if it did not."""
     c, m = metered(cdc_env, "--stall-timeout", "5")
     with running(c):
         m.wait("/readyz", 200)
-        local_stack.mariadb_down()
-        try:
-            why = m.wait("/readyz", 503, timeout=60)
-            assert re.search(r"MySQL|binlog", why), why
-            assert m.get("/healthz")[0] == 200
-        finally:
-            local_stack.up(["mariadb"])
+        for _ in range(3):
+            wait_until(lambda: m.value("wpcdc_source_connected") == 1 and m.value("wpcdc_source_lag_seconds") < 3,
+                       60, 0.5, "a caught-up connector")
+            local_stack.mariadb_down()
+            down = time.monotonic()
+            try:
+                why = m.wait("/readyz", 503, timeout=60)
+                assert re.search(r"MySQL|binlog", why), why
+                assert m.get("/healthz")[0] == 200
+                first = m.value("wpcdc_source_lag_seconds")
+                time.sleep(3)
+                lag, sampled = m.value("wpcdc_source_lag_seconds"), time.monotonic()
+                connected = m.value("wpcdc_source_connected")
+                stayed_down = not mysql_answers(stack.mysql)
+            finally:
+                local_stack.up(["mariadb"])
+            if stayed_down:
+                break
+        else:
+            pytest.fail("MariaDB was started again within 3 s of each stop, by another test on the shared stack")
+        assert connected == 0
+        assert lag >= first + 2.5 and lag >= sampled - down - 1, (first, lag)  # since the last heartbeat
         m.wait("/readyz", 200, timeout=120)
+        wait_until(lambda: m.value("wpcdc_source_lag_seconds") < 3, 30, 0.5, "the lag to fall back")
+        assert m.value("wpcdc_source_connected") == 1
         assert m.value("wpcdc_reconnects_total", cause="mysql") >= 1
         assert c.stop() == 0
+
+
+@contextmanager
+def forwarder(listen: int, target: int) -> Iterator[None]:
+    """127.0.0.1:listen forwarded to 127.0.0.1:target: a MySQL server that appears at an address."""
+    server = socket.create_server(("127.0.0.1", listen))
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            a.close()
+            b.close()
+
+    def accept() -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", target))
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield
+    finally:
+        server.close()
+
+
+def test_a_connector_started_while_mysql_is_unreachable_waits_for_it(cdc_env, stack) -> None:  # type: ignore[no-untyped-def]
+    """Started while MySQL does not answer (its address has no server yet): the startup checks are
+    retried with backoff instead of exiting into a crash loop; /metrics and /healthz answer from
+    the start, /readyz says what it waits for, the lag counts from the start. Then MySQL appears
+    at that address and the connector streams."""
+    port = free_port()
+    c, m = metered({**cdc_env, "WPCDC_MYSQL_PORT": str(port)})
+    c.start(wait=False)
+    try:
+        m.wait("/healthz", 200, timeout=60)
+        why = m.wait("/readyz", 503, timeout=60, contains="cannot connect to MySQL")
+        assert why.startswith("reconnecting after:"), why
+        assert m.value("wpcdc_ready") == 0 and m.value("wpcdc_source_lag_seconds") > 0
+        wait_until(lambda: m.value("wpcdc_reconnects_total", cause="mysql") >= 2, 30, 0.5, "retries")
+        assert c.running
+        with forwarder(port, stack.mysql):
+            m.wait("/readyz", 200, timeout=120)  # the startup checks passed, the session streams
+            assert m.value("wpcdc_source_connected") == 1
+            assert c.stop() == 0
+    finally:
+        if c.running:
+            c.kill()
+
+
+def test_a_refused_login_still_stops_the_stream(cdc_env) -> None:  # type: ignore[no-untyped-def]
+    refused = cli({**cdc_env, "WPCDC_MYSQL_PASSWORD": f"wrong-{uuid.uuid4().hex}"}, "stream", "--name",
+                  f"refused-{uuid.uuid4().hex[:6]}", timeout=60)
+    assert refused.returncode == errors.Exit.MYSQL_CONNECT, refused.stderr[-2000:]
+    assert "refused the login" in refused.stderr
+
+
+# ---------------------------------------------------------------------------- binlog retention
+
+
+def admin_rows(port: int, statement: str) -> list[dict[str, Any]]:
+    conn = pymysql.connect(host="127.0.0.1", port=port, user=local_stack.ADMIN_USER,
+                           password=local_stack.ADMIN_PASSWORD, autocommit=True,
+                           cursorclass=pymysql.cursors.DictCursor)
+    with conn, conn.cursor() as cur:
+        cur.execute(statement)
+        return list(cur.fetchall())
+
+
+def test_binlog_retention_gauges_follow_the_server(cdc_env, stack, wordpress) -> None:  # type: ignore[no-untyped-def]
+    """The polled SHOW BINARY LOGS against FLUSH BINARY LOGS: files and distances move, and a
+    checkpoint held back in a closed file (a post pending in a long window) gets a time left
+    counted from that file's close."""
+    [expiry] = admin_rows(stack.mysql, "SELECT @@GLOBAL.binlog_expire_logs_seconds AS s")
+    expire = float(expiry["s"])
+    assert expire > 0  # the local stack keeps binlogs 2 days
+    c, m = metered(cdc_env, "--binlog-poll-interval", "1", window=15)
+    with running(c):
+        m.wait("/readyz", 200)
+
+        def server() -> tuple[int, int]:
+            """(files on the server, the current file's number), read now: other tests flush too."""
+            names = [r["Log_name"] for r in admin_rows(stack.mysql, "SHOW BINARY LOGS")]
+            return len(names), max(int(n.rsplit(".", 1)[1]) for n in names)
+
+        def gauge(name: str) -> float:
+            return m.value(f"wpcdc_binlog_{name}")
+
+        def in_newest_file() -> bool:
+            files, current = server()
+            return (gauge("server_files"), gauge("server_current_file_number"), gauge("checkpoint_files_behind"),
+                    gauge("retention_seconds_left")) == (files, current, files - 1, expire)
+
+        admin_sql(stack.mysql, "FLUSH BINARY LOGS")
+        # Idle: the checkpoint follows the reader into the new file, the one the server writes.
+        wait_until(in_newest_file, 30, 0.5, "the gauges to show the checkpoint in the newest file")
+        assert gauge("expire_seconds") == expire
+        assert gauge("checkpoint_bytes_behind_end") < 1000
+        assert time.time() - gauge("poll_timestamp_seconds") < 10
+        behind = gauge("checkpoint_files_behind")
+
+        wordpress.create_post("held in its window", status="publish")  # pending for 15 s
+        time.sleep(2)  # checkpoints with the post's rows pending: they stay in this file
+        admin_sql(stack.mysql, "FLUSH BINARY LOGS")
+        closed = time.time()
+        wait_until(lambda: gauge("server_current_file_number") == server()[1]
+                   and gauge("checkpoint_files_behind") == behind, 10, 0.3,
+                   "the poll to see the new file while the checkpoint stays in the old one")
+        left = gauge("retention_seconds_left")
+        assert expire - (time.time() - closed) - 5 <= left < expire, (left, expire)  # counted from the close
+        assert gauge("checkpoint_bytes_behind_end") > 0
+
+        # The window ends, the post goes out, the checkpoint moves on to the newest file.
+        wait_until(in_newest_file, 40, 0.5, "the checkpoint to follow into the newest file")
+        assert gauge("checkpoint_files_behind") >= behind + 1
+        assert c.stop() == 0
+
+
+# ------------------------------------------------------------------------------- server_id
+
+
+def test_a_shared_server_id_stops_the_older_reader_with_its_own_message(cdc_env, stack) -> None:  # type: ignore[no-untyped-def]
+    """Two connectors (different names, so Kafka does not fence either) with one server_id: the
+    server keeps the newer binlog reader; the older exits 31 naming the server_id and the causes,
+    and SHOW SLAVE HOSTS names the reader that holds it."""
+    server_id = random.randint(3_000_000_000, 4_000_000_000)
+    first = Connector(cdc_env, extra=["--server-id", str(server_id)])
+    second = Connector(cdc_env, extra=["--server-id", str(server_id)])
+
+    def registered() -> str | None:
+        hosts = [r["Host"] for r in admin_rows(stack.mysql, "SHOW SLAVE HOSTS") if int(r["Server_id"]) == server_id]
+        return hosts[0] if hosts else None
+
+    with running(first):
+        assert wait_until(registered, 30, 0.5, "the reader to register").startswith(f"wpcdc {first.name} on ")
+        with running(second):
+            code = first.proc.wait(60)  # type: ignore[union-attr]
+            assert code == errors.Exit.FENCED, first.log()[-3000:]
+            assert f"server_id {server_id}" in first.log() and "SHOW SLAVE HOSTS" in first.log()
+            assert wait_until(lambda: (h := registered()) and h.startswith(f"wpcdc {second.name} on ") and h,
+                              30, 0.5, "the newer reader to hold the server_id")
+            assert second.stop() == 0
 
 
 def test_a_stalled_stream_turns_unready_with_a_reason(cdc_env, wordpress) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
+from cloudevents.kafka import KafkaMessage, from_binary
 
 from tests.integration.harness import Connector, wait_until
 
@@ -26,6 +28,14 @@ def test_bulk_edit_of_50_posts_is_one_event_each(connectors, wordpress) -> None:
         assert e["action"] == "unpublished" and e["status"] == {"before": "publish", "after": "draft"}
         assert [t["slug"] for t in e["terms"]["added"]] == ["bulk-tag"]
         assert [m["key"] for m in e["meta"]] == []  # bulk edit writes only _edit_last: bookkeeping
+    # Every record read back from Kafka is a CloudEvent (binary mode) whose data is the event.
+    for m in c.messages():
+        assert m.value is not None
+        ce = from_binary(KafkaMessage(headers=dict(m.headers), key=m.key.encode(), value=orjson.dumps(m.value)),
+                         data_unmarshaller=orjson.loads)
+        assert ce["id"] == m.value["event_id"] and ce["type"] == "org.wordpress.post." + m.value["action"]
+        assert ce["source"] == f"/wpcdc/{c.name}/wordpress/blogs/{m.value['blog_id']}" and ce.data == m.value
+        assert dict(m.headers)["wpcdc_post_type"] == (m.value["post_type"] or "").encode()
 
 
 def test_any_table_prefix_single_site(connectors, wp_single) -> None:  # type: ignore[no-untyped-def]

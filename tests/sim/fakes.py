@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from cdc.changes import Commit, Idle, PostDoc, Row, RowChange, RowsBatch, TxnRef
 from cdc.checkpoint import Checkpoint
 from cdc.encode import Record
 from cdc.errors import (
@@ -27,9 +27,10 @@ from cdc.errors import (
     SinkError,
     SourceError,
 )
+from cdc.model import Commit, Idle, PostDoc, Row, RowChange, RowsBatch, TxnRef
 from cdc.position import Position
-from cdc.snapshot import SnapshotChunk
 from cdc.source.binlog import SourceFailed
+from cdc.source.snapshot import SnapshotChunk
 from cdc.wordpress import AUTO_DRAFT, Capture, TableKind, TableNames
 from tests.sim.model import Binlog, Rotation, Site, Transaction
 
@@ -335,7 +336,7 @@ class FakeSink:
             # run before the checkpoint record is encoded, and so they do here.
             await self._interleave()
             for r in records:
-                producer.send(self.topic, r.topic_key, r.value)
+                producer.send(r.topic or self.topic, r.topic_key, r.value)
             await self._interleave()
             if checkpoint is not None:
                 producer.send(self.checkpoint_topic, self.connector_key, checkpoint.encode())
@@ -357,7 +358,7 @@ class FakeSink:
     async def _write_acked(self, producer: Producer, records: Sequence[Record],
                            checkpoint: Checkpoint | None) -> None:
         for r in records:
-            producer.send(self.topic, r.topic_key, r.value)
+            producer.send(r.topic or self.topic, r.topic_key, r.value)
         await self._interleave()
         self._hook(self.before_commit, records, checkpoint)
         if checkpoint is not None:
@@ -555,6 +556,11 @@ def _check_tables(site: Site, tables: TableNames) -> None:
         raise SourceError(f"MySQL query failed (Table '{tables.prefix}posts' doesn't exist)")
 
 
+SIM_OPTIONS = {"home": "http://site{blog}.test", "permalink_structure": "/%category%/%author%/%postname%/",
+               "show_on_front": "posts", "page_on_front": "0", "default_category": "1"}
+STUB_COLUMNS = ("ID", "post_author", "post_date", "post_name", "post_parent", "post_status", "post_type")
+
+
 class FakeStore:
     """``PostStore`` over the database now: a lookup sees every committed transaction, as the
     real ones do (the binlog reader may be behind). ``before_read(method)`` may raise a SourceError."""
@@ -579,12 +585,55 @@ class FakeStore:
     def term_rows(self, tables: TableNames, blog: int) -> list[Row]:
         t = self._enter("term_rows", tables).blogs[blog]
         return [{"term_taxonomy_id": tt["term_taxonomy_id"], "term_id": tt["term_id"], "taxonomy": tt["taxonomy"],
+                 "parent": tt["parent"], "description": tt["description"], "count": tt["count"],
                  "slug": t.terms[tt["term_id"]]["slug"], "name": t.terms[tt["term_id"]]["name"]}
                 for tt in t.term_taxonomy.values() if tt["term_id"] in t.terms]
+
+    def term_posts(self, tables: TableNames, blog: int, term_taxonomy_id: int, limit: int) -> list[int]:
+        t = self._enter("term_posts", tables).blogs[blog]
+        return sorted(oid for oid, ttid in t.term_relationships if ttid == term_taxonomy_id)[:limit]
 
     def blog_ids(self, tables: TableNames) -> list[int]:
         site = self._enter("blog_ids", tables)
         return sorted(b for b in site.blogs if tables.parse(tables.name(b, TableKind.POSTS)) is not None)
+
+    # Links (cdc/links.py). The model has no options or users tables: every blog has SIM_OPTIONS,
+    # whose structure needs categories and nicenames, and user N is "user-N".
+
+    def post_stubs(self, tables: TableNames, blog: int, ids: list[int]) -> dict[int, Row]:
+        rows = self.post_rows(tables, blog, ids)
+        return {pid: {k: row[k] for k in STUB_COLUMNS} for pid, row in rows.items()}
+
+    def post_children(self, tables: TableNames, blog: int, parent_ids: list[int], limit: int) -> list[Row]:
+        t = self._enter("post_children", tables).blogs.get(blog)
+        if t is None:
+            return []
+        parents = set(parent_ids)
+        rows = [dict(r) for pid, r in sorted(t.posts.items()) if int(r["post_parent"] or 0) in parents
+                and r["post_type"] != "revision" and r["post_status"] != AUTO_DRAFT]
+        return rows[:max(0, limit)]
+
+    def post_categories(self, tables: TableNames, blog: int, ids: list[int]) -> dict[int, list[int]]:
+        t = self._enter("post_categories", tables).blogs.get(blog)
+        if t is None:
+            return {}
+        wanted, out = set(ids), {}
+        for oid, ttid in t.term_relationships:
+            tt = t.term_taxonomy.get(ttid)
+            if oid in wanted and tt is not None and tt["taxonomy"] == "category":
+                out.setdefault(oid, []).append(int(tt["term_id"]))
+        return out
+
+    def options(self, tables: TableNames, blog: int, names: Iterable[str]) -> dict[str, Any]:
+        site = self._enter("options", tables)
+        if blog not in site.blogs:
+            return {}
+        values = {k: v.format(blog=blog) for k, v in SIM_OPTIONS.items()}
+        return {n: values[n] for n in names if n in values}
+
+    def user_nicenames(self, tables: TableNames, ids: list[int]) -> dict[int, str]:
+        self._enter("user_nicenames", tables)
+        return {uid: f"user-{uid}" for uid in ids if uid > 0}
 
 
 def snapshot_skip_types(capture: Capture) -> frozenset[str]:
@@ -596,7 +645,7 @@ def snapshot_skip_types(capture: Capture) -> frozenset[str]:
 
 class FakeChunkReader:
     """``ChunkReader``: keyset chunks of posts with their meta and terms, each from one consistent
-    snapshot, filtered as cdc/snapshot.py's SQL filters (no skipped types, no auto-drafts).
+    snapshot, filtered as cdc/source/snapshot.py's SQL filters (no skipped types, no auto-drafts).
 
     ``flavor="mariadb"``: the chunk's position is the binlog's end at the call (MariaDB's
     ``binlog_snapshot_position``) and the data is the database there. ``"mysql"``: the position is

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.changes import Commit, PostKey, Row, RowChange, RowsBatch, TxnRef
+from cdc.model import Commit, PostKey, Row, RowChange, RowsBatch, TxnRef
 from cdc.position import Position, file_number
 from cdc.wordpress import AUTO_DRAFT, PUBLISH, TRASH, Capture, TableKind, TableNames, WpTable
 from tests.unit.rows import post_row
@@ -398,6 +398,8 @@ class Workload:
         "create": 8, "auto_draft": 2, "save": 20, "meta": 6, "heartbeat": 4, "terms": 5, "trash": 3,
         "untrash": 2, "delete": 3, "flood": 1, "multi": 3, "bulk": 1, "new_term": 2, "internal": 1,
         "noise": 4, "rotate": 1, "gap": 6,
+        # Term events (off unless the run turns them on: a zero weight draws the same as none).
+        "rename_term": 0, "move_term": 0, "delete_term": 0,
     }
 
     def __init__(self, rng: random.Random, site: Site, binlog: Binlog, *, blogs: tuple[int, ...] | None = None,
@@ -499,6 +501,12 @@ class Workload:
                 with self._autocommit() as t:
                     t.update(blog, TableKind.TERM_TAXONOMY, [(ttid, {"count": count})])
 
+    def _parent(self, blog: int, pid: int) -> int:
+        """A parent for page ``pid``: none, or a page with a smaller ID (no loop, as WordPress allows)."""
+        pages = [i for i, r in self.site.blogs[blog].posts.items()
+                 if r["post_type"] == "page" and i < pid and r["post_status"] != AUTO_DRAFT]
+        return self.rng.choice(pages) if pages and self.rng.random() < 0.6 else 0
+
     def _pick(self, blog: int, statuses: tuple[str, ...] | None = None) -> int | None:
         """A post to act on: often the newest (an editor goes on with what they just created)."""
         ids = self.content(blog, statuses=statuses)
@@ -518,9 +526,10 @@ class Workload:
         pid = self.site.next_id(blog, TableKind.POSTS)
         status = status or rng.choice(("draft", PUBLISH))
         post_type = rng.choice(_CONTENT_TYPES)
+        parent = self._parent(blog, pid) if post_type == "page" else 0
         row = post_row(pid, post_type=post_type, post_status=status, post_title=self._text(3),
                        post_content=self._text(12), post_name=f"p-{blog}-{pid}", post_date=now, post_date_gmt=now,
-                       post_modified=now, post_modified_gmt=now, guid="")
+                       post_modified=now, post_modified_gmt=now, guid="", post_parent=parent)
         with self._autocommit() as t:
             t.insert(blog, TableKind.POSTS, [row])
         with self._autocommit() as t:
@@ -562,6 +571,10 @@ class Workload:
             changes.update(post_status=rng.choice(("draft", PUBLISH)), post_name=f"p-{blog}-{pid}", post_date_gmt=now)
         elif row["post_status"] != TRASH and rng.random() < 0.2:
             changes["post_status"] = "draft" if row["post_status"] == PUBLISH else PUBLISH
+        if row["post_status"] != AUTO_DRAFT and rng.random() < 0.15:  # a new slug: child pages' URLs move
+            changes["post_name"] = f"p-{blog}-{pid}-{self.binlog.ts}"
+        if row["post_type"] == "page" and rng.random() < 0.15:  # a new parent (page attributes)
+            changes["post_parent"] = self._parent(blog, pid)
         with self._autocommit() as t:
             t.update(blog, TableKind.POSTS, [(pid, changes)])
         autosave = rng.random() < 0.2
@@ -667,6 +680,13 @@ class Workload:
         for rid in [r for r, row in tables.posts.items() if row["post_type"] == "revision" and row["post_parent"] == pid]:
             with self._autocommit() as t:
                 t.delete(blog, TableKind.POSTS, [rid])
+        row = tables.posts[pid]
+        for kind in ((row["post_type"],) if row["post_type"] == "page" else ()) + ("attachment",):
+            # Children of a page point to its parent; attachments of any post too (one UPDATE each).
+            children = [c for c, r in tables.posts.items() if r["post_parent"] == pid and r["post_type"] == kind]
+            if children:
+                with self._autocommit() as t:
+                    t.update(blog, TableKind.POSTS, [(c, {"post_parent": row["post_parent"]}) for c in children])
         meta = [m["meta_id"] for m in tables.meta_of(pid)]
         if meta:
             with self._autocommit() as t:
@@ -730,6 +750,52 @@ class Workload:
             t.insert(blog, TableKind.TERM_TAXONOMY, [{"term_taxonomy_id": ttid, "term_id": term_id,
                                                       "taxonomy": taxonomy, "description": "", "parent": 0,
                                                       "count": 0}])
+
+    def _rename_term(self, blog: int) -> None:
+        """wp_update_term: the wp_terms row (name, now and then the slug), then now and then its
+        wp_term_taxonomy row (description), each its own statement."""
+        rng, tables = self.rng, self.site.blogs[blog]
+        tt = tables.term_taxonomy[rng.choice(sorted(tables.term_taxonomy))]
+        term_id = tt["term_id"]
+        changes = {"name": f"Term {term_id} {self._text(1)}"}
+        if rng.random() < 0.4:
+            changes["slug"] = f"term-{term_id}-{self.binlog.gtid_seq}"
+        with self._autocommit() as t:
+            t.update(blog, TableKind.TERMS, [(term_id, changes)])
+        if rng.random() < 0.3:
+            with self._autocommit() as t:
+                t.update(blog, TableKind.TERM_TAXONOMY, [(tt["term_taxonomy_id"], {"description": self._text(2)})])
+
+    def _move_term(self, blog: int) -> None:
+        """wp_update_term with another parent: a category under another one, or back to the top."""
+        rng, tables = self.rng, self.site.blogs[blog]
+        categories = [tt for _, tt in sorted(tables.term_taxonomy.items()) if tt["taxonomy"] == "category"]
+        tt = rng.choice(categories)
+        parent = rng.choice([0, *(c["term_id"] for c in categories if c["term_id"] != tt["term_id"])])
+        with self._autocommit() as t:
+            t.update(blog, TableKind.TERM_TAXONOMY, [(tt["term_taxonomy_id"], {"parent": parent})])
+
+    def _delete_term(self, blog: int) -> None:
+        """wp_delete_term (never the default category): its children move up to its parent, each
+        post loses it (the relationship, then the count), then its taxonomy row, then its term row."""
+        rng, tables = self.rng, self.site.blogs[blog]
+        ttids = sorted(tt for tt in tables.term_taxonomy if tt != 1)
+        if not ttids:
+            return
+        tt = tables.term_taxonomy[rng.choice(ttids)]
+        ttid, term_id = tt["term_taxonomy_id"], tt["term_id"]
+        children = [c["term_taxonomy_id"] for _, c in sorted(tables.term_taxonomy.items())
+                    if c["parent"] == term_id and c["taxonomy"] == tt["taxonomy"]]
+        if children:
+            with self._autocommit() as t:
+                t.update(blog, TableKind.TERM_TAXONOMY, [(c, {"parent": tt["parent"]}) for c in children])
+        for pid in sorted(oid for oid, x in tables.term_relationships if x == ttid):
+            self._relate(blog, pid, ttid, add=False)
+        with self._autocommit() as t:
+            t.delete(blog, TableKind.TERM_TAXONOMY, [ttid])
+        if not any(x["term_id"] == term_id for x in tables.term_taxonomy.values()):
+            with self._autocommit() as t:
+                t.delete(blog, TableKind.TERMS, [term_id])
 
     def _internal(self, blog: int) -> None:
         """An internal post type (an oEmbed cache row and its meta): never an event."""

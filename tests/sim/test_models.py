@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 import pytest
 
-from cdc.changes import Commit, Idle, RowsBatch
 from cdc.checkpoint import Checkpoint
 from cdc.encode import Record, dumps
 from cdc.errors import (
@@ -21,6 +20,7 @@ from cdc.errors import (
     SinkError,
     SourceError,
 )
+from cdc.model import Commit, Idle, RowsBatch
 from cdc.position import Position
 from cdc.source.binlog import SourceFailed
 from cdc.wordpress import TableKind, TableNames
@@ -532,3 +532,57 @@ def test_oracle_accepts_a_faithful_topic_and_catches_each_fault() -> None:
     bad_topic = [*topic[:flooded], (topic[flooded][0], orjson.dumps(bad)), *topic[flooded + 1:]]
     at = f"meta/{len(bad['meta']) - 1}/op"
     assert any("schema" in v and v.endswith(at) for v in check(bad_topic, expected))
+
+
+def test_term_actions_write_as_wordpress_does() -> None:
+    site, binlog, w = new_world(5, posts=6)
+    w._new_term(1)
+    [(ttid, tt)] = [(k, v) for k, v in site.blogs[1].term_taxonomy.items() if k != 1]
+    for pid in sorted(w.content(1))[:2]:
+        w._relate(1, pid, ttid)
+    before = len(binlog.transactions())
+    w._delete_term(1)  # the only term but the default category
+    written = [(c.table.kind, c.op) for t in binlog.transactions()[before:] for c in t.changes()]
+    unrelate = [(TableKind.TERM_RELATIONSHIPS, "delete"), (TableKind.TERM_TAXONOMY, "update")]
+    assert written == [*unrelate, *unrelate, (TableKind.TERM_TAXONOMY, "delete"), (TableKind.TERMS, "delete")]
+    assert ttid not in site.blogs[1].term_taxonomy and tt["term_id"] not in site.blogs[1].terms
+
+    before = len(binlog.transactions())
+    w._rename_term(1)
+    changes = [c for t in binlog.transactions()[before:] for c in t.changes()]
+    assert changes[0].table.kind is TableKind.TERMS and changes[0].op == "update"
+    assert changes[0].after["name"] != changes[0].before["name"]  # type: ignore[index]
+
+
+def _term_doc(ttid: int, seq: int, op: str, before: Any, after: Any) -> bytes:
+    from cdc.events import Origin
+    from cdc.term_events import build
+    from cdc.terms import TERM_FIELDS, TermChange
+
+    changed = TERM_FIELDS if op == "create" else () if op == "delete" else tuple(
+        f for f in TERM_FIELDS if before[f] != after[f])
+    pos = Position("mariadb-bin.000001", seq)
+    change = TermChange(1, ttid, ttid, "category", op, before, after, changed, 0, pos, pos, None, 0, 1)
+    return dumps(build(change, Origin("sim", "wordpress", 1), 0).as_dict())
+
+
+def test_term_oracle_accepts_a_faithful_topic_and_catches_each_fault() -> None:
+    from tests.sim.term_oracle import check as check_terms
+
+    a = {"name": "A", "slug": "a", "parent": 0, "description": ""}
+    b, c = {**a, "name": "B"}, {**a, "name": "C", "slug": "c"}
+    start, final = {(1, 1): a}, {(1, 1): c, (1, 2): b}
+    k1, k2 = b"1:1", b"1:2"
+    topic = [(k1, _term_doc(1, 100, "update", a, b)), (k2, _term_doc(2, 150, "create", None, b)),
+             (k1, _term_doc(1, 200, "update", b, c))]
+    assert check_terms(topic, start, final) == []
+    assert any("twice" in v for v in check_terms([*topic, topic[0]], start, final))
+    assert any("lost in between" in v for v in check_terms([topic[1], topic[2]], start, final))
+    assert any("(got, want)" in v for v in check_terms(topic[:2], start, final))
+    assert any("no create" in v for v in check_terms([topic[0], topic[2]], start, final))
+    deleted = [*topic, (k2, _term_doc(2, 300, "delete", b, None)), (k2, None)]
+    assert check_terms(deleted, start, {(1, 1): c}) == []
+    assert any("not followed by a tombstone" in v for v in check_terms(deleted[:-1], start, {(1, 1): c}))
+    assert any("leave it there" in v for v in check_terms(topic, start, {(1, 1): c}))
+    assert any("overlaps" in v for v in check_terms([topic[0], (k1, _term_doc(1, 100, "update", b, c))], start,
+                                                   final))

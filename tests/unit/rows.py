@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cdc.changes import Commit, RowChange, RowsBatch, TxnRef
+from cdc.model import Commit, RowChange, RowsBatch, TxnRef
 from cdc.position import Position
 from cdc.wordpress import TableKind, WpTable
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from cdc.assemble import Assembler
-from cdc.changes import Commit, PostChange, RowsBatch
 from cdc.events import Origin, PostEvent, build
+from cdc.model import Commit, PostChange, RowsBatch
 from cdc.position import Position
 from cdc.terms import TermCatalog
 from cdc.wordpress import Capture, TableKind
@@ -346,7 +346,7 @@ def test_rows_after_a_close_fold_into_the_change_taken_back() -> None:
 
 def test_a_change_whose_post_is_gone_folds_into_the_delete_closed_in_the_same_flush() -> None:
     """window 0, both closed before one lookup: the taken-back meta change and the delete become one."""
-    from cdc.changes import fold_into
+    from cdc.model import fold_into
 
     b = Binlog()
     row = post_row(43, post_status="publish")
@@ -363,7 +363,7 @@ def test_a_change_whose_post_is_gone_folds_into_the_delete_closed_in_the_same_fl
 
 
 def test_a_change_that_cannot_wait_for_its_delete_row_is_the_posts_delete() -> None:
-    from cdc.changes import gone
+    from cdc.model import gone
 
     b = Binlog()
     asm = Assembler(Capture(), TermCatalog(), window=0, max_delay=30)

@@ -6,9 +6,9 @@ import pytest
 
 from cdc.assemble import Assembler
 from cdc.backfill import has_room
-from cdc.changes import PostDoc
 from cdc.config import SnapshotSettings
 from cdc.errors import ConfigError
+from cdc.model import PostDoc
 from cdc.position import Position
 from cdc.terms import TermCatalog
 from cdc.wordpress import Capture

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from cdc.assemble import Assembler
-from cdc.changes import Commit, PostDoc
+from cdc.model import Commit, PostDoc
 from cdc.position import Position
-from cdc.snapshot import SnapshotProgress
+from cdc.source.snapshot import SnapshotProgress
 from cdc.terms import TermCatalog
 from cdc.wordpress import Capture, TableKind
 

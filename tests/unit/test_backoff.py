@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from cdc.errors import CheckpointBlockedError, CheckpointError, CheckpointMissingError, FencedError, SinkError
+from cdc.errors import (
+    CheckpointBlockedError,
+    CheckpointError,
+    CheckpointMissingError,
+    Exit,
+    FencedError,
+    PreflightError,
+    SinkError,
+)
 from cdc.pipeline import Backoff, _retriable
 
 
@@ -36,3 +44,7 @@ def test_which_errors_the_runner_retries() -> None:
     assert not _retriable(CheckpointError("unreadable"))
     assert not _retriable(FencedError("fenced"))
     assert not _retriable(ValueError("bug"))
+    # The startup checks: a server that does not answer is waited for, one that says no is not.
+    assert _retriable(PreflightError("cannot connect", check="connect", retriable=True))
+    assert not _retriable(PreflightError("refused the login", check="connect"))
+    assert not _retriable(PreflightError("binlog_format is 'STATEMENT'", check="binlog_format", exit_code=Exit.BINLOG_FORMAT))

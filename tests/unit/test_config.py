@@ -56,20 +56,20 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Any:
     built: list[StreamSettings] = []
     monkeypatch.setattr(logs, "setup", lambda *a, **k: None)  # keep the root logger on pytest's streams
     monkeypatch.setattr(cli, "_run", lambda settings, backfill_now=False: built.append(settings))
-    import cdc.checks
+    import cdc.commands.check
 
     def run_checks(settings: StreamSettings) -> int:
         built.append(settings)
         return 0
 
-    monkeypatch.setattr(cdc.checks, "run_checks", run_checks)
-    import cdc.verify
+    monkeypatch.setattr(cdc.commands.check, "run_checks", run_checks)
+    import cdc.commands.verify
 
     def run_verify(settings: StreamSettings, repair: bool = False, as_json: bool = False) -> int:
         built.append(settings)
         return 0
 
-    monkeypatch.setattr(cdc.verify, "run_verify", run_verify)
+    monkeypatch.setattr(cdc.commands.verify, "run_verify", run_verify)
 
     def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[Result, StreamSettings | None]:
         clean: dict[str, str | None] = {o.envvar: None for o in OPTIONS}  # nothing from the outer environment
@@ -121,13 +121,15 @@ def test_declared_defaults_are_what_build_settings_makes_of_no_input(run: Any, c
     name = "wordpress"
     assert s.server_id == default_server_id(name)
     assert (s.topic, s.checkpoint_topic) == ("wpcdc.wordpress.posts", default_checkpoint_topic(name))
+    assert s.term_topic == "wpcdc.wordpress.terms" and s.term_fanout == 0
     assert s.max_pending_bytes == 64 << 20 and s.blog_ids is None
     assert (s.snapshot.blog_ids, s.snapshot.post_types, s.snapshot.id_min, s.snapshot.id_max) == (None, None, 0, None)
     assert s.capture.excluded_post_types == frozenset(DEFAULT_EXCLUDED_POST_TYPES)
     assert s.capture.included_post_types is None and s.capture.excluded_statuses == frozenset()
     # the settings classes start from the same values, so code that builds them agrees with the CLI
     plain = StreamSettings(name=name, mysql=MysqlSettings(), kafka=KafkaSettings(), server_id=s.server_id,
-                           topic=s.topic, checkpoint_topic=s.checkpoint_topic, capture=s.capture)
+                           topic=s.topic, checkpoint_topic=s.checkpoint_topic, term_topic=s.term_topic,
+                           capture=s.capture)
     assert plain == s
 
 

@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc.assemble import Assembler
-from cdc.changes import PostDoc
 from cdc.config import KafkaSettings, MysqlSettings, StreamSettings, validate
 from cdc.encode import ROW_KEYS, dumps, encode, encode_value
 from cdc.errors import ConfigError
 from cdc.events import Origin, build
+from cdc.model import PostDoc
 from cdc.position import Position
 from cdc.source import decoding
 from cdc.terms import TermCatalog
@@ -49,6 +49,7 @@ def test_event_matches_the_published_schema() -> None:
     doc = orjson.loads(record.value)  # type: ignore[arg-type]
     jsonschema.validate(doc, SCHEMA)
     assert record.topic_key == b"1:7"
+    assert not record.truncated
     assert doc["after"]["post_content"] == "héllo 😀 — ☃"
     assert doc["after"]["post_date"] == "2026-11-27T10:00:00"
     assert doc["after"]["post_date_gmt"] is None  # a zero date
@@ -65,7 +66,6 @@ def test_delete_is_followed_by_a_tombstone() -> None:
 
 
 def test_invalid_utf8_survives_as_exact_bytes() -> None:
-    decoding.install()
     raw = b"ok \xff\xfe broken \xc3"
     text = raw.decode(decoding.CODEC)  # what the binlog reader hands us
     doc = orjson.loads(dumps({"v": text, "fine": "é", "n": decimal.Decimal("1.50"), "b": b"\x00\x01",
@@ -77,7 +77,6 @@ def test_invalid_utf8_survives_as_exact_bytes() -> None:
 
 @given(st.binary(max_size=200))
 def test_any_bytes_round_trip(raw: bytes) -> None:
-    decoding.install()
     doc = orjson.loads(dumps({"v": raw.decode(decoding.CODEC)}))
     value = doc["v"]
     back = base64.b64decode(value["$base64"]) if isinstance(value, dict) else value.encode()
@@ -88,6 +87,7 @@ def test_oversized_event_truncates_largest_text_and_says_so() -> None:
     big = "x" * 3_000_000
     event = _event(post_content=big)
     [record] = encode(event, max_bytes=100_000)
+    assert record.truncated  # counted by wpcdc_truncated_events_total
     assert record.value is not None and len(record.value) <= 100_000
     doc = orjson.loads(record.value)
     marker = doc["after"]["post_content"]
@@ -310,7 +310,6 @@ def test_whatever_the_shape_the_event_fits(op: str, meta: int, meta_size: int, t
 
 
 def test_invalid_utf8_is_hashed_as_its_bytes() -> None:
-    decoding.install()
     raw = b"\xff" + b"a" * 3_000
     doc = _built("create")
     doc["after"]["post_content"] = raw.decode(decoding.CODEC)
@@ -383,9 +382,24 @@ def test_max_message_bytes_is_bounded(n: int, ok: bool) -> None:
 
 
 def test_a_meta_key_of_invalid_utf8_gives_a_string_path() -> None:
-    decoding.install()
     doc = _built("create")
     doc["meta"] = [{"meta_id": 1, "key": b"k\xff".decode(decoding.CODEC), "op": "add", "before": None,
                     "after": "v" * 20_000}]
     out = _fit(doc, 12_000)
     assert out["truncated"] == ["meta[k\ufffd].after"]
+
+
+def test_links_are_in_the_schema_and_a_create_has_no_link_before() -> None:
+    from dataclasses import replace
+
+    from cdc.permalinks import Link
+
+    event = replace(_event(), link_after=Link.of("http://h/blog/hello/"))
+    doc = orjson.loads(encode(event)[0].value)  # type: ignore[arg-type]
+    assert doc["link"] == {"before": None, "after": {"url": "http://h/blog/hello/", "path": "/blog/hello/"}}
+    jsonschema.validate(doc, SCHEMA)
+    jsonschema.validate({k: v for k, v in doc.items() if k != "link"}, SCHEMA)  # events written before it
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**doc, "link": {"before": doc["link"]["after"], "after": None}}, SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**doc, "link": {"before": None, "after": {"url": "x"}}}, SCHEMA)

@@ -4,6 +4,7 @@ readiness and liveness transitions, and the HTTP endpoints."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 import urllib.error
@@ -15,12 +16,15 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from cdc import metrics
-from cdc.changes import Idle
+from cdc import endpoints, metrics
 from cdc.checkpoint import Checkpoint
 from cdc.errors import SinkError, SourceError
+from cdc.model import Commit, Idle
 from cdc.pipeline import Session
 from cdc.position import Position
+from cdc.source.binlog import SourceFailed
+from cdc.source.handoff import WeightedQueue
+from cdc.source.retention import ServerBinlogs
 from cdc.wordpress import TableKind
 
 from .rows import FILE, Binlog, post_row
@@ -32,6 +36,11 @@ ALLOWED_LABELS = {"table", "op", "operation", "cause", "version", "connector", "
 def value(name: str, **labels: str) -> float:
     v = REGISTRY.get_sample_value(name, labels)
     return 0.0 if v is None else v
+
+
+def value_or_nan(name: str) -> float:
+    v = REGISTRY.get_sample_value(name, {})
+    return math.nan if v is None else v
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +88,7 @@ def test_label_values_are_a_closed_set() -> None:
 # ---------------------------------------------------------------------------- pipeline hooks
 
 
-def session(emitted: dict[Any, Any] | None = None) -> Session:
+def session(emitted: dict[Any, Any] | None = None, **settings_: Any) -> Session:
     """A real session whose ports are never called by ``_on_item`` (no servers)."""
     from cdc.config import KafkaSettings, MysqlSettings, StreamSettings
     from cdc.ports import Ports
@@ -87,7 +96,8 @@ def session(emitted: dict[Any, Any] | None = None) -> Session:
     def unused(*args: Any) -> Any:
         raise AssertionError("_on_item does no I/O")
 
-    settings = StreamSettings(name="m", mysql=MysqlSettings(), kafka=KafkaSettings(), server_id=1, window=1.0)
+    settings = StreamSettings(name="m", mysql=MysqlSettings(), kafka=KafkaSettings(), server_id=1, window=1.0,
+                              **settings_)
     checkpoint = Checkpoint("m", Position("mariadb-bin.000001", 4), emitted=emitted or {})
     return Session(settings, checkpoint, Ports(source=unused, sink=unused, store=unused,  # type: ignore[arg-type]
                                                chunk_reader=unused, observe=False))
@@ -135,26 +145,131 @@ def test_replayed_rows_already_in_kafka_count_as_filtered() -> None:
     assert value("wpcdc_binlog_rows_filtered_total", table="postmeta") - before == 1
 
 
-def test_position_and_seconds_behind_source() -> None:
+def lag() -> float:
+    assert value("wpcdc_seconds_behind_source") == pytest.approx(value("wpcdc_source_lag_seconds"), abs=0.1)
+    return value("wpcdc_source_lag_seconds")
+
+
+def test_position_and_source_lag() -> None:
     b = Binlog(ts=int(time.time()) - 100)
     feed(session(), b.insert_post(post_row(1)))
     assert value("wpcdc_binlog_file_number") == 1
     assert value("wpcdc_binlog_position_bytes") == b.pos
-    assert 99 <= value("wpcdc_seconds_behind_source") <= 110
-    feed(session(), [Idle(Position("mariadb-bin.000001", b.pos))])  # a heartbeat: caught up
-    assert value("wpcdc_seconds_behind_source") == 0
+    assert 99 <= lag() <= 110  # reading a backlog: now minus the last event's binlog time
+    feed(session(), [Idle(Position("mariadb-bin.000001", b.pos), at=time.time())])  # a heartbeat: caught up
+    assert lag() < 1
     metrics.rows_seen(b.rows(TableKind.POSTS, "update", [(post_row(1), post_row(1, post_title="x"))]))
-    assert value("wpcdc_seconds_behind_source") >= 99
+    assert lag() >= 99
+
+
+def test_lag_grows_from_the_last_heartbeat_when_the_source_goes_away() -> None:
+    """The outage bug: a heartbeat used to mean "0 behind" until the next row, so an idle site that
+    lost MySQL or Kafka read 0 throughout. Now only a live connection's heartbeat or event moves
+    the reference, and nothing else (a failure, a reconnect, a new session's fake rotation)."""
+    s = session()
+    feed(s, [Idle(Position(FILE, 4), at=time.time() - 50)])  # the last heartbeat, 50 s ago
+    assert 49 <= lag() <= 51
+    metrics.source_lost()
+    metrics.ready(False)
+    metrics.reconnect(SourceError("lost the binlog connection"))
+    feed(session(), [Commit(Position(FILE, 4), None, 0, rotate=True)])  # the next session's fake rotation
+    assert 49 <= lag() <= 52
+    feed(s, [Idle(Position(FILE, 4), at=time.time())])  # the new session's first heartbeat
+    assert lag() < 1
+
+
+def test_lag_counts_from_the_start_before_anything_was_read() -> None:
+    first = lag()
+    time.sleep(0.05)
+    assert lag() >= first + 0.04
+
+
+def test_connected_gauges() -> None:
+    assert (value("wpcdc_source_connected"), value("wpcdc_sink_connected")) == (0, 0)
+    metrics.sink_connected()
+    feed(session(), [Idle(Position(FILE, 4))])
+    assert (value("wpcdc_source_connected"), value("wpcdc_sink_connected")) == (1, 1)
+    with pytest.raises(SourceError):
+        feed(session(), [SourceFailed(SourceError("lost the binlog connection"))])
+    assert (value("wpcdc_source_connected"), value("wpcdc_sink_connected")) == (0, 1)
+    feed(session(), [Idle(Position(FILE, 4))])
+    metrics.ready(False)  # the session ended: both connections are closed
+    assert (value("wpcdc_source_connected"), value("wpcdc_sink_connected")) == (0, 0)
+
+
+def test_transactions_count_commits_not_rotations() -> None:
+    n = value("wpcdc_source_transactions_total")
+    feed(session(), [Commit(Position(FILE, 400), None, 1),
+                     Commit(Position("mariadb-bin.000002", 4), None, 2, rotate=True),
+                     Commit(Position("mariadb-bin.000002", 500), None, 3)])
+    assert value("wpcdc_source_transactions_total") == n + 2
+
+
+def test_forced_emits_count_what_the_memory_bound_closes() -> None:
+    s, b = session(max_pending_bytes=1), Binlog()
+    n = value("wpcdc_forced_emits_total")
+    feed(s, b.insert_post(post_row(10)))
+    assert value("wpcdc_forced_emits_total") == n + 1
+    assert s.assembler.pending_posts == 0
+
+
+def test_statement_writes_by_table() -> None:
+    n = value("wpcdc_statement_writes_total", table="posts")
+    metrics.statement_write(TableKind.POSTS)
+    assert value("wpcdc_statement_writes_total", table="posts") == n + 1
+
+
+def test_reader_queue_follows_the_attached_session() -> None:
+    queue = WeightedQueue(4 << 20)
+    queue.put(["chunk"], weight=1500)
+    s = SimpleNamespace(assembler=None, source=SimpleNamespace(queue=queue), checkpoint=Checkpoint("c", Position(FILE, 4)))
+    metrics.attach(s)
+    assert (value("wpcdc_reader_queue_bytes"), value("wpcdc_reader_queue_capacity_bytes")) == (1500, 4 << 20)
+    metrics.detach(s)
+    assert (value("wpcdc_reader_queue_bytes"), value("wpcdc_reader_queue_capacity_bytes")) == (0, 0)
+
+
+def test_binlog_retention_gauges_from_the_poll_the_checkpoint_and_the_rotations() -> None:
+    assert math.isnan(value_or_nan("wpcdc_binlog_server_files"))  # no poll yet
+    now = time.time()
+    files = {"mariadb-bin.000001": 1000, "mariadb-bin.000002": 2000, "mariadb-bin.000003": 300}
+    metrics.binlogs_polled(ServerBinlogs(files, 86_400.0, now))
+    metrics.checkpointed(Checkpoint("c", Position("mariadb-bin.000002", 1500)))
+    assert value("wpcdc_binlog_server_files") == 3
+    assert (value("wpcdc_binlog_server_oldest_file_number"), value("wpcdc_binlog_server_current_file_number")) == (1, 3)
+    assert value("wpcdc_binlog_checkpoint_files_behind") == 1
+    assert value("wpcdc_binlog_checkpoint_bytes_behind_end") == 500 + 300
+    assert value("wpcdc_binlog_expire_seconds") == 86_400
+    assert value("wpcdc_binlog_poll_timestamp_seconds") == pytest.approx(now)
+    assert math.isnan(value_or_nan("wpcdc_binlog_retention_seconds_left"))  # file 2's close time unknown
+    s = session()
+    feed(s, [Commit(Position("mariadb-bin.000002", 1200), None, int(now) - 4000)])  # read in file 2
+    assert value("wpcdc_binlog_retention_seconds_left") == pytest.approx(86_400 - 4000, abs=2)  # a lower bound
+    feed(s, [Commit(Position("mariadb-bin.000003", 4), None, int(now) - 3000, rotate=True)])  # file 2 closed
+    assert value("wpcdc_binlog_retention_seconds_left") == pytest.approx(86_400 - 3000, abs=2)
+    metrics.checkpointed(Checkpoint("c", Position("mariadb-bin.000003", 4)))  # in the file being written
+    assert value("wpcdc_binlog_retention_seconds_left") == 86_400
 
 
 def test_events_transactions_errors_reconnects() -> None:
-    ev = lambda op: SimpleNamespace(op=op)  # noqa: E731
+    now_ms = int(time.time() * 1000)
+
+    def ev(op: str, age: float, snapshot: bool = False) -> Any:
+        return SimpleNamespace(op=op, source=SimpleNamespace(ts_ms=now_ms - int(age * 1000), snapshot=snapshot))
+
     before = {op: value("wpcdc_events_total", op=op) for op in metrics.OPS}
     count = value("wpcdc_kafka_write_seconds_count")
-    metrics.flushed([ev("create"), ev("update"), ev("update")], 0.02)  # type: ignore[list-item]
+    ages, age_sum = value("wpcdc_delivery_age_seconds_count"), value("wpcdc_delivery_age_seconds_sum")
+    truncated = value("wpcdc_truncated_events_total")
+    metrics.flushed([ev("create", 2.5), ev("update", 4), ev("update", 0.5), ev("snapshot", 900, snapshot=True)],
+                    0.02, truncated=1)
     assert value("wpcdc_events_total", op="create") - before["create"] == 1
     assert value("wpcdc_events_total", op="update") - before["update"] == 2
     assert value("wpcdc_kafka_write_seconds_count") == count + 1
+    assert value("wpcdc_delivery_age_seconds_count") == ages + 3  # snapshot events are not observed
+    assert value("wpcdc_delivery_age_seconds_sum") - age_sum == pytest.approx(7, abs=0.1)
+    assert value("wpcdc_delivery_age_seconds_bucket", le="3.0") - value("wpcdc_delivery_age_seconds_bucket", le="2.0") >= 1
+    assert value("wpcdc_truncated_events_total") == truncated + 1
 
     committed, aborted = value("wpcdc_kafka_transactions_committed_total"), value("wpcdc_kafka_transactions_aborted_total")
     metrics.transaction(committed=True)
@@ -271,7 +386,7 @@ def get(url: str) -> tuple[int, str, str]:
 def test_http_endpoints() -> None:
     async def main() -> None:
         metrics.configure(connector="http-test", stall_timeout=60)
-        server = metrics.serve(0, "127.0.0.1")
+        server = endpoints.serve(0, "127.0.0.1")
         base = f"http://127.0.0.1:{server.server_address[1]}"
         try:
             await asyncio.sleep(0.05)
@@ -295,7 +410,7 @@ def test_liveness_ticks_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(metrics, "LIVENESS_SECONDS", 0.5)
 
     async def main() -> None:
-        server = metrics.serve(0, "127.0.0.1")
+        server = endpoints.serve(0, "127.0.0.1")
         try:
             await asyncio.sleep(1.2)  # the loop turns: the tick keeps liveness fresh
             assert metrics.liveness()[0]

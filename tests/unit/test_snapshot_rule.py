@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cdc.assemble import Assembler
-from cdc.changes import PostDoc
 from cdc.events import Origin, build
+from cdc.model import PostDoc
 from cdc.position import Position
 from cdc.terms import TermCatalog
 from cdc.wordpress import Capture

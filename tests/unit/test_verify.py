@@ -14,7 +14,7 @@ import pytest
 
 from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress
-from cdc.changes import PostChange, PostDoc
+from cdc.commands.verify import Report
 from cdc.config import SnapshotSettings
 from cdc.digest import (
     Scope,
@@ -33,11 +33,11 @@ from cdc.digest import (
 )
 from cdc.encode import encode
 from cdc.fold import Fold, PostState
+from cdc.model import PostChange, PostDoc
 from cdc.position import Position
 from cdc.repair import batches
-from cdc.snapshot import SnapshotChunk, SnapshotProgress
+from cdc.source.snapshot import SnapshotChunk, SnapshotProgress
 from cdc.terms import TermCatalog
-from cdc.verify import Report
 from cdc.wordpress import Capture
 
 from .rows import FILE, Binlog, post_row

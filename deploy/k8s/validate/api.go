@@ -21,19 +21,25 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metavalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/kubernetes/pkg/api/legacyscheme"
+	podutil "k8s.io/kubernetes/pkg/api/pod"
+	"k8s.io/kubernetes/pkg/apis/batch"
+	batchvalidation "k8s.io/kubernetes/pkg/apis/batch/validation"
 	"k8s.io/kubernetes/pkg/apis/core"
 	corevalidation "k8s.io/kubernetes/pkg/apis/core/validation"
 	"k8s.io/kubernetes/pkg/registry/apps/deployment"
+	"k8s.io/kubernetes/pkg/registry/apps/statefulset"
 	"k8s.io/kubernetes/pkg/registry/networking/networkpolicy"
 	"k8s.io/kubernetes/pkg/registry/policy/poddisruptionbudget"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -41,6 +47,7 @@ import (
 	// Register the internal and versioned types, defaulting and conversion of these groups in
 	// legacyscheme.Scheme, as kube-apiserver does.
 	_ "k8s.io/kubernetes/pkg/apis/apps/install"
+	_ "k8s.io/kubernetes/pkg/apis/batch/install"
 	_ "k8s.io/kubernetes/pkg/apis/core/install"
 	_ "k8s.io/kubernetes/pkg/apis/networking/install"
 	_ "k8s.io/kubernetes/pkg/apis/policy/install"
@@ -65,11 +72,18 @@ type apiChecker struct {
 // builtinKind is how kube-apiserver validates a create of one built-in kind: through its
 // registry strategy (rest.BeforeCreate: PrepareForCreate, Validate, declarative validation,
 // warnings), or, where the strategy's package drags in half of the API server (Service,
-// ConfigMap, Secret, ServiceAccount), through the same validation function the strategy calls.
+// ConfigMap, Secret, ServiceAccount, Job), through the same validation function the strategy calls.
+//
+// typedOnly: a custom resource whose CRD is not embedded (PrometheusRule: the module go.mod pins
+// ships the Go types, not the CRD of that release, and a CRD of another release would not be
+// the schema the cluster checks). It gets stage 1 (strict decoding into the Go types: unknown
+// fields, wrong types) and the object metadata rules; its PromQL is checked by promtool
+// (tests/unit/test_alerts.py).
 type builtinKind struct {
-	resource string
-	strategy rest.RESTCreateStrategy
-	validate func(obj runtime.Object) field.ErrorList
+	resource  string
+	strategy  rest.RESTCreateStrategy
+	validate  func(obj runtime.Object) field.ErrorList
+	typedOnly bool
 }
 
 type crdVersion struct {
@@ -88,12 +102,15 @@ func newAPIChecker() (*apiChecker, error) {
 		// Strict: unknown and duplicate fields are reported (the typed object is still returned).
 		decoder: serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer(),
 		builtin: map[schema.GroupKind]builtinKind{
-			{Group: "apps", Kind: "Deployment"}:                 {resource: "deployments", strategy: deployment.Strategy},
-			{Group: "policy", Kind: "PodDisruptionBudget"}:      {resource: "poddisruptionbudgets", strategy: poddisruptionbudget.Strategy},
-			{Group: "networking.k8s.io", Kind: "NetworkPolicy"}: {resource: "networkpolicies", strategy: networkpolicy.Strategy},
-			{Group: "", Kind: "Service"}:                        {resource: "services", validate: validateService},
-			{Group: "", Kind: "ConfigMap"}:                      {resource: "configmaps", validate: func(o runtime.Object) field.ErrorList { return corevalidation.ValidateConfigMap(o.(*core.ConfigMap)) }},
-			{Group: "", Kind: "Secret"}:                         {resource: "secrets", validate: func(o runtime.Object) field.ErrorList { return corevalidation.ValidateSecret(o.(*core.Secret)) }},
+			{Group: "apps", Kind: "Deployment"}:                      {resource: "deployments", strategy: deployment.Strategy},
+			{Group: "apps", Kind: "StatefulSet"}:                     {resource: "statefulsets", strategy: statefulset.Strategy},
+			{Group: "batch", Kind: "Job"}:                            {resource: "jobs", validate: validateJob},
+			{Group: "monitoring.coreos.com", Kind: "PrometheusRule"}: {resource: "prometheusrules", typedOnly: true},
+			{Group: "policy", Kind: "PodDisruptionBudget"}:           {resource: "poddisruptionbudgets", strategy: poddisruptionbudget.Strategy},
+			{Group: "networking.k8s.io", Kind: "NetworkPolicy"}:      {resource: "networkpolicies", strategy: networkpolicy.Strategy},
+			{Group: "", Kind: "Service"}:                             {resource: "services", validate: validateService},
+			{Group: "", Kind: "ConfigMap"}:                           {resource: "configmaps", validate: func(o runtime.Object) field.ErrorList { return corevalidation.ValidateConfigMap(o.(*core.ConfigMap)) }},
+			{Group: "", Kind: "Secret"}:                              {resource: "secrets", validate: func(o runtime.Object) field.ErrorList { return corevalidation.ValidateSecret(o.(*core.Secret)) }},
 			{Group: "", Kind: "ServiceAccount"}: {resource: "serviceaccounts", validate: func(o runtime.Object) field.ErrorList {
 				return corevalidation.ValidateServiceAccount(o.(*core.ServiceAccount))
 			}},
@@ -110,7 +127,50 @@ func newAPIChecker() (*apiChecker, error) {
 func validateService(obj runtime.Object) field.ErrorList {
 	svc := obj.(*core.Service)
 	svc.Status = core.ServiceStatus{}
+	// The Service storage's normalizeClusterIPs on create: a clusterIP given alone (headless:
+	// None) becomes the only entry of clusterIPs before validation.
+	if svc.Spec.ClusterIP != "" && len(svc.Spec.ClusterIPs) == 0 {
+		svc.Spec.ClusterIPs = []string{svc.Spec.ClusterIP}
+	}
 	return corevalidation.ValidateServiceCreate(svc)
+}
+
+// validateJob mirrors the Job registry strategy's PrepareForCreate (the generated selector and
+// its pod labels, from the UID the API server assigns) and Validate; the strategy's own package
+// would bring in the API server's storage layer.
+func validateJob(obj runtime.Object) field.ErrorList {
+	j := obj.(*batch.Job)
+	j.Status = batch.JobStatus{}
+	if j.UID == "" {
+		j.UID = types.UID("00000000-0000-0000-0000-000000000000")
+	}
+	if j.Spec.ManualSelector == nil || !*j.Spec.ManualSelector {
+		if j.Spec.Template.Labels == nil {
+			j.Spec.Template.Labels = map[string]string{}
+		}
+		for _, k := range []string{batch.LegacyJobNameLabel, batch.JobNameLabel} {
+			if _, ok := j.Spec.Template.Labels[k]; !ok {
+				j.Spec.Template.Labels[k] = j.Name
+			}
+		}
+		for _, k := range []string{batch.LegacyControllerUidLabel, batch.ControllerUidLabel} {
+			if _, ok := j.Spec.Template.Labels[k]; !ok {
+				j.Spec.Template.Labels[k] = string(j.UID)
+			}
+		}
+		if j.Spec.Selector == nil {
+			j.Spec.Selector = &metav1.LabelSelector{}
+		}
+		if j.Spec.Selector.MatchLabels == nil {
+			j.Spec.Selector.MatchLabels = map[string]string{}
+		}
+		j.Spec.Selector.MatchLabels[batch.ControllerUidLabel] = string(j.UID)
+	}
+	opts := batchvalidation.JobValidationOptions{
+		PodValidationOptions:  podutil.GetValidationOptionsFromPodTemplate(&j.Spec.Template, nil),
+		RequirePrefixedLabels: true,
+	}
+	return batchvalidation.ValidateJobCreate(j, opts)
 }
 
 // check fills o's identity and typed object, and records decoding and API validation problems.
@@ -171,6 +231,18 @@ func (c *apiChecker) check(o *object) {
 // checkBuiltin defaults and converts a copy of the object to the internal version, then runs
 // kube-apiserver's create-time validation on it.
 func (c *apiChecker) checkBuiltin(o *object, kind builtinKind) {
+	if kind.typedOnly {
+		accessor, err := meta.Accessor(o.typed)
+		if err != nil {
+			o.problem("%v", err)
+			return
+		}
+		accessor.SetNamespace(o.namespace)
+		for _, e := range metavalidation.ValidateObjectMetaAccessor(accessor, true, metavalidation.NameIsDNSSubdomain, field.NewPath("metadata")) {
+			o.problem("%s", e.Error())
+		}
+		return
+	}
 	external := o.typed.DeepCopyObject()
 	c.scheme.Default(external)
 	internal, err := c.scheme.ConvertToVersion(external, schema.GroupVersion{Group: o.gvk.Group, Version: runtime.APIVersionInternal})

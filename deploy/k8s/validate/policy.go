@@ -3,7 +3,10 @@ package main
 // Stage 3: wpcdc's deployment policy, over all objects of one render. The API server would
 // accept everything this rejects; these are the rules of this project (deploy/k8s/README.md):
 //
-//   - a connector Deployment runs exactly 1 replica with the Recreate strategy;
+//   - a connector is a StatefulSet of exactly 1 replica with podManagementPolicy OrderedReady and
+//     a headless governing Service in the render (a replacement pod is created only once the old
+//     one is gone); a Deployment running wpcdc is refused (a drain or a deleted pod briefly runs
+//     two); Jobs running wpcdc (backfill, offsets) never run `stream` and never retry in a loop;
 //   - every container has CPU and memory requests, a memory limit, and runs non-root with a
 //     read-only root filesystem, no privilege escalation, all capabilities dropped and the
 //     RuntimeDefault (or a Localhost) seccomp profile; long-running containers have liveness and
@@ -16,7 +19,9 @@ package main
 //     is the MySQL server_id among connectors of one MySQL server;
 //   - each Service, ServiceMonitor, PodDisruptionBudget and NetworkPolicy selects exactly the
 //     pods (or Service) of one connector, the PodDisruptionBudget never blocks a node drain, and
-//     the NetworkPolicy lets the connector reach DNS, its MySQL port and its Kafka ports.
+//     the NetworkPolicy lets the connector reach DNS, its MySQL port and its Kafka ports;
+//   - alerting rules (PrometheusRule) never select by job (the Prometheus Operator sets it to the
+//     Service's name, which differs per site) and give every alert a severity and a runbook_url.
 
 import (
 	"fmt"
@@ -30,6 +35,7 @@ import (
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -95,16 +101,46 @@ func (x objectIndex) ofKind(kind string) []*object {
 	return out
 }
 
-// deploymentsSelectedBy lists the Deployments of namespace whose pod template sel matches.
-func (x objectIndex) deploymentsSelectedBy(namespace string, sel labels.Selector) []*object {
+// workloadsSelectedBy lists the long-running workloads (StatefulSets, Deployments) of namespace
+// whose pod template sel matches. Jobs are left out: a Job of a connector (backfill, offsets)
+// carries the connector's labels on purpose, so that its Service, NetworkPolicy and metrics
+// cover it while it runs in the connector's place.
+func (x objectIndex) workloadsSelectedBy(namespace string, sel labels.Selector) []*object {
 	var out []*object
-	for _, o := range x.ofKind("Deployment") {
-		d := o.typed.(*appsv1.Deployment)
-		if o.namespace == namespace && sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+	for _, o := range x.all {
+		if o.typed == nil || o.namespace != namespace {
+			continue
+		}
+		if tmpl := longRunningTemplate(o); tmpl != nil && sel.Matches(labels.Set(tmpl.Labels)) {
 			out = append(out, o)
 		}
 	}
 	return out
+}
+
+// longRunningTemplate is the pod template of a StatefulSet or Deployment, else nil.
+func longRunningTemplate(o *object) *corev1.PodTemplateSpec {
+	switch w := o.typed.(type) {
+	case *appsv1.StatefulSet:
+		return &w.Spec.Template
+	case *appsv1.Deployment:
+		return &w.Spec.Template
+	}
+	return nil
+}
+
+func replicasOf(o *object) int {
+	var r *int32
+	switch w := o.typed.(type) {
+	case *appsv1.StatefulSet:
+		r = w.Spec.Replicas
+	case *appsv1.Deployment:
+		r = w.Spec.Replicas
+	}
+	if r == nil {
+		return 1
+	}
+	return int(*r)
 }
 
 func names(objs []*object) string {
@@ -121,8 +157,17 @@ func checkPolicy(objs []*object, opts policyOptions) {
 		x.incomplete = x.incomplete || o.typed == nil
 	}
 	var connectors []*connector
+	for _, o := range x.ofKind("StatefulSet") {
+		connectors = append(connectors, checkStatefulSet(o, x, opts)...)
+	}
 	for _, o := range x.ofKind("Deployment") {
 		connectors = append(connectors, checkDeployment(o, x, opts)...)
+	}
+	for _, o := range x.ofKind("Job") {
+		connectors = append(connectors, checkJob(o, x, opts)...)
+	}
+	for _, o := range x.ofKind("PrometheusRule") {
+		checkPrometheusRule(o)
 	}
 	for _, o := range x.ofKind("ConfigMap") {
 		checkConfigMap(o)
@@ -145,55 +190,152 @@ func checkPolicy(objs []*object, opts policyOptions) {
 	checkUnique(connectors)
 }
 
-// ------------------------------------------------------------------------------- Deployment
+// ------------------------------------------------------------------------------ workloads
 
+func checkStatefulSet(o *object, x objectIndex, opts policyOptions) []*connector {
+	s := o.typed.(*appsv1.StatefulSet)
+	switch {
+	case s.Spec.Replicas == nil:
+		o.problem("spec.replicas: not set; set it to 1 explicitly (one binlog reader per connector)")
+	case *s.Spec.Replicas != 1:
+		o.problem("spec.replicas: %d; must be 1: a binlog has one reader per connector, a second one is fenced", *s.Spec.Replicas)
+	}
+	if s.Spec.PodManagementPolicy != appsv1.OrderedReadyPodManagement {
+		o.problem("spec.podManagementPolicy: %q; must be OrderedReady: the controller then creates a pod only once "+
+			"the one it replaces is gone", s.Spec.PodManagementPolicy)
+	}
+	checkGoverningService(o, s, x)
+	return checkPodTemplate(o, &s.Spec.Template, x, opts)
+}
+
+// checkGoverningService: spec.serviceName names a headless Service of the render that selects
+// this StatefulSet's pods (the stable network identity; also what Prometheus scrapes).
+func checkGoverningService(o *object, s *appsv1.StatefulSet, x objectIndex) {
+	if s.Spec.ServiceName == "" {
+		o.problem("spec.serviceName: not set; name the headless Service of the connector")
+		return
+	}
+	svc := x.find("Service", o.namespace, s.Spec.ServiceName)
+	if svc == nil {
+		x.nothingSelected(o, "spec.serviceName: Service %q is not part of the render", s.Spec.ServiceName)
+		return
+	}
+	spec := svc.typed.(*corev1.Service).Spec
+	if spec.ClusterIP != corev1.ClusterIPNone {
+		o.problem("spec.serviceName: Service %q is not headless (clusterIP: None)", s.Spec.ServiceName)
+	}
+	if len(spec.Selector) == 0 || !labels.SelectorFromSet(spec.Selector).Matches(labels.Set(s.Spec.Template.Labels)) {
+		o.problem("spec.serviceName: Service %q does not select this StatefulSet's pods", s.Spec.ServiceName)
+	}
+}
+
+// checkDeployment: a Deployment may not run wpcdc. Even with the Recreate strategy it starts the
+// replacement pod while the old one is still stopping on a node drain or a deleted pod.
 func checkDeployment(o *object, x objectIndex, opts policyOptions) []*connector {
 	d := o.typed.(*appsv1.Deployment)
-	switch {
-	case d.Spec.Replicas == nil:
-		o.problem("spec.replicas: not set; set it to 1 explicitly (one binlog reader per connector)")
-	case *d.Spec.Replicas != 1:
-		o.problem("spec.replicas: %d; must be 1: a binlog has one reader per connector, a second one is fenced", *d.Spec.Replicas)
+	out := checkPodTemplate(o, &d.Spec.Template, x, opts)
+	if len(out) > 0 {
+		o.problem("kind Deployment runs wpcdc: a node drain or a deleted pod starts the replacement while the old " +
+			"pod still runs (two writers); use a StatefulSet of one replica (base/statefulset.yaml)")
 	}
-	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-		o.problem("spec.strategy.type: %q; must be Recreate, or every rollout runs two connectors at once", d.Spec.Strategy.Type)
-	}
-	pod := &d.Spec.Template.Spec
-	const at = "spec.template.spec"
+	return out
+}
 
-	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
-		sa := x.find("ServiceAccount", o.namespace, pod.ServiceAccountName)
-		if pod.AutomountServiceAccountToken != nil || sa == nil ||
-			sa.typed.(*corev1.ServiceAccount).AutomountServiceAccountToken == nil ||
-			*sa.typed.(*corev1.ServiceAccount).AutomountServiceAccountToken {
-			o.problem("%s.automountServiceAccountToken: must be false (wpcdc does not use the Kubernetes API)", at)
+// checkJob: a one-off wpcdc command (backfill, offsets) run in the connector's place, with the
+// connector's ConfigMap and Secret (which its render may leave to the connector's overlay).
+func checkJob(o *object, x objectIndex, opts policyOptions) []*connector {
+	j := o.typed.(*batchv1.Job)
+	const at = "spec.template.spec"
+	pod := &j.Spec.Template.Spec
+	if pod.RestartPolicy != corev1.RestartPolicyNever {
+		o.problem("%s.restartPolicy: %q; must be Never: a failed wpcdc command is read and rerun by a person, "+
+			"not restarted in place", at, pod.RestartPolicy)
+	}
+	if j.Spec.BackoffLimit == nil || *j.Spec.BackoffLimit != 0 {
+		o.problem("spec.backoffLimit: must be 0: an exit code is an answer (docs/operations.md, Exit codes), " +
+			"not a reason to run the command again")
+	}
+	if j.Spec.Parallelism != nil && *j.Spec.Parallelism > 1 || j.Spec.Completions != nil && *j.Spec.Completions > 1 {
+		o.problem("spec.parallelism, spec.completions: at most 1: one process per connector name")
+	}
+	checkPodSpec(o, pod, x)
+	o.note("runs in the connector's place: scale its StatefulSet to 0 and wait until its pod is gone first " +
+		"(docs/operations.md, \"Running a Job in the connector's place\")")
+	for i := range pod.InitContainers {
+		checkContainer(o, &pod.InitContainers[i], fmt.Sprintf("%s.initContainers[%d]", at, i), pod, roleInit, x, opts)
+	}
+	var out []*connector
+	for i := range pod.Containers {
+		c := &pod.Containers[i]
+		if conn := checkContainer(o, c, fmt.Sprintf("%s.containers[%d]", at, i), pod, roleJob, x, opts); conn != nil {
+			conn.podLabels = labels.Set(j.Spec.Template.Labels)
+			out = append(out, conn)
+		}
+		if args := append(append([]string{}, c.Command...), c.Args...); len(args) > 0 && imageRepo(c.Image) == "wpcdc" {
+			if args[0] == "wpcdc" {
+				args = args[1:]
+			}
+			if len(args) == 0 || args[0] == "stream" {
+				o.problem("%s.containers[%d].args: a Job runs a one-off command (backfill, offsets, check, status), "+
+					"never `stream`", at, i)
+			}
 		}
 	}
-	if pod.ServiceAccountName == "" || pod.ServiceAccountName == "default" {
-		o.problem("%s.serviceAccountName: use a dedicated ServiceAccount, not the namespace's default", at)
-	} else if x.find("ServiceAccount", o.namespace, pod.ServiceAccountName) == nil {
-		o.problem("%s.serviceAccountName: ServiceAccount %q is not part of the render", at, pod.ServiceAccountName)
-	}
-	if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
-		o.problem("%s.enableServiceLinks: must be false; service links add WPCDC_*-prefixed variables "+
-			"(WPCDC_SERVICE_HOST, WPCDC_PORT...) for Services named wpcdc*, the prefix wpcdc reads options from", at)
-	}
+	return out
+}
 
+func checkPodTemplate(o *object, tmpl *corev1.PodTemplateSpec, x objectIndex, opts policyOptions) []*connector {
+	pod := &tmpl.Spec
+	const at = "spec.template.spec"
+	checkPodSpec(o, pod, x)
 	var out []*connector
 	for i := range pod.InitContainers {
-		checkContainer(o, &pod.InitContainers[i], fmt.Sprintf("%s.initContainers[%d]", at, i), pod, true, x, opts)
+		checkContainer(o, &pod.InitContainers[i], fmt.Sprintf("%s.initContainers[%d]", at, i), pod, roleInit, x, opts)
 	}
 	for i := range pod.Containers {
-		if c := checkContainer(o, &pod.Containers[i], fmt.Sprintf("%s.containers[%d]", at, i), pod, false, x, opts); c != nil {
-			c.podLabels = labels.Set(d.Spec.Template.Labels)
+		if c := checkContainer(o, &pod.Containers[i], fmt.Sprintf("%s.containers[%d]", at, i), pod, roleMain, x, opts); c != nil {
+			c.podLabels = labels.Set(tmpl.Labels)
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
+func checkPodSpec(o *object, pod *corev1.PodSpec, x objectIndex) {
+	const at = "spec.template.spec"
+	sa := x.find("ServiceAccount", o.namespace, pod.ServiceAccountName)
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		if pod.AutomountServiceAccountToken != nil || sa == nil ||
+			sa.typed.(*corev1.ServiceAccount).AutomountServiceAccountToken == nil ||
+			*sa.typed.(*corev1.ServiceAccount).AutomountServiceAccountToken {
+			o.problem("%s.automountServiceAccountToken: must be false (wpcdc does not use the Kubernetes API)", at)
+		}
+	}
+	switch {
+	case pod.ServiceAccountName == "" || pod.ServiceAccountName == "default":
+		o.problem("%s.serviceAccountName: use a dedicated ServiceAccount, not the namespace's default", at)
+	case sa == nil && o.gvk.Kind == "Job":
+		o.note("%s.serviceAccountName: ServiceAccount %q comes with the connector's overlay", at, pod.ServiceAccountName)
+	case sa == nil:
+		o.problem("%s.serviceAccountName: ServiceAccount %q is not part of the render", at, pod.ServiceAccountName)
+	}
+	if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		o.problem("%s.enableServiceLinks: must be false; service links add WPCDC_*-prefixed variables "+
+			"(WPCDC_SERVICE_HOST, WPCDC_PORT...) for Services named wpcdc*, the prefix wpcdc reads options from", at)
+	}
+}
+
+// containerRole: what a container is for, which decides the checks that apply.
+type containerRole int
+
+const (
+	roleMain containerRole = iota // the long-running connector
+	roleInit                      // an init container
+	roleJob                       // a one-off command of a Job
+)
+
 // checkContainer checks one container; it returns the connector if the container runs wpcdc.
-func checkContainer(o *object, c *corev1.Container, at string, pod *corev1.PodSpec, isInit bool,
+func checkContainer(o *object, c *corev1.Container, at string, pod *corev1.PodSpec, role containerRole,
 	x objectIndex, opts policyOptions) *connector {
 	psc := pod.SecurityContext
 	if psc == nil {
@@ -257,7 +399,7 @@ func checkContainer(o *object, c *corev1.Container, at string, pod *corev1.PodSp
 	if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
 		o.problem("%s.resources.limits.memory: not set", at)
 	}
-	if !isInit {
+	if role == roleMain {
 		if c.LivenessProbe == nil {
 			o.problem("%s.livenessProbe: not set", at)
 		}
@@ -283,6 +425,11 @@ func checkContainer(o *object, c *corev1.Container, at string, pod *corev1.PodSp
 		}
 		if ef.ConfigMapRef != nil {
 			cm := x.find("ConfigMap", o.namespace, ef.ConfigMapRef.Name)
+			if cm == nil && role == roleJob {
+				o.note("%s.configMapRef: ConfigMap %q comes with the connector's overlay (not in this render)",
+					where, ef.ConfigMapRef.Name)
+				continue
+			}
 			if cm == nil {
 				if ef.ConfigMapRef.Optional == nil || !*ef.ConfigMapRef.Optional {
 					o.problem("%s.configMapRef: ConfigMap %q is not part of the render", where, ef.ConfigMapRef.Name)
@@ -332,14 +479,14 @@ func checkContainer(o *object, c *corev1.Container, at string, pod *corev1.PodSp
 	for k := range env {
 		isWpcdc = isWpcdc || strings.HasPrefix(k, "WPCDC_")
 	}
-	if !isWpcdc || isInit {
+	if !isWpcdc || role == roleInit {
 		return nil
 	}
-	return checkConnector(o, c, at, pod, env, origin, x, opts)
+	return checkConnector(o, c, at, pod, role, env, origin, x, opts)
 }
 
-func checkConnector(o *object, c *corev1.Container, at string, pod *corev1.PodSpec, env, origin map[string]string,
-	x objectIndex, opts policyOptions) *connector {
+func checkConnector(o *object, c *corev1.Container, at string, pod *corev1.PodSpec, role containerRole,
+	env, origin map[string]string, x objectIndex, opts policyOptions) *connector {
 	if opts.knownEnv != nil {
 		for _, k := range sortedKeys(env) {
 			if strings.HasPrefix(k, "WPCDC_") && !opts.knownEnv[k] {
@@ -350,6 +497,9 @@ func checkConnector(o *object, c *corev1.Container, at string, pod *corev1.PodSp
 	}
 	conn := &connector{obj: o, namespace: o.namespace, env: env}
 	conn.name = env["WPCDC_NAME"]
+	if conn.name == "" && role == roleJob && len(c.EnvFrom) > 0 && x.find("ConfigMap", o.namespace, c.EnvFrom[0].ConfigMapRef.Name) == nil {
+		return nil // its settings come with the connector's overlay: nothing more to check here
+	}
 	switch {
 	case conn.name == "":
 		o.problem("%s: WPCDC_NAME is not set; name every connector explicitly, the name keys its checkpoint", at)
@@ -418,7 +568,11 @@ func checkConnector(o *object, c *corev1.Container, at string, pod *corev1.PodSp
 			o.namespace, name, strings.Join(secretKeys[name], ", "))
 	}
 
-	// Metrics port: the probes and the Service reach wpcdc's HTTP server there.
+	// Metrics port: the probes and the Service reach wpcdc's HTTP server there. A Job's command
+	// serves it only if it declares the port (backfill does; offsets does not).
+	if role == roleJob && len(c.Ports) == 0 {
+		return conn
+	}
 	portText, ok := env["WPCDC_METRICS_PORT"]
 	if !ok {
 		o.problem("%s: WPCDC_METRICS_PORT is not set: no /healthz, /readyz or /metrics for the probes and Prometheus", at)
@@ -552,31 +706,32 @@ func checkService(o *object, x objectIndex) {
 		return
 	}
 	sel := labels.SelectorFromSet(svc.Spec.Selector)
-	matched := x.deploymentsSelectedBy(o.namespace, sel)
+	matched := x.workloadsSelectedBy(o.namespace, sel)
 	switch len(matched) {
 	case 0:
-		x.nothingSelected(o, "spec.selector %s matches the pods of no Deployment in the render", sel)
+		x.nothingSelected(o, "spec.selector %s matches the pods of no StatefulSet in the render", sel)
 		return
 	case 1:
 	default:
-		o.problem("spec.selector %s matches the pods of %d Deployments (%s); each connector needs its own Service",
+		o.problem("spec.selector %s matches the pods of %d workloads (%s); each connector needs its own Service",
 			sel, len(matched), names(matched))
 		return
 	}
-	d := matched[0].typed.(*appsv1.Deployment)
+	w := matched[0]
+	tmpl := longRunningTemplate(w)
 	for i, p := range svc.Spec.Ports {
 		target := p.TargetPort
 		if target.Type == intstr.Int && target.IntVal == 0 {
 			target = intstr.FromInt32(p.Port)
 		}
 		found := false
-		for j := range d.Spec.Template.Spec.Containers {
-			if _, ok := containerPort(&d.Spec.Template.Spec.Containers[j], target); ok {
+		for j := range tmpl.Spec.Containers {
+			if _, ok := containerPort(&tmpl.Spec.Containers[j], target); ok {
 				found = true
 			}
 		}
 		if !found {
-			o.problem("spec.ports[%d].targetPort: %s is no container port of Deployment %s", i, target.String(), d.Name)
+			o.problem("spec.ports[%d].targetPort: %s is no container port of %s %s", i, target.String(), w.gvk.Kind, w.name)
 		}
 	}
 }
@@ -613,6 +768,15 @@ func checkServiceMonitor(o *object, x objectIndex) {
 		return
 	}
 	svc := matched[0].typed.(*corev1.Service)
+	// The alerting rules (../monitoring) select connectors by this label, copied onto every series.
+	hasName := false
+	for _, l := range sm.Spec.TargetLabels {
+		hasName = hasName || l == "app.kubernetes.io/name"
+	}
+	if !hasName {
+		o.problem("spec.targetLabels: must include app.kubernetes.io/name: the alerting rules select connectors " +
+			"by app_kubernetes_io_name, not by job (the Service's name)")
+	}
 	for i, ep := range sm.Spec.Endpoints {
 		if ep.Port == "" {
 			continue
@@ -634,22 +798,18 @@ func checkPDB(o *object, x objectIndex) {
 		o.problem("spec.selector: select the connector's pods")
 		return
 	}
-	matched := x.deploymentsSelectedBy(o.namespace, sel)
+	matched := x.workloadsSelectedBy(o.namespace, sel)
 	if len(matched) == 0 {
-		x.nothingSelected(o, "spec.selector %s matches the pods of no Deployment in the render", sel)
+		x.nothingSelected(o, "spec.selector %s matches the pods of no StatefulSet in the render", sel)
 		return
 	}
 	if len(matched) > 1 {
-		o.problem("spec.selector %s matches the pods of %d Deployments (%s); one PodDisruptionBudget per connector",
+		o.problem("spec.selector %s matches the pods of %d workloads (%s); one PodDisruptionBudget per connector",
 			sel, len(matched), names(matched))
 	}
 	replicas := 0
 	for _, m := range matched {
-		if r := m.typed.(*appsv1.Deployment).Spec.Replicas; r != nil {
-			replicas += int(*r)
-		} else {
-			replicas++
-		}
+		replicas += replicasOf(m)
 	}
 	// Rounded up, as the disruption controller does.
 	if v := pdb.Spec.MinAvailable; v != nil {
@@ -676,8 +836,8 @@ func checkNetworkPolicy(o *object, x objectIndex, connectors []*connector) {
 		o.problem("spec.podSelector: empty; this policy would apply to every pod of the namespace")
 		return
 	}
-	if len(x.deploymentsSelectedBy(o.namespace, sel)) == 0 {
-		x.nothingSelected(o, "spec.podSelector %s matches the pods of no Deployment in the render", sel)
+	if len(x.workloadsSelectedBy(o.namespace, sel)) == 0 {
+		x.nothingSelected(o, "spec.podSelector %s matches the pods of no StatefulSet in the render", sel)
 		return
 	}
 	egress := false
@@ -775,8 +935,9 @@ func checkUnique(connectors []*connector) {
 	for _, name := range sortedKeys(byName) {
 		if cs := byName[name]; len(cs) > 1 {
 			for _, c := range cs {
-				c.obj.problem("connector name %q (WPCDC_NAME) is used by %d Deployments (%s): the name keys the "+
-					"checkpoint and the Kafka transactional id wpcdc-%s, so it must be unique per site", name, len(cs), connectorObjs(cs), name)
+				c.obj.problem("connector name %q (WPCDC_NAME) is used by %d workloads (%s): the name keys the "+
+					"checkpoint and the Kafka transactional id wpcdc-%s, so it must be unique per site (a Job of a connector runs "+
+					"in its place: it is rendered and applied on its own, overlays/jobs)", name, len(cs), connectorObjs(cs), name)
 			}
 		}
 	}
@@ -793,7 +954,7 @@ func checkUnique(connectors []*connector) {
 func connectorObjs(cs []*connector) string {
 	var out []string
 	for _, c := range cs {
-		out = append(out, c.namespace+"/"+c.obj.name)
+		out = append(out, c.obj.gvk.Kind+" "+c.namespace+"/"+c.obj.name)
 	}
 	return strings.Join(out, ", ")
 }
@@ -805,4 +966,42 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ------------------------------------------------------------------------- alerting rules
+
+// A matcher on job: with the Prometheus Operator, job is the Service's name (wpcdc-site-a, ...).
+var jobMatcher = regexp.MustCompile(`\bjob\s*(=|!=|=~|!~)\s*"`)
+
+var severities = map[string]bool{"critical": true, "warning": true}
+
+// checkPrometheusRule: the rules must hold for every connector of a fleet, and every alert must
+// say how urgent it is and where its runbook is. PromQL itself is checked by promtool
+// (tests/unit/test_alerts.py), on the same rules as ../monitoring/wpcdc.rules.yaml.
+func checkPrometheusRule(o *object) {
+	r := o.typed.(*monitoringv1.PrometheusRule)
+	for gi, g := range r.Spec.Groups {
+		for ri, rule := range g.Rules {
+			at := fmt.Sprintf("spec.groups[%d].rules[%d]", gi, ri)
+			if rule.Alert != "" {
+				at = fmt.Sprintf("%s (%s)", at, rule.Alert)
+			}
+			if jobMatcher.MatchString(rule.Expr.String()) {
+				o.problem("%s.expr: selects by job, which the Prometheus Operator sets to each Service's name; "+
+					"select by app_kubernetes_io_name (the ServiceMonitor's targetLabels)", at)
+			}
+			if rule.Alert == "" {
+				continue
+			}
+			if !severities[rule.Labels["severity"]] {
+				o.problem("%s.labels.severity: %q; must be critical (pages) or warning", at, rule.Labels["severity"])
+			}
+			if rule.Annotations["runbook_url"] == "" {
+				o.problem("%s.annotations.runbook_url: not set; every alert links its runbook", at)
+			}
+			if rule.Annotations["summary"] == "" {
+				o.problem("%s.annotations.summary: not set", at)
+			}
+		}
+	}
 }

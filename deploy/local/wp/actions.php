@@ -190,6 +190,9 @@ function wpcdc_insert_post( array $a ): int {
 	if ( isset( $a['slug'] ) ) {
 		$postarr['post_name'] = (string) $a['slug'];
 	}
+	if ( isset( $a['author'] ) ) {
+		$postarr['post_author'] = (int) $a['author'];
+	}
 	$post_id = (int) wpcdc_ok( wp_insert_post( wp_slash( $postarr ), true ), 'wp_insert_post' );
 	if ( ! empty( $a['tags'] ) ) {
 		wpcdc_ok( wp_set_post_terms( $post_id, array_map( 'strval', (array) $a['tags'] ), 'post_tag' ), 'wp_set_post_terms(post_tag)' );
@@ -240,13 +243,13 @@ function wpcdc_action_info( array $a ): array {
 	);
 }
 
-/** {title, content, excerpt?, status=draft, type=post, tags?, categories?, meta?, date?, slug?, parent_id?} -> {post_id, status} */
+/** {title, content, excerpt?, status=draft, type=post, tags?, categories?, meta?, date?, slug?, parent_id?, author?} -> {post_id, status} */
 function wpcdc_action_create_post( array $a ): array {
 	$post_id = wpcdc_insert_post( $a );
 	return wpcdc_post_summary( $post_id );
 }
 
-/** {post_id, title?, content?, excerpt?, status?, date?, slug?} -> {post_id, status} via wp_update_post() */
+/** {post_id, title?, content?, excerpt?, status?, date?, slug?, parent_id?} -> {post_id, status} via wp_update_post() */
 function wpcdc_action_update_post( array $a ): array {
 	$post_id = wpcdc_post_id( $a );
 	$postarr = array( 'ID' => $post_id );
@@ -256,12 +259,22 @@ function wpcdc_action_update_post( array $a ): array {
 			$postarr[ $field ] = (string) $a[ $arg ];
 		}
 	}
+	if ( isset( $a['parent_id'] ) ) {
+		$postarr['post_parent'] = (int) $a['parent_id'];
+	}
 	if ( isset( $a['date'] ) ) {
 		$postarr['post_date']     = wpcdc_local_date( $a['date'] );
 		$postarr['post_date_gmt'] = get_gmt_from_date( $postarr['post_date'] );
 		$postarr['edit_date']     = true;
 	}
 	wpcdc_ok( wp_update_post( wp_slash( $postarr ), true ), 'wp_update_post' );
+	return wpcdc_post_summary( $post_id );
+}
+
+/** {post_id, type} -> {post_id, status} via set_post_type(): a post turned into a page, say */
+function wpcdc_action_set_post_type( array $a ): array {
+	$post_id = wpcdc_post_id( $a );
+	wpcdc_ok( set_post_type( $post_id, (string) wpcdc_req( $a, 'type' ) ) ? true : new WP_Error( 'set_post_type', 'no row changed' ), 'set_post_type' );
 	return wpcdc_post_summary( $post_id );
 }
 
@@ -401,6 +414,35 @@ function wpcdc_action_set_categories( array $a ): array {
 	);
 }
 
+/** The term arguments of $a that wp_insert_term()/wp_update_term() take, slashed as they expect. */
+function wpcdc_term_args( array $a ): array {
+	return wp_slash( array_intersect_key( $a, array_flip( array( 'name', 'slug', 'parent', 'description' ) ) ) );
+}
+
+/** {name, taxonomy=post_tag, slug?, parent?, description?} -> {term_id, term_taxonomy_id} via wp_insert_term() */
+function wpcdc_action_insert_term( array $a ): array {
+	$taxonomy = (string) ( $a['taxonomy'] ?? 'post_tag' );
+	$term     = wpcdc_ok( wp_insert_term( wp_slash( (string) wpcdc_req( $a, 'name' ) ), $taxonomy, wpcdc_term_args( $a ) ), 'wp_insert_term' );
+	return array( 'term_id' => (int) $term['term_id'], 'term_taxonomy_id' => (int) $term['term_taxonomy_id'] );
+}
+
+/**
+ * {term_id, taxonomy=post_tag, name?, slug?, parent?, description?} -> {term_id, term_taxonomy_id}
+ * via wp_update_term(), what the term edit screen saves (it writes wp_terms, then wp_term_taxonomy).
+ */
+function wpcdc_action_update_term( array $a ): array {
+	$taxonomy = (string) ( $a['taxonomy'] ?? 'post_tag' );
+	$term     = wpcdc_ok( wp_update_term( (int) wpcdc_req( $a, 'term_id' ), $taxonomy, wpcdc_term_args( $a ) ), 'wp_update_term' );
+	return array( 'term_id' => (int) $term['term_id'], 'term_taxonomy_id' => (int) $term['term_taxonomy_id'] );
+}
+
+/** {term_id, taxonomy=post_tag} -> {deleted} via wp_delete_term() (its posts lose it first; children move up) */
+function wpcdc_action_delete_term( array $a ): array {
+	$result = wp_delete_term( (int) wpcdc_req( $a, 'term_id' ), (string) ( $a['taxonomy'] ?? 'post_tag' ) );
+	wpcdc_ok( $result, 'wp_delete_term' );
+	return array( 'deleted' => true === $result );
+}
+
 /** {post_id, key, value, unique?=false} -> {meta_id} via add_post_meta() (arrays/objects get PHP-serialized) */
 function wpcdc_action_add_meta( array $a ): array {
 	$post_id = wpcdc_post_id( $a );
@@ -431,6 +473,11 @@ function wpcdc_action_update_option( array $a ): array {
 	$autoload = array_key_exists( 'autoload', $a ) ? ( $a['autoload'] ? 'yes' : 'no' ) : null;
 	$changed  = update_option( (string) wpcdc_req( $a, 'name' ), $a['value'] ?? '', $autoload );
 	return array( 'changed' => (bool) $changed );
+}
+
+/** {name} -> {value} via get_option() on the current blog (false when the option does not exist) */
+function wpcdc_action_get_option( array $a ): array {
+	return array( 'value' => get_option( (string) wpcdc_req( $a, 'name' ) ) );
 }
 
 /**
@@ -803,4 +850,64 @@ function wpcdc_action_create_blog( array $a ): array {
 		'prefix'  => $wpdb->get_blog_prefix( $blog_id ),
 		'url'     => get_home_url( $blog_id, '/' ),
 	);
+}
+
+/**
+ * {post_ids: [ids], post_types?: {name: {slug, hierarchical?}}} -> {links: {id: url|false}}:
+ * get_permalink() of each post as an anonymous visitor gets it (no current user: a private post has
+ * its plain link), in a fresh process, so nothing is cached from before the last change; on blog N
+ * with blog N's permalink settings. post_types are registered first, public, with their rewrite
+ * slug and without the structure's front, as a plugin would register them.
+ */
+function wpcdc_action_permalinks( array $a ): array {
+	global $wp_rewrite;
+	wp_set_current_user( 0 );
+	// switch_to_blog() (driver.php, --blog=N) keeps the main site's WP_Rewrite: a request to blog N
+	// would have built it from blog N's permalink_structure.
+	$wp_rewrite->init();
+	foreach ( (array) ( $a['post_types'] ?? array() ) as $name => $type ) {
+		register_post_type(
+			(string) $name,
+			array(
+				'public'       => true,
+				'hierarchical' => ! empty( $type['hierarchical'] ),
+				'rewrite'      => array( 'slug' => (string) $type['slug'], 'with_front' => false ),
+			)
+		);
+	}
+	$links = array();
+	foreach ( (array) wpcdc_req( $a, 'post_ids' ) as $id ) {
+		$links[ (string) (int) $id ] = get_permalink( (int) $id );
+	}
+	return array( 'links' => (object) $links );
+}
+
+/** {login, nicename?, role=author} -> {user_id, created} via wp_insert_user() (an existing login is returned) */
+function wpcdc_action_create_user( array $a ): array {
+	$login = (string) wpcdc_req( $a, 'login' );
+	$user  = get_user_by( 'login', $login );
+	if ( $user ) {
+		return array( 'user_id' => (int) $user->ID, 'created' => false );
+	}
+	$userdata = array(
+		'user_login' => $login,
+		'user_pass'  => wp_generate_password( 24 ),
+		'user_email' => $login . '@example.test',
+		'role'       => (string) ( $a['role'] ?? 'author' ),
+	);
+	if ( isset( $a['nicename'] ) ) {
+		$userdata['user_nicename'] = (string) $a['nicename'];
+	}
+	$user_id = (int) wpcdc_ok( wp_insert_user( $userdata ), 'wp_insert_user' );
+	if ( is_multisite() ) {
+		add_user_to_blog( get_current_blog_id(), $user_id, $userdata['role'] );
+	}
+	return array( 'user_id' => $user_id, 'created' => true );
+}
+
+/** {user_id, nicename} -> {user_id} via wp_update_user() */
+function wpcdc_action_update_user( array $a ): array {
+	$user_id = (int) wpcdc_req( $a, 'user_id' );
+	wpcdc_ok( wp_update_user( array( 'ID' => $user_id, 'user_nicename' => (string) wpcdc_req( $a, 'nicename' ) ) ), 'wp_update_user' );
+	return array( 'user_id' => $user_id );
 }

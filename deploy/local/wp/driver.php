@@ -36,6 +36,7 @@ const WPCDC_ACTIONS = array(
 	'info'              => array( '/', 'GET', array(), false ),
 	'create_post'       => array( '/', 'POST', array(), false ),
 	'update_post'       => array( '/', 'POST', array(), false ),
+	'set_post_type'     => array( '/', 'POST', array(), false ),
 	'publish'           => array( '/', 'POST', array(), false ),
 	'schedule'          => array( '/', 'POST', array(), false ),
 	'publish_scheduled' => array( '/wp-cron.php', 'GET', array( 'DOING_CRON' ), false ),
@@ -44,10 +45,14 @@ const WPCDC_ACTIONS = array(
 	'delete'            => array( '/', 'POST', array(), false ),
 	'set_tags'          => array( '/', 'POST', array(), false ),
 	'set_categories'    => array( '/', 'POST', array(), false ),
+	'insert_term'       => array( '/', 'POST', array(), false ),
+	'update_term'       => array( '/wp-admin/edit-tags.php', 'POST', array( 'WP_ADMIN' ), true ),
+	'delete_term'       => array( '/wp-admin/edit-tags.php', 'POST', array( 'WP_ADMIN' ), true ),
 	'add_meta'          => array( '/', 'POST', array(), false ),
 	'update_meta'       => array( '/', 'POST', array(), false ),
 	'delete_meta'       => array( '/', 'POST', array(), false ),
 	'update_option'     => array( '/', 'POST', array(), false ),
+	'get_option'        => array( '/', 'GET', array(), false ),
 	'upload_attachment' => array( '/wp-admin/async-upload.php', 'POST', array( 'WP_ADMIN' ), true ),
 	'bulk_edit'         => array( '/wp-admin/edit.php', 'GET', array( 'WP_ADMIN' ), true ),
 	'seed'              => array( '/', 'POST', array(), false ),
@@ -59,6 +64,9 @@ const WPCDC_ACTIONS = array(
 	'heartbeat_lock'    => array( '/wp-admin/admin-ajax.php', 'POST', array( 'WP_ADMIN', 'DOING_AJAX' ), true ),
 	'get_post'          => array( '/', 'GET', array(), false ),
 	'create_blog'       => array( '/wp-admin/network/site-new.php', 'POST', array( 'WP_ADMIN', 'WP_NETWORK_ADMIN' ), true ),
+	'permalinks'        => array( '/', 'GET', array(), false ),
+	'create_user'       => array( '/wp-admin/user-new.php', 'POST', array( 'WP_ADMIN' ), true ),
+	'update_user'       => array( '/wp-admin/user-edit.php', 'POST', array( 'WP_ADMIN' ), true ),
 );
 
 try {

@@ -1,7 +1,10 @@
-"""Row-level values that flow from the source to the assembler.
+"""The values that flow between the stages: the data model of the pipeline.
 
-The source turns binlog events into these, and nothing downstream ever sees a mysql-replication
-type: that keeps normalize/assemble testable with plain dicts and the library replaceable.
+Source → assembly: rows (``RowChange`` in ``RowsBatch``), transaction ends (``Commit``), quiet
+moments (``Idle``) and backfill documents (``PostDoc``). Assembly → events: one ``PostChange``
+per closed change of a post, with its ``MetaDelta``s, ``Term``s and ``RevisionNote``s. The source
+turns binlog events into these, and nothing downstream ever sees a mysql-replication type: that
+keeps normalize/assemble testable with plain dicts and the library replaceable.
 """
 
 from __future__ import annotations
@@ -71,11 +74,17 @@ class RowsBatch:
 
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """A transaction ended: ``end`` is the first position after it, a safe place to resume."""
+    """A transaction ended: ``end`` is the first position after it, a safe place to resume.
+
+    ``rotate``: no transaction ended, the binlog moved on to the next file (its ``ts`` is when
+    the previous file was closed, what the server's expiry counts from; 0 for the rotation the
+    server announces when a connection starts).
+    """
 
     end: Position
     gtid: str | None
     ts: int
+    rotate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,20 @@ class Idle:
 
     position: Position | None
     gtid: str | None = None
+    at: float = 0.0  # wall time the heartbeat arrived (0: unknown): the source was caught up then
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsWritten:
+    """Rows events wrote these blogs' options tables, or the users table (``users``).
+
+    Seen by table name only, their rows never decoded (an options table holds big serialized
+    values and is written on most requests): the few options a link needs are read again before
+    the next events are built (cdc/links.py).
+    """
+
+    blogs: frozenset[int]
+    users: bool = False
 
 
 @dataclass(frozen=True, slots=True)

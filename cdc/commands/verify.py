@@ -60,8 +60,8 @@ from cdc.errors import ConnectorBehindError, MismatchError, NoCheckpointError, V
 from cdc.kafka import KafkaReader
 from cdc.position import Position
 from cdc.progress import ProgressBar
-from cdc.snapshot import SnapshotReader
 from cdc.source.database import Database
+from cdc.source.snapshot import SnapshotReader
 from cdc.wordpress import TableNames
 
 log = logging.getLogger(__name__)

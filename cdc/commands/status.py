@@ -20,7 +20,7 @@ import orjson
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import KafkaSettings, StreamSettings
 from cdc.errors import Exit, SinkError, SourceError
-from cdc.kafka import KafkaReader
+from cdc.kafka import KafkaReader, event_topics
 from cdc.position import Position, file_number
 from cdc.source.database import Database
 
@@ -111,6 +111,23 @@ async def topic_report(settings: KafkaSettings, topic: str) -> dict[str, Any]:
     }
 
 
+async def events_report(settings: StreamSettings) -> dict[str, Any]:
+    """The event topic's report; with a routing template, every topic it names, summed, with the
+    newest event among them and the list of topics."""
+    topics = await event_topics(settings)
+    if topics == [settings.topic]:
+        return await topic_report(settings.kafka, settings.topic)
+    reports = [await topic_report(settings.kafka, t) for t in topics]
+    lasts = [r["last_event"] for r in reports if r.get("last_event")]
+    return {
+        "topic": settings.topic, "exists": bool(reports), "topics": topics,
+        "partitions": sum(r["partitions"] for r in reports),
+        "committed_offsets": sum(r["committed_offsets"] for r in reports),
+        "open_transaction_offsets": sum(r["open_transaction_offsets"] for r in reports),
+        "last_event": max(lasts, key=lambda e: e["written"], default=None),
+    }
+
+
 def gather(settings: StreamSettings) -> dict[str, Any]:
     now = time.time()
     store = CheckpointStore(settings.kafka, settings.checkpoint_topic, settings.name)
@@ -121,7 +138,7 @@ def gather(settings: StreamSettings) -> dict[str, Any]:
         "checkpoint": checkpoint_report(cp, now) if cp else None,
     }
     try:
-        report["events"] = asyncio.run(topic_report(settings.kafka, settings.topic))
+        report["events"] = asyncio.run(events_report(settings))
     except SinkError as exc:
         report["events"] = {"topic": settings.topic, "error": str(exc)}
     report["server"] = server_report(settings, cp)

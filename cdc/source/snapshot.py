@@ -1,4 +1,5 @@
-"""Backfill: read every existing post, in consistent chunks whose binlog position is known.
+"""Snapshot reading: every existing post, in consistent chunks whose binlog position is known
+(the source side of a backfill; cdc/backfill.py feeds the chunks into the session).
 
 A consumer that starts empty (a new search index, a new cache) needs the posts that exist, not
 only the changes from now on. The snapshot reads ``{prefix}posts`` by keyset pagination on
@@ -19,9 +20,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.changes import PostDoc
 from cdc.config import MysqlSettings, SnapshotSettings
 from cdc.errors import SourceError
+from cdc.model import PostDoc
 from cdc.position import Position
 from cdc.source.database import Database, column_value
 from cdc.wordpress import TableKind, TableNames

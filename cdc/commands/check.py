@@ -1,4 +1,4 @@
-"""The operator commands around the stream: ``check`` and ``offsets``.
+"""``wpcdc check``: what the stream would find, checked before it runs.
 
 They reuse the pipeline's pieces (preflight, checkpoint store, sink) so what ``check`` says is what
 ``stream`` will find.
@@ -9,14 +9,11 @@ from __future__ import annotations
 import asyncio
 
 import click
-import orjson
 
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import StreamSettings
 from cdc.errors import CheckpointMissingError, Exit, PreflightError, SinkError
-from cdc.kafka import check_topics, connector_topics, ensure_topics
-from cdc.position import Position
-from cdc.sink import KafkaSink
+from cdc.kafka import check_topics, connector_topics, event_topics
 from cdc.source import preflight
 from cdc.source.database import Database
 from cdc.wordpress import TableNames
@@ -50,13 +47,14 @@ async def _check_kafka(settings: StreamSettings) -> tuple[Checkpoint | None, str
     store = CheckpointStore(settings.kafka, settings.checkpoint_topic, settings.name)
     try:
         saved, found_in = await store.find()
-        problems = await check_topics(settings.kafka, connector_topics(settings))
+        topics = await event_topics(settings)
+        problems = await check_topics(settings.kafka, connector_topics(settings, topics))
         click.echo(f"ok    kafka: {settings.kafka.bootstrap}")
         if problems:
             raise PreflightError("; ".join(problems), check="topics", exit_code=Exit.KAFKA)
         click.echo("ok    topics: missing ones are created by `wpcdc stream`; existing ones fit")
         if saved is None:
-            await store.require_not_lost(settings.topic)
+            await store.require_not_lost(topics)
     except CheckpointMissingError as exc:
         raise PreflightError(str(exc), check="checkpoint", exit_code=Exit.CHECKPOINT_MISSING) from None
     except SinkError as exc:
@@ -68,46 +66,3 @@ def describe(saved: Checkpoint | None, found_in: str) -> str:
     if saved is None:
         return "none yet (a new connector starts at the binlog's end)"
     return f"resumes at {saved.resume} (in {found_in})"
-
-
-def show_offsets(settings: StreamSettings) -> int:
-    store = CheckpointStore(settings.kafka, settings.checkpoint_topic, settings.name)
-    saved, found_in = asyncio.run(store.find())
-    if saved is None:
-        click.echo(f"no checkpoint for connector {settings.name!r} in {settings.checkpoint_topic}")
-        return Exit.NO_CHECKPOINT
-    if found_in != settings.checkpoint_topic:
-        click.echo(f"# in the shared topic {found_in}; the next `wpcdc stream` moves it to {settings.checkpoint_topic}",
-                   err=True)
-    click.echo(orjson.dumps(orjson.loads(saved.encode()), option=orjson.OPT_INDENT_2).decode())
-    return 0
-
-
-def set_offsets(settings: StreamSettings, position: Position | None) -> int:
-    """Write a checkpoint at ``position`` (None: the binlog's current end)."""
-    db = Database(settings.mysql)
-    try:
-        gtid = None
-        if position is None:
-            position, gtid = db.current_position()
-            preflight.check_position(db, position)
-        else:
-            position = preflight.transaction_start(db, position)
-    finally:
-        db.close()
-    checkpoint = Checkpoint(settings.name, position, gtid=gtid, server_id=settings.server_id)
-
-    async def write() -> None:
-        await ensure_topics(settings.kafka, connector_topics(settings), settings.replication_factor)
-        # The connector's own transactional id: a running instance is fenced rather than raced.
-        sink = KafkaSink(settings.kafka, topic=settings.topic, checkpoint_topic=settings.checkpoint_topic,
-                         connector=settings.name, transactional_id=settings.transactional_id)
-        await sink.start()
-        try:
-            await sink.write([], checkpoint)
-        finally:
-            await sink.stop()
-
-    asyncio.run(write())
-    click.echo(f"connector {settings.name!r} will resume at {position}")
-    return 0

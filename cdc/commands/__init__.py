@@ -1,0 +1,1 @@
+"""The operator commands beside the stream: ``check``, ``status``, ``offsets``."""
