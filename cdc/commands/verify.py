@@ -15,8 +15,9 @@ compare a live site at one consistent point without reporting changes still in f
 4. A post that differs may only be in flight: changed after the fold, or its event still in
    the quiescence window. It is read again (at position P), the connector is waited for past P,
    the topic's new records are folded into it, and it is compared again: equal, it was in flight;
-   its newest event past P, it changed again and is tried again (three rounds, then it is
-   reported as still changing, not as a difference); otherwise it differs.
+   its newest event past P, or either side changed since the last look, it is tried again (three
+   rounds, then it is reported as still changing, not as a difference); otherwise, seen twice the
+   same with the connector past the read, it differs.
 5. The first posts that differ are read once more for the report: the columns and meta keys.
 
 Without waiting (``--verify-timeout 0``, or ``--repair``, which runs with the connector
@@ -316,6 +317,7 @@ class Verifier:
         changing: dict[int, Suspect] = {}
         sure: dict[int, Suspect] = {}
         for key, s in suspects.items():
+            seen = _seen(s)
             s.topic = tail.states.get(key)
             s.db, s.position, s.exact = fresh[key]
             if s.db is IGNORED:
@@ -324,9 +326,11 @@ class Verifier:
                 self.report.not_compared.append(_name(key))
             elif difference(*split_key(key), s.topic, s.db) is None:
                 self.report.in_flight += 1
-            elif (s.topic is not None and seq_of(s.topic) > s.position.seq) or not s.exact:
-                # Its newest event is past our read (it changed again), or our read may hold
-                # changes past its position (MySQL): compare again.
+            elif (s.topic is not None and seq_of(s.topic) > s.position.seq) or not s.exact or _seen(s) != seen:
+                # Its newest event is past our read (it changed again), our read may hold changes
+                # past its position (MySQL), or either side moved since the last look (an event's
+                # row looked up from the database at emit time can be newer than its seq): a
+                # difference counts when seen twice with nothing moving. Compare again.
                 changing[key] = s
             else:
                 sure[key] = s
@@ -383,6 +387,12 @@ def _by_blog(keys: list[int]) -> Iterator[tuple[int, list[int]]]:
         blog, post = split_key(key)
         by[blog].append(post)
     yield from by.items()
+
+
+def _seen(s: Suspect) -> tuple[bytes | None, bytes | None]:
+    """What a comparison of the suspect saw on both sides (the comparable parts)."""
+    db = s.db if isinstance(s.db, bytes) else None
+    return (None if s.topic is None else content(s.topic), None if db is None else content(db))
 
 
 def _name(key: int) -> str:
