@@ -337,7 +337,8 @@ def test_a_connector_started_while_mysql_is_unreachable_waits_for_it(cdc_env, st
         assert c.running
         with forwarder(port, stack.mysql):
             m.wait("/readyz", 200, timeout=120)  # the startup checks passed, the session streams
-            assert m.value("wpcdc_source_connected") == 1
+            # the reader thread reports its own connection a moment after the session starts
+            wait_until(lambda: m.value("wpcdc_source_connected") == 1, 30, 0.2, "the source connected")
             assert c.stop() == 0
     finally:
         if c.running:
