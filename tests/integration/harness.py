@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 import pymysql
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import KafkaSettings, default_checkpoint_topic
@@ -73,6 +75,17 @@ async def _read(bootstrap: str, topic: str) -> list[Message]:
         return out
     finally:
         await consumer.stop()
+
+
+@asynccontextmanager
+async def kafka_admin(bootstrap: str | list[str]) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client for a test's own checks (the single node or the three-broker cluster)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 def read_topic(bootstrap: str, topic: str) -> list[Message]:
@@ -125,8 +138,11 @@ class Connector:
             self.wait_ready()
         return self
 
-    def checkpoint(self) -> Checkpoint | None:
-        return asyncio.run(CheckpointStore(KafkaSettings(self.bootstrap), self.checkpoint_topic, self.name).load())
+    def checkpoint(self, timeout: float = 30.0) -> Checkpoint | None:
+        """The committed checkpoint; ``timeout`` bounds the wait for a transaction a killed
+        connector left open (the broker aborts it after the producer's transaction timeout, 60 s)."""
+        store = CheckpointStore(KafkaSettings(self.bootstrap), self.checkpoint_topic, self.name)
+        return asyncio.run(store.load(timeout=timeout))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Ready once the connector saved its first checkpoint (it does before reading rows)."""

@@ -15,8 +15,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from tests.integration.harness import kafka_admin
 
 import cluster as local_cluster  # deploy/local/cluster.py, on sys.path through tests/conftest.py
 
@@ -30,21 +32,11 @@ def _unique(prefix: str) -> str:
 
 
 @asynccontextmanager
-async def _admin(bootstrap: list[str]) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    await admin.start()
-    try:
-        yield admin
-    finally:
-        await admin.close()
-
-
-@asynccontextmanager
 async def _topic(bootstrap: list[str], configs: dict[str, str] | None = None,
                  partitions: int = 1) -> AsyncIterator[str]:
     """A fresh topic on all three brokers, once every replica is in sync."""
     name = _unique("cluster")
-    async with _admin(bootstrap) as admin:
+    async with kafka_admin(bootstrap) as admin:
         resp = await admin.create_topics([NewTopic(name, partitions, 3, topic_configs=configs or {})])
         errors = [(t[0], t[1]) for t in resp.topic_errors if t[1] != 0]
         assert not errors, f"create_topics failed: {errors}"
@@ -52,7 +44,7 @@ async def _topic(bootstrap: list[str], configs: dict[str, str] | None = None,
         await asyncio.to_thread(local_cluster.wait_in_sync, name, 60)
         yield name
     finally:
-        async with _admin(bootstrap) as admin:
+        async with kafka_admin(bootstrap) as admin:
             await admin.delete_topics([name])
 
 
@@ -110,7 +102,7 @@ async def _read(bootstrap: list[str], topic: str, **kw) -> list[tuple[bytes | No
 
 
 async def test_three_brokers_in_the_metadata(kafka_cluster: list[str]) -> None:
-    async with _admin(kafka_cluster) as admin:
+    async with kafka_admin(kafka_cluster) as admin:
         described = await admin.describe_cluster()
     assert {b["node_id"] for b in described["brokers"]} == NODES
     assert described["controller_id"] in NODES
@@ -118,7 +110,7 @@ async def test_three_brokers_in_the_metadata(kafka_cluster: list[str]) -> None:
 
 
 async def test_a_topic_gets_three_replicas_all_in_sync(kafka_cluster: list[str]) -> None:
-    async with _topic(kafka_cluster, partitions=3) as topic, _admin(kafka_cluster) as admin:
+    async with _topic(kafka_cluster, partitions=3) as topic, kafka_admin(kafka_cluster) as admin:
         parts = _partitions(await admin.describe_topics([topic]), topic)
         assert [p["partition"] for p in parts] == [0, 1, 2]
         for p in parts:
@@ -130,7 +122,7 @@ async def test_a_topic_gets_three_replicas_all_in_sync(kafka_cluster: list[str])
 
 async def test_brokers_default_to_replication_3_and_min_isr_2(kafka_cluster: list[str]) -> None:
     wanted = {"default.replication.factor": "3", "min.insync.replicas": "2"}
-    async with _admin(kafka_cluster) as admin:
+    async with kafka_admin(kafka_cluster) as admin:
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.BROKER, str(n), configs=dict.fromkeys(wanted)) for n in NODES]
         )
@@ -157,7 +149,7 @@ async def test_internal_topics_are_replicated_3_with_min_isr_2(kafka_cluster: li
         finally:
             await consumer.stop()
         internal = ["__transaction_state", "__consumer_offsets"]
-        async with _admin(kafka_cluster) as admin:
+        async with kafka_admin(kafka_cluster) as admin:
             described = await admin.describe_topics(internal)
             responses = await admin.describe_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, t, configs={"min.insync.replicas": None}) for t in internal]

@@ -18,12 +18,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from cdc.checkpoint import Checkpoint
@@ -35,6 +34,7 @@ from tests.integration.harness import (
     check_stream,
     database_state,
     fold,
+    kafka_admin,
     unique,
     wait_until,
 )
@@ -46,18 +46,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(
 NODES = set(local_cluster.NODES)
 
 
-@asynccontextmanager
-async def _admin(bootstrap: list[str]) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    await admin.start()
-    try:
-        yield admin
-    finally:
-        await admin.close()
-
-
 async def _delete_topics(bootstrap: list[str], topics: list[str]) -> None:
-    async with _admin(bootstrap) as admin:
+    async with kafka_admin(bootstrap) as admin:
         existing = set(await admin.list_topics())
         if wanted := [t for t in topics if t in existing]:
             await admin.delete_topics(wanted)
@@ -96,7 +86,7 @@ def _wpcdc(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 async def _layout(bootstrap: list[str], topics: list[str]) -> dict[str, tuple[set[int], str]]:
     """Per topic: the replica counts of its partitions and its effective min.insync.replicas."""
-    async with _admin(bootstrap) as admin:
+    async with kafka_admin(bootstrap) as admin:
         described = await admin.describe_topics(topics)
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, t, configs={"min.insync.replicas": None}) for t in topics])
@@ -140,7 +130,7 @@ def test_check_fails_with_exit_18_for_an_unfit_event_topic(cluster_env, kafka_cl
     topic = f"wpcdc.{name}.posts"
 
     async def create() -> None:
-        async with _admin(kafka_cluster) as admin:
+        async with kafka_admin(kafka_cluster) as admin:
             resp = await admin.create_topics([NewTopic(topic, 1, replicas, topic_configs=configs)])
             assert [e for e in resp.topic_errors if e[1]] == []
 
@@ -264,7 +254,9 @@ def test_the_checkpoint_survives_the_loss_of_any_one_broker(on_cluster, wordpres
             local_cluster.broker_stop(n, hard=True)
             time.sleep(1.0)  # the connector meets the broker's loss mid-stream, then dies itself
             c.kill()
-            saved = c.checkpoint()  # what the restart must resume from, read without broker n
+            # what the restart must resume from, read without broker n; a kill mid-flush leaves a
+            # transaction open until the broker times it out
+            saved = c.checkpoint(timeout=120)
             assert saved is not None
             sessions = len(c.streamed_from())
             c.start(wait=False)
