@@ -56,18 +56,23 @@ T = TypeVar("T")
 DOCUMENTS = {"events": "post documents", "terms": "term documents"}  # what retention deletes, per topic role
 
 
+def sink_error(settings: KafkaSettings, what: str, exc: BaseException, metric: str = "topics") -> SinkError:
+    """The one translation of an aiokafka failure into the SinkError an operator reads: what
+    failed, against which bootstrap, and why (counted in ``wpcdc_kafka_errors_total``)."""
+    metrics.kafka_error(metric)
+    if isinstance(exc, TimeoutError):  # aiokafka's wait for the controller to be reachable (CreateTopics)
+        return SinkError(f"Kafka at {settings.bootstrap} failed to {what}: no answer within "
+                         f"{settings.request_timeout_ms / 1000:.0f}s")
+    return SinkError(f"Kafka at {settings.bootstrap} failed to {what}: {exc!r}")
+
+
 @contextmanager
 def kafka_errors(settings: KafkaSettings, what: str, metric: str = "topics") -> Iterator[None]:
-    """aiokafka's errors as SinkError naming what failed and where."""
+    """aiokafka's errors inside the block as SinkError (``sink_error``)."""
     try:
         yield
-    except KafkaError as exc:
-        metrics.kafka_error(metric)
-        raise SinkError(f"Kafka at {settings.bootstrap} failed to {what}: {exc!r}") from None
-    except TimeoutError:  # aiokafka's wait for the controller to be reachable (CreateTopics)
-        metrics.kafka_error(metric)
-        raise SinkError(f"Kafka at {settings.bootstrap} failed to {what}: no answer within "
-                        f"{settings.request_timeout_ms / 1000:.0f}s") from None
+    except (KafkaError, TimeoutError) as exc:
+        raise sink_error(settings, what, exc, metric) from None
 
 
 async def retrying(settings: KafkaSettings, call: Callable[[], Awaitable[T]]) -> T:
@@ -141,8 +146,7 @@ class KafkaReader:
                         tb: TracebackType | None) -> None:
         await self._close()
         if isinstance(exc, KafkaError):  # raised by a direct use of a record iterator
-            metrics.kafka_error(self.metric)
-            raise SinkError(f"Kafka at {self.settings.bootstrap} failed to {self.purpose}: {exc!r}") from None
+            raise sink_error(self.settings, self.purpose, exc, self.metric) from None
 
     async def _close(self) -> None:
         for client in (self._committed, self._uncommitted):
