@@ -72,6 +72,11 @@ class RecipeConsumer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def runs_that_committed(self) -> int:
+        """How many runs (from one start to the next) committed at least one batch: kills that
+        landed while the consumer was doing work rather than while it was starting."""
+        return sum("committed" in run for run in self.log().split(" resuming at ")[1:-1])
+
 
 class EditorWork(threading.Thread):
     """Editor actions on the single site: create, edit, publish, trash, untrash, delete for good,
@@ -212,7 +217,7 @@ def test_postgres_upsert_exactly_once_through_kill9(stack, wp_single, connectors
     started = time.monotonic()
     try:
         for _ in range(KILLS):
-            time.sleep(rng.uniform(0.3, 2.5))
+            time.sleep(rng.uniform(0.5, 3.0))
             consumer.kill()
             if rng.random() < 0.3:  # a backlog builds up, so the next run is killed while catching up
                 time.sleep(rng.uniform(0.5, 2.0))
@@ -255,6 +260,9 @@ def test_postgres_upsert_exactly_once_through_kill9(stack, wp_single, connectors
     assert applied == published, (f"seed {seed}: applied != the topic's events: missing "
                                   f"{sorted(published - applied)[:10]}, extra {sorted(applied - published)[:10]}")
     assert work.actions["created"] and work.actions["edit"] and work.actions["meta"], work.actions
+    busy = consumer.runs_that_committed()
+    assert busy >= KILLS // 3, f"only {busy} of {KILLS} killed runs had committed anything: kills came too early"
     print(f"\npostgres recipe: seed {seed}, {KILLS} kill -9 in {kill_phase:.0f}s, {sum(work.actions.values())} "
           f"editor actions {dict(work.actions)}, {len(events)} post events applied once each, "
+          f"{busy} killed runs had committed batches, "
           f"{rollbacks[0] if rollbacks else '?'} transactions rolled back by the kills")
