@@ -9,8 +9,9 @@ port in ``<stack dir>/postgres/postgres.json``. Connections from loopback are tr
 
 PostgreSQL refuses to run as root. As root (CI), the cluster runs as Debian's ``postgres`` system
 user (created by ``postgresql-common``), or as a system user ``wpcdc-pg`` created here when there
-is none; the state directory then has to be reachable by that user (every parent directory
-searchable, which the usual 755 is).
+is none. That user needs to reach the data directory: when the stack dir is somewhere it cannot
+(under root's 0700 home, say), the data, log and socket go to ``/var/tmp/wpcdc-postgres-<hash>``
+instead, and only ``postgres.json`` stays in the stack dir (``status`` says where).
 
 Usage::
 
@@ -21,6 +22,8 @@ Usage::
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import pwd
@@ -41,8 +44,18 @@ class PostgresError(RuntimeError):
     """The throwaway cluster could not be set up, started or stopped; the message says why."""
 
 
+@functools.cache
 def pg_dir() -> Path:
-    return STATE / "postgres"
+    """The cluster's data, log and socket: ``<stack dir>/postgres``, unless the system user that
+    runs the server cannot reach it (a stack dir under root's 0700 home): then a directory of its
+    own under /var/tmp, named after the stack dir (``status`` shows it)."""
+    user = _os_user()
+    reach = STATE
+    while not reach.exists():
+        reach = reach.parent
+    if user is None or subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(reach)]).returncode == 0:
+        return STATE / "postgres"
+    return Path("/var/tmp") / f"wpcdc-postgres-{hashlib.sha256(str(STATE).encode()).hexdigest()[:10]}"
 
 
 def _data() -> Path:
@@ -54,7 +67,7 @@ def _log() -> Path:
 
 
 def _state_file() -> Path:
-    return pg_dir() / "postgres.json"
+    return STATE / "postgres" / "postgres.json"
 
 
 def _bin(name: str) -> str:
@@ -107,22 +120,19 @@ def _run(cmd: list[str], what: str) -> None:
 
 def _prepare_dir() -> None:
     """The state directory, owned by the user the server runs as, which must be able to reach it."""
+    _state_file().parent.mkdir(parents=True, exist_ok=True)
     d = pg_dir()
-    d.mkdir(parents=True, exist_ok=True)
+    (d / "run").mkdir(parents=True, exist_ok=True)  # the Unix socket: not Debian's /var/run/postgresql
+    _log().touch(exist_ok=True)
     user = _os_user()
     if user is None:
         return
     entry = pwd.getpwnam(user)
     for path in (d, d / "run", _log()):
-        if path == _log():
-            path.touch(exist_ok=True)
-        else:
-            path.mkdir(exist_ok=True)
         os.chown(path, entry.pw_uid, entry.pw_gid)
     if subprocess.run(["runuser", "-u", user, "--", "test", "-w", str(d)]).returncode != 0:
-        raise PostgresError(f"the system user {user!r} that runs PostgreSQL (root may not) cannot reach {d}: "
-                            "make its parent directories searchable (chmod o+x) or set WPCDC_STACK_DIR "
-                            "to a directory it can reach")
+        raise PostgresError(f"the system user {user!r} that runs PostgreSQL (root may not) cannot write {d}: "
+                            "make its parent directories searchable (chmod o+x)")
 
 
 def _free_port() -> int:
@@ -192,7 +202,7 @@ def down() -> None:
 def status() -> dict[str, object]:
     port = _saved_port()
     return {"up": running(), "port": port, "dsn": dsn(port=port) if port else None,
-            "data": str(_data()), "log": str(_log())}
+            "data": str(_data()), "log": str(_log()), "runs_as": _os_user() or "the current user"}
 
 
 def main(argv: list[str]) -> int:
