@@ -118,16 +118,14 @@ async def run(args: argparse.Namespace) -> None:
 async def apply_batch(conn: psycopg.AsyncConnection[Any], batch: dict[TopicPartition, list[Any]],
                       term_topic: str | None) -> None:
     """One transaction: every record of the batch, then the offsets after it."""
-    applied = stale = 0
+    stale = 0
     async with conn.transaction(), conn.cursor() as cur:
         for tp, records in batch.items():
             for r in records:
                 value = json.loads(r.value) if r.value is not None else None
                 if tp.topic == term_topic:
                     await apply_term_record(cur, r.key, value)
-                elif await apply_post_record(cur, r.key, value, (tp.topic, tp.partition, r.offset)):
-                    applied += 1
-                else:
+                elif not await apply_post_record(cur, r.key, value, (tp.topic, tp.partition, r.offset)):
                     stale += 1
             await store_offset(cur, tp, records[-1].offset + 1)
     log.info("committed %d records (%d stale) up to %s", sum(len(v) for v in batch.values()), stale,

@@ -11,6 +11,7 @@ PostgreSQL at the end (``--keep`` leaves PostgreSQL up to look around with psql)
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import subprocess
@@ -35,26 +36,37 @@ DATABASE = "wpcdc_demo"
 Step = Callable[[WordPress, dict[str, Any]], Any]
 
 
-def tag_id(dsn: str, slug: str) -> int:
-    """The term_id of a tag, as the recipe's ``terms`` table knows it."""
+def one(dsn: str, sql: str, *params: Any) -> Any:
+    """The first column of the first row (None without a row)."""
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT term_id FROM terms WHERE slug = %s", (slug,)).fetchone()
-    assert row is not None, f"tag {slug!r} is not in the terms table"
-    return int(row[0])
+        row = conn.execute(sql, params).fetchone()
+    return row[0] if row else None
 
 
-def steps(dsn: str) -> list[tuple[str, Step | None]]:
-    """The editor's actions; None is the kill -9 of the consumer (main() does it)."""
+def steps(dsn: str) -> list[tuple[str, Step | None, Callable[[dict[str, Any]], bool]]]:
+    """The editor's actions, each with what PostgreSQL shows once it arrived; a None action is the
+    kill -9 of the consumer (main() does it)."""
+    def post(s: dict[str, Any], column: str) -> Any:
+        return one(dsn, f"SELECT {column} FROM posts WHERE blog_id = 1 AND post_id = %s", s["post"])
+
     return [
         ("create a draft with a tag and a meta value", lambda wp, s: s.update(post=wp.create_post(
-            "Hello, PostgreSQL", "First words.", status="draft", tags=["pg-demo"], meta={"color": "teal"}))),
-        ("publish it", lambda wp, s: wp.publish(s["post"], via="update")),
-        ("edit the title", lambda wp, s: wp.update_post(s["post"], title="Hello again, PostgreSQL")),
-        ("rename its tag (a term event: no post row changes)", lambda wp, s: wp.run(
-            "update_term", term_id=tag_id(dsn, "pg-demo"), name=f"PG demo {time.strftime('%H:%M:%S')}")),
-        ("kill -9 the consumer, change the meta while it is down, start it again", None),
-        ("move it to the trash", lambda wp, s: wp.trash(s["post"])),
-        ("delete it for good", lambda wp, s: wp.delete(s["post"])),
+            "Hello, PostgreSQL", "First words.", status="draft", tags=["pg-demo"], meta={"color": "teal"})),
+         lambda s: post(s, "post_status") == "draft"),
+        ("publish it", lambda wp, s: wp.publish(s["post"], via="update"),
+         lambda s: post(s, "post_status") == "publish"),
+        ("edit the title", lambda wp, s: wp.update_post(s["post"], title="Hello again, PostgreSQL"),
+         lambda s: post(s, "post_title") == "Hello again, PostgreSQL"),
+        ("rename its tag (a term event: no post row changes)", lambda wp, s: s.update(tag=f"PG demo {time.strftime('%H:%M:%S')}")
+         or wp.run("update_term", term_id=one(dsn, "SELECT term_id FROM terms WHERE slug = 'pg-demo'"), name=s["tag"]),
+         lambda s: one(dsn, "SELECT name FROM terms WHERE slug = 'pg-demo'") == s["tag"]),
+        ("kill -9 the consumer, change the meta while it is down, start it again", None,
+         lambda s: one(dsn, "SELECT meta_value FROM post_meta WHERE blog_id = 1 AND post_id = %s AND "
+                            "meta_key = 'color'", s["post"]) == "navy"),
+        ("move it to the trash", lambda wp, s: wp.trash(s["post"]),
+         lambda s: post(s, "post_status") == "trash"),
+        ("delete it for good", lambda wp, s: wp.delete(s["post"]),
+         lambda s: one(dsn, "SELECT count(*) FROM posts WHERE blog_id = 1 AND post_id = %s", s["post"]) == 0),
     ]
 
 
@@ -74,19 +86,18 @@ def show(dsn: str, post_id: int | None) -> None:
     print(f"    post_meta: {dict(meta)}   post_terms: {[f'{t}:{n}' for t, n in terms]}")
 
 
-def settle(dsn: str, seconds: float = 4.0, *, started: bool = True) -> None:
-    """Until the offsets stop moving: the connector's window (2 s) plus the consumer's batch
-    (``started=False``: first until anything at all was applied, the backfill)."""
-    last, quiet_since = None, time.monotonic()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with psycopg.connect(dsn) as conn:
-            now = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM kafka_offsets").fetchone()
-        if now != last or (not started and not (now and now[0])):
-            last, quiet_since = now, time.monotonic()
-        elif time.monotonic() - quiet_since > seconds:
-            return
-        time.sleep(0.3)
+def wait_for(check: Callable[[], bool], connector: subprocess.Popen[bytes], what: str,
+             timeout: float = 60) -> float:
+    """Until ``check()``: the seconds it took (the connector's 2 s window, then the consumer)."""
+    started = time.monotonic()
+    while not check():
+        if connector.poll() is not None:
+            raise SystemExit(f"wpcdc exited with {connector.returncode}; see its log "
+                             f"{stack.STATE / 'connector-logs' / (NAME + '.log')}")
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"{what} did not reach PostgreSQL within {timeout:.0f}s; see the logs above")
+        time.sleep(0.2)
+    return time.monotonic() - started
 
 
 def main() -> int:
@@ -106,7 +117,7 @@ def main() -> int:
     env = {**os.environ, **stack.env(ports), "WPCDC_MYSQL_DATABASE": "wpsingle", "WPCDC_TABLE_PREFIX": "site_"}
     bootstrap = env["WPCDC_KAFKA_BOOTSTRAP"]
     connector_cmd = [sys.executable, "-m", "cdc", "--log-format", "text", "stream", "--name", NAME,
-                     "--snapshot", "initial"]
+                     "--snapshot", "when_needed"]  # a backfill at first, and again if its binlog was purged
     consumer_cmd = [sys.executable, str(HERE / "consumer.py"), "--bootstrap", bootstrap,
                     "--topic", f"wpcdc.{NAME}.posts", "--term-topic", f"wpcdc.{NAME}.terms", "--dsn", dsn]
     print(f"PostgreSQL: {dsn}")
@@ -119,11 +130,11 @@ def main() -> int:
     wp = WordPress.single()
     state: dict[str, Any] = {}
     try:
-        settle(dsn, started=False)
+        wait_for(lambda: bool(one(dsn, "SELECT count(*) FROM posts")), connector, "the backfill")
         with psycopg.connect(dsn) as conn:
             n = conn.execute("SELECT count(*) FROM posts").fetchone()
         print(f"backfill: {n[0] if n else 0} posts of the site are in the posts table\n")
-        for i, (title, step) in enumerate(steps(dsn), 1):
+        for i, (title, step, arrived) in enumerate(steps(dsn), 1):
             print(f"{i}. {title}", flush=True)
             if step is None:
                 consumer.send_signal(signal.SIGKILL)
@@ -132,7 +143,8 @@ def main() -> int:
                 consumer = subprocess.Popen(consumer_cmd, stdout=consumer_log, stderr=consumer_log, cwd=REPO)
             else:
                 step(wp, state)
-            settle(dsn)
+            took = wait_for(functools.partial(arrived, state), connector, title)
+            print(f"    in PostgreSQL {took:.1f} s later:")
             show(dsn, state.get("post"))
         with psycopg.connect(dsn) as conn:
             twice = conn.execute("SELECT count(*) FROM (SELECT 1 FROM applied GROUP BY blog_id, post_id, seq "

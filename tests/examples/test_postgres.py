@@ -238,6 +238,7 @@ def differences(wp: dict[int, dict[str, Any]], pg: dict[int, dict[str, Any]]) ->
     return out
 
 
+@pytest.mark.timeout(420)  # ~2 min on a busy 2-core machine; the default 300 s is too close
 def test_postgres_upsert_exactly_once_through_kill9(stack, wp_single, connectors, pg_database, tmp_path) -> None:
     connector = connectors(name=unique("pgrecipe"), database="wpsingle", prefix="site_",
                            extra=["--snapshot", "initial"]).start()
