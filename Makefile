@@ -119,3 +119,12 @@ image: deps
 	$(PY) deploy/release_check.py --python-digest "$(PYTHON_DIGEST)" --version "$(lastword $(subst :, ,$(IMAGE)))"
 	docker build -f deploy/Dockerfile --build-arg PYTHON_DIGEST=$(PYTHON_DIGEST) \
 		--build-arg VERSION=$(lastword $(subst :, ,$(IMAGE))) -t $(IMAGE) .
+
+# ------------------------------------------------------------- examples/postgres (issue 15)
+# The PostgreSQL recipe: a throwaway PostgreSQL (deploy/local/postgres.py), `wpcdc stream` on the
+# single site and examples/postgres/consumer.py, with edits and a kill -9 in front of you.
+# DEMO_POSTGRES_ARGS=--keep leaves PostgreSQL running (python deploy/local/postgres.py down stops it).
+DEMO_POSTGRES_ARGS ?=
+.PHONY: demo-postgres
+demo-postgres: up
+	$(PY) examples/postgres/demo.py $(DEMO_POSTGRES_ARGS)

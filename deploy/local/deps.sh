@@ -198,4 +198,27 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" >"$stamp"
 fi
 
+# ------------------------------------------------------- examples/postgres (PostgreSQL recipe)
+
+# The server for the recipe's throwaway cluster (deploy/local/postgres.py runs its own initdb on
+# loopback; Debian's own cluster service is kept from running), and the examples extra (psycopg).
+if ! installed postgresql-15; then
+    apt_install postgresql-15
+fi
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    if systemctl is-enabled --quiet postgresql 2>/dev/null || systemctl is-active --quiet postgresql 2>/dev/null; then
+        log "disabling Debian's postgresql service (the recipe runs its own cluster)"
+        "${SUDO[@]}" systemctl disable --now postgresql >/dev/null 2>&1 || true
+    fi
+fi
+# Like the dev extra above: again only when pyproject.toml, the interpreter or the path changed.
+estamp="$VENV/.wpcdc-deps-examples"
+ewant="$( { cat pyproject.toml; "$VENV/bin/python" -VV; echo "$REPO"; } | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$estamp" 2>/dev/null)" != "$ewant" ]; then
+    log "pip install -e '.[examples]' into $VENV"
+    rm -f "$estamp"
+    "$VENV/bin/python" -m pip install -q -e '.[examples]'
+    echo "$ewant" >"$estamp"
+fi
+
 log "ok (python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'), java $jmajor, $(command -v mvn), node $(node --version))"
