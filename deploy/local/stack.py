@@ -9,7 +9,7 @@ directory (``.stack/`` at the repository root unless ``WPCDC_STACK_DIR`` says ot
 
 Usage::
 
-    python deploy/local/stack.py up [mariadb|kafka|wordpress ...]   # start (idempotent)
+    python deploy/local/stack.py up [mariadb|kafka|wordpress|wordpress-http ...]   # start (idempotent)
     python deploy/local/stack.py up cluster                          # a 3-broker Kafka too (cluster.py)
     python deploy/local/stack.py down                                # stop everything
     python deploy/local/stack.py status                              # what runs where
@@ -728,14 +728,75 @@ def wordpress_up(ports: Ports) -> None:
     install(STATE / "wordpress", ports.mysql)
 
 
+# The headless site served over HTTP (examples/nextjs renders from its REST API): PHP's built-in
+# server on loopback, with several workers, deploy/local/wp/router.php in front of WordPress.
+
+WORDPRESS_HTTP_WORKERS = 4
+
+
+def wordpress_http_dir() -> Path:
+    return STATE / "wordpress-http"
+
+
+def wordpress_http_url(ports: Ports | None = None) -> str:
+    """The headless site's home: where its pages and /wp-json/ answer."""
+    ports = ports or _load_ports()
+    return f"http://127.0.0.1:{ports.extra.get('wordpress_http')}"
+
+
+def wordpress_http_up(ports: Ports) -> None:
+    """Install the headless site (database ``wpheadless``) and serve it on 127.0.0.1 (idempotent)."""
+    from wordpress import ABSPATH, ROUTER, install_headless
+
+    d = wordpress_http_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    pidfile = d / "php.pid"
+    alive = _pid_alive(pidfile) is not None
+    port = _choose_extra(ports, "wordpress_http", alive)
+    _save_ports(ports)
+    config = install_headless(STATE / "wordpress", ports.mysql, port)
+    if alive and _port_open(port):
+        return
+    if alive:
+        wordpress_http_down()
+    php = shutil.which("php")
+    if not php:
+        raise StackError("php not found: install Debian's php-cli and php-mysql (make deps does)")
+    log = d / "php.log"
+    # The built-in server is not the "cli" SAPI: opcache.enable (not enable_cli) turns its shared
+    # memory cache on, which the forked workers share.
+    cmd = [php, "-d", "memory_limit=512M", "-d", "opcache.enable=1", "-d", "opcache.validate_timestamps=1",
+           "-d", "display_errors=stderr",
+           "-S", f"127.0.0.1:{port}", "-t", str(ABSPATH), str(ROUTER)]
+    env = {**os.environ, "WPCDC_WP_CONFIG": str(config), "PHP_CLI_SERVER_WORKERS": str(WORDPRESS_HTTP_WORKERS)}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env, cwd=config.parent, start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    _wait(lambda: _port_open(port) or proc.poll() is not None, "WordPress over HTTP", log, timeout=30)
+    if proc.poll() is not None:
+        raise StackError(f"php -S exited with {proc.returncode}; see {log}")
+
+
+def wordpress_http_down() -> None:
+    """Stop the built-in server; its workers are in its process group and go with it."""
+    pidfile = wordpress_http_dir() / "php.pid"
+    pid = _pid_alive(pidfile)
+    if pid is not None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    _stop_pid(pidfile, timeout=10)
+
+
 # ------------------------------------------------------------------------------------------ CLI
 
 
 def up(services: list[str] | None = None) -> Ports:
-    services = services or ["mariadb", "kafka", "wordpress"]
+    services = services or ["mariadb", "kafka", "wordpress", "wordpress-http"]
     STATE.mkdir(parents=True, exist_ok=True)
     ports = _load_ports()
-    if "mariadb" in services or "wordpress" in services:
+    if "mariadb" in services or "wordpress" in services or "wordpress-http" in services:
         mariadb_up(ports)
         _save_ports(ports)
     if "kafka" in services:
@@ -743,6 +804,9 @@ def up(services: list[str] | None = None) -> Ports:
         _save_ports(ports)
     if "wordpress" in services:
         wordpress_up(ports)
+    if "wordpress-http" in services:
+        wordpress_http_up(ports)
+        _save_ports(ports)
     if "cluster" in services:  # only when asked: three more JVMs (deploy/local/cluster.py)
         from cluster import cluster_up
 
@@ -754,6 +818,7 @@ def down() -> None:
     from cluster import cluster_down
 
     cluster_down()
+    wordpress_http_down()
     kafka_down()
     mariadb_down()
 
@@ -789,6 +854,9 @@ def status() -> dict[str, object]:
                   "token_url": _oauth_urls(ports)["token"], "token_url_tls": _oauth_urls(ports)["token_tls"],
                   "jwks_url": _oauth_urls(ports)["jwks"], "log": str(oauth_dir() / "oauth.log")},
         "wordpress": {"root": str(STATE / "wordpress")},
+        "wordpress_http": {"port": ports.extra.get("wordpress_http"), "url": wordpress_http_url(ports),
+                           "up": _pid_alive(wordpress_http_dir() / "php.pid") is not None,
+                           "database": "wpheadless", "log": str(wordpress_http_dir() / "php.log")},
         **({"kafka_cluster": cluster.status()} if cluster.cluster_dir().exists() else {}),
     }
 

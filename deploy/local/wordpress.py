@@ -17,6 +17,11 @@ Two sites are installed under one root directory (``.stack/wordpress`` by defaul
     database ``wpsingle``, prefix ``site_``: a plain single site - proves that nothing in the
     connector assumes the ``wp_`` prefix.
 
+A third site, ``headless`` (database ``wpheadless``, prefix ``wp_``), is installed by
+:func:`install_headless` for the one WordPress served over HTTP (stack.py's ``wordpress-http``,
+PHP's built-in server with ``wp/router.php``): its home is ``http://127.0.0.1:<port>``, so its
+REST API and permalinks answer at the address it names (examples/nextjs renders from it).
+
 Both have the admin user id 1 (``admin`` / ``admin-pw``), permalinks
 ``/%year%/%monthnum%/%day%/%postname%/`` (the main blog of the network has WordPress's mandatory
 ``/blog`` in front) and the site timezone Europe/Berlin, so ``post_date`` and ``post_date_gmt``
@@ -60,6 +65,8 @@ DB_USER, DB_PASSWORD = "wordpress", "wordpress-pw"
 ADMIN_LOGIN, ADMIN_PASSWORD, ADMIN_ID = "admin", "admin-pw", 1
 MULTISITE_DATABASE, MULTISITE_PREFIX = "wordpress", "wp_"
 SINGLE_DATABASE, SINGLE_PREFIX = "wpsingle", "site_"
+HEADLESS_DATABASE, HEADLESS_PREFIX = "wpheadless", "wp_"
+ROUTER = WP_DIR / "router.php"
 SECOND_BLOG_SLUG, SECOND_BLOG_ID = "second", 2
 NETWORK_DOMAIN = "localhost"
 TIMEZONE = "Europe/Berlin"
@@ -182,6 +189,11 @@ class WordPress:
     def single(cls, root: Path | None = None) -> WordPress:
         """The single site: database ``wpsingle``, prefix ``site_``."""
         return cls(_site_dir(root, "single") / "wp-config.php", SINGLE_DATABASE, SINGLE_PREFIX)
+
+    @classmethod
+    def headless(cls, root: Path | None = None) -> WordPress:
+        """The site served over HTTP (stack.py's ``wordpress-http``): database ``wpheadless``."""
+        return cls(_site_dir(root, "headless") / "wp-config.php", HEADLESS_DATABASE, HEADLESS_PREFIX)
 
     def __repr__(self) -> str:
         return f"WordPress({str(self.config_path)!r}, {self.database!r}, {self.prefix!r})"
@@ -390,6 +402,54 @@ def install(root: Path, mysql_port: int) -> None:
             marker_path.write_text(json.dumps(marker, indent=2) + "\n")
 
 
+def headless_site(http_port: int) -> _Site:
+    """The site PHP's built-in server serves on ``http_port``: its home is that address."""
+    return _Site("headless", HEADLESS_DATABASE, HEADLESS_PREFIX, f"http://127.0.0.1:{int(http_port)}",
+                 "wpcdc headless", network=False)
+
+
+def install_headless(root: Path, mysql_port: int, http_port: int) -> Path:
+    """Install the headless site under ``root/headless`` unless it is there; returns its wp-config.php.
+
+    Like :func:`install` (same marker file, token and fast path). Its ``home`` and ``siteurl``
+    must be the address it is served at, since WordPress makes every link and REST URL from them:
+    when the HTTP port changed since the install, both options are updated (through WordPress, so
+    the binlog shows it like any settings change), not reinstalled.
+    """
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    site = headless_site(http_port)
+    site_dir = root / site.name
+    config = site_dir / "wp-config.php"
+    with _lock(root / ".install.lock"):
+        marker_path = root / "installed.json"
+        marker = _read_json(marker_path)
+        if marker.get("layout") != LAYOUT_VERSION or not isinstance(marker.get("sites"), dict):
+            marker = {"layout": LAYOUT_VERSION, "sites": {}}
+        salts = _salts(root)
+        _prepare_site_dir(site_dir)
+        entry = marker["sites"].get(site.name, {})
+        token = entry.get("token")
+        if token and _installed_tokens((site,)).get(site.name) == token:
+            _write_if_changed(config, _config(site, site_dir, mysql_port, salts, multisite=False))
+            if entry.get("url") != site.url:
+                wp = WordPress(config, site.database, site.prefix)
+                for option in ("home", "siteurl"):
+                    wp.run("update_option", name=option, value=site.url)
+                entry["url"] = site.url
+                marker_path.write_text(json.dumps(marker, indent=2) + "\n")
+            return config
+        started = time.monotonic()
+        token = _install_site(site, site_dir, root, mysql_port, salts)
+        marker["sites"][site.name] = {
+            "token": token, "database": site.database, "prefix": site.prefix, "url": site.url,
+            "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(time.monotonic() - started, 2),
+        }
+        marker_path.write_text(json.dumps(marker, indent=2) + "\n")
+    return config
+
+
 @contextmanager
 def _lock(path: Path) -> Iterator[None]:
     """Two test sessions starting at once must not install over each other."""
@@ -428,21 +488,21 @@ def _mysql(sql: str) -> str:
     return stack.mysql_client(sql)
 
 
-def _installed_tokens() -> dict[str, str]:
+def _installed_tokens(sites: tuple[_Site, ...] = SITES) -> dict[str, str]:
     """Install tokens found in the database, for the sites whose tables are all present.
 
     Asked as root over the stack's socket (like stack.py does); the TCP port only goes into
     wp-config.php.
     """
-    wanted = {site.name: site.required_tables() for site in SITES}
+    wanted = {site.name: site.required_tables() for site in sites}
     conditions = " OR ".join(
         f"(table_schema = '{site.database}' AND table_name IN "
         + "(" + ", ".join(f"'{t}'" for t in wanted[site.name]) + "))"
-        for site in SITES
+        for site in sites
     )
     rows = _mysql(f"SELECT table_schema, table_name FROM information_schema.tables WHERE {conditions};")
     present = {tuple(line.split("\t")) for line in rows.splitlines() if line.strip()}
-    complete = [site for site in SITES
+    complete = [site for site in sites
                 if all((site.database, t) in present for t in wanted[site.name])]
     if not complete:
         return {}
