@@ -128,3 +128,12 @@ DEMO_POSTGRES_ARGS ?=
 .PHONY: demo-postgres
 demo-postgres: up
 	$(PY) examples/postgres/demo.py $(DEMO_POSTGRES_ARGS)
+
+# ------------------------------------------------------------------- examples/nextjs (issue 15)
+# The Next.js recipe against the local stack: WordPress over HTTP, `wpcdc stream` for its site,
+# `next build` + `next start`, the KafkaJS consumer; scripted edits, then serving until Ctrl-C.
+# NEXT_PORT (default 3000, another free port when taken). examples/nextjs/README.md.
+NEXT_PORT ?= 3000
+.PHONY: demo-nextjs
+demo-nextjs: up
+	NEXT_PORT=$(NEXT_PORT) $(PY) examples/nextjs/demo.py

@@ -173,6 +173,23 @@ if [ "$(cat "$kstamp" 2>/dev/null)" != "$kwant" ]; then
     echo "$kwant" >"$kstamp"
 fi
 
+# ------------------------------------------------------------- examples/nextjs: Chromium, npm ci
+
+# The Next.js recipe (examples/nextjs): its npm packages from package-lock.json (`npm ci`, npm's
+# cache in ~/.npm, again only when the lock file changed), and Debian's chromium for the one
+# screenshot its end-to-end test takes (tests/examples/test_nextjs.py).
+if ! installed chromium; then
+    apt_install chromium
+fi
+NEXTJS="$REPO/examples/nextjs"
+nstamp="$NEXTJS/node_modules/.wpcdc-deps"
+nwant="$(sha256sum "$NEXTJS/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
+    log "npm ci in examples/nextjs"
+    (cd "$NEXTJS" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+    echo "$nwant" >"$nstamp"
+fi
+
 # ----------------------------------------------------------------------------- Python virtualenv
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \

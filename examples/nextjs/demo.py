@@ -208,10 +208,13 @@ def main() -> int:
         path = "/" + wp.permalinks([post])[post].split("/", 3)[3]
         print(f"published {title!r}: the home page shows it after "
               f"{wait_fresh(lambda: title in fetch(next_url + '/')[1]):.2f}s", flush=True)
+        time.sleep(2)  # the publish's own revalidation of the post's path is done: cache it stale now
         fetch(next_url + path)
         wp.update_post(post, title=title + " (edited)")
         print(f"edited the title: {next_url}{path} fresh after "
               f"{wait_fresh(lambda: '(edited)' in fetch(next_url + path)[1]):.2f}s", flush=True)
+        time.sleep(2)
+        fetch(next_url + path)
         wp.update_post(post, slug="renamed-in-wordpress")
         new_path = "/" + wp.permalinks([post])[post].split("/", 3)[3]
         print(f"renamed: {path} is 404 after {wait_fresh(lambda: fetch(next_url + path)[0] == 404):.2f}s, "
