@@ -755,20 +755,24 @@ def wordpress_http_up(ports: Ports) -> None:
     port = _choose_extra(ports, "wordpress_http", alive)
     _save_ports(ports)
     config = install_headless(STATE / "wordpress", ports.mysql, port)
-    if alive and _port_open(port):
-        return
-    if alive:
-        wordpress_http_down()
     php = shutil.which("php")
     if not php:
         raise StackError("php not found: install Debian's php-cli and php-mysql (make deps does)")
-    log = d / "php.log"
     # The built-in server is not the "cli" SAPI: opcache.enable (not enable_cli) turns its shared
     # memory cache on, which the forked workers share.
     cmd = [php, "-d", "memory_limit=512M", "-d", "opcache.enable=1", "-d", "opcache.validate_timestamps=1",
            "-d", "display_errors=stderr",
            "-S", f"127.0.0.1:{port}", "-t", str(ABSPATH), str(ROUTER)]
+    # A server started with another command (another checkout's router.php, other settings) is
+    # restarted; the same one is kept.
+    started = d / "php.cmd"
+    if alive and _port_open(port) and started.exists() and started.read_text() == json.dumps([cmd, str(config)]):
+        return
+    if alive:
+        wordpress_http_down()
+    log = d / "php.log"
     env = {**os.environ, "WPCDC_WP_CONFIG": str(config), "PHP_CLI_SERVER_WORKERS": str(WORDPRESS_HTTP_WORKERS)}
+    started.write_text(json.dumps([cmd, str(config)]))
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env, cwd=config.parent, start_new_session=True)
     pidfile.write_text(str(proc.pid))
