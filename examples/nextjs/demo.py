@@ -200,7 +200,13 @@ def main() -> int:
         procs.append(start_app(port, wordpress_url, secret, logs / "next.log"))
         procs.append(start_consumer("nextjs-demo", next_url, secret, "wpcdc-nextjs-demo", logs / "consumer.log"))
         print(f"Next.js: {next_url}/   consumer log: {logs / 'consumer.log'}", flush=True)
-        time.sleep(3)  # the connector's first checkpoint, the consumer's group join
+        # The connector fixes its start position (edits before it would be missed), the consumer joins.
+        deadline = time.monotonic() + 60
+        while "streaming from" not in (logs / "connector.log").read_text(errors="replace"):
+            if time.monotonic() > deadline or procs[0].poll() is not None:
+                raise RecipeError(f"wpcdc stream did not start; see {logs / 'connector.log'}")
+            time.sleep(0.3)
+        time.sleep(3)
         wp = WordPress.headless()
         title = f"Hello from Next.js {time.strftime('%H:%M:%S')}"
         fetch(next_url + "/")  # cached from now on
@@ -227,6 +233,9 @@ def main() -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except RecipeError as exc:
+        print(f"demo-nextjs: {exc}", file=sys.stderr)
+        return 1
     finally:
         for proc in reversed(procs):
             stop(proc)
