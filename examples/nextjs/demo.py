@@ -93,6 +93,7 @@ def build(log: Path) -> bool:
 def free_port(preferred: int | None = None) -> int:
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Node's listen() does
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
@@ -133,11 +134,12 @@ def start_app(port: int, wordpress_url: str, secret: str, log: Path) -> subproce
     return proc
 
 
-def start_connector(name: str, log: Path, window: float = 0.5) -> subprocess.Popen[bytes]:
+def start_connector(name: str, log: Path, window: float = 0.5, snapshot: str = "never") -> subprocess.Popen[bytes]:
     """`wpcdc stream` for the headless site (database wpheadless), as the least-privilege user."""
     env = {**stack.env(), "WPCDC_MYSQL_DATABASE": "wpheadless", "WPCDC_TABLE_PREFIX": "wp_"}
     python = os.environ.get("WPCDC_PYTHON", sys.executable)
-    return _spawn([python, "-m", "cdc", "stream", "--name", name, "--window", str(window)], env, log, cwd=REPO)
+    return _spawn([python, "-m", "cdc", "stream", "--name", name, "--window", str(window), "--snapshot", snapshot],
+                  env, log, cwd=REPO)
 
 
 def start_consumer(name: str, next_url: str, secret: str, group: str, log: Path) -> subprocess.Popen[bytes]:
@@ -195,8 +197,13 @@ def main() -> int:
     port = free_port(int(os.environ.get("NEXT_PORT", "3000")))
     next_url = f"http://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
+    for name in ("connector", "next", "consumer"):  # this run's logs only; the last run's as *.log.1
+        if (logs / f"{name}.log").exists():
+            (logs / f"{name}.log").replace(logs / f"{name}.log.1")
     try:
-        procs.append(start_connector("nextjs-demo", logs / "connector.log"))
+        # when_needed: a first run, or a saved position the server has purged since, backfills the
+        # site's posts (the consumer then revalidates every page once) instead of stopping.
+        procs.append(start_connector("nextjs-demo", logs / "connector.log", snapshot="when_needed"))
         procs.append(start_app(port, wordpress_url, secret, logs / "next.log"))
         procs.append(start_consumer("nextjs-demo", next_url, secret, "wpcdc-nextjs-demo", logs / "consumer.log"))
         print(f"Next.js: {next_url}/   consumer log: {logs / 'consumer.log'}", flush=True)
