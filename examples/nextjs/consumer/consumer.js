@@ -17,7 +17,11 @@
 // is harmless), never skips it. A failing call is retried with backoff, without end, and logged.
 // One JSON line per batch on stdout.
 const { Kafka, logLevel } = require('kafkajs')
-const { postPlan, termPlan, merge } = require('./plan')
+const { postPlan, termPlan, merge, UnsupportedEventError } = require('./plan')
+
+// Errors that no retry can fix (a wrong secret or URL, a record that is not a version-1 event):
+// the consumer exits with status 2 and the message, its offsets where they were.
+class FatalError extends Error {}
 
 function settings(env) {
   const name = env.WPCDC_NAME
@@ -39,8 +43,9 @@ function settings(env) {
 const log = record => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`)
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 
-// POST the plan to the app until it answers 200 (or we are stopping: then throw, and nothing is committed).
-async function revalidate(config, plan, stopping) {
+// POST the plan to the app until it answers 200 (or we are stopping: then throw, and nothing is
+// committed). ``beat`` keeps the group membership alive while the app is unreachable.
+async function revalidate(config, plan, stopping, beat) {
   for (let attempt = 1; ; attempt++) {
     try {
       const res = await fetch(`${config.nextUrl}/api/revalidate/`, {
@@ -52,19 +57,27 @@ async function revalidate(config, plan, stopping) {
       if (res.ok) return
       const text = await res.text()
       if (res.status === 401 || res.status === 400) {
-        throw new Error(`the app refused the revalidation (${res.status}): ${text}; check REVALIDATE_SECRET and NEXT_URL`)
+        throw new FatalError(`the app refused the revalidation (${res.status}): ${text}; check REVALIDATE_SECRET and NEXT_URL`)
       }
       log({ level: 'warn', message: `revalidation answered ${res.status}`, attempt, body: text.slice(0, 300) })
     } catch (error) {
-      if (/refused the revalidation/.test(error.message)) throw error
+      if (error instanceof FatalError) throw error
       log({ level: 'warn', message: `revalidation failed: ${error.message}`, attempt, next_url: config.nextUrl })
     }
     if (stopping()) throw new Error('stopping before the revalidation succeeded: its offsets stay uncommitted')
     await sleep(Math.min(10000, 250 * 2 ** Math.min(attempt, 6)))
+    await beat().catch(() => {})
   }
 }
 
-const decode = message => (message.value === null ? null : JSON.parse(message.value.toString('utf8')))
+function decode(message) {
+  if (message.value === null) return null
+  try {
+    return JSON.parse(message.value.toString('utf8'))
+  } catch (error) {
+    throw new FatalError(`offset ${message.offset}: not JSON (${error.message}): is this a wpcdc topic?`)
+  }
+}
 
 // The connector creates its topics when it starts: wait for them rather than fail.
 async function existingTopics(kafka, config) {
@@ -110,26 +123,38 @@ async function main() {
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
-    eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-      if (!batch.messages.length) return
-      const events = batch.messages.map(decode)
-      const plan = merge(events.map(batch.topic === config.termTopic ? termPlan : postPlan))
-      const last = batch.messages[batch.messages.length - 1]
-      if (plan.paths.length || plan.all) await revalidate(config, plan, () => stopping || !isRunning() || isStale())
-      // Only now is the work of these records done: commit past the last one.
-      const next = (BigInt(last.offset) + 1n).toString()
-      await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }])
-      resolveOffset(last.offset)
-      await heartbeat()
-      const newest = events.filter(Boolean).at(-1)
-      log({
-        level: 'info', topic: batch.topic, partition: batch.partition, offsets: [batch.messages[0].offset, last.offset],
-        records: batch.messages.length, revalidated: plan.paths, all: plan.all,
-        events: events.map(e => (e === null ? 'tombstone' : `${e.event_id} ${e.action ?? e.op}`)),
-        lag_ms: newest?.source?.ts_ms ? Date.now() - newest.source.ts_ms : null,
-      })
+    eachBatch: async args => {
+      try {
+        await handleBatch(args)
+      } catch (error) {
+        if (!(error instanceof FatalError || error instanceof UnsupportedEventError)) throw error
+        process.stderr.write(`error: ${error.message}\n`)
+        process.exit(2)
+      }
     },
   })
+
+  async function handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }) {
+    if (!batch.messages.length) return
+    const events = batch.messages.map(decode)
+    const plan = merge(events.map(batch.topic === config.termTopic ? termPlan : postPlan))
+    const last = batch.messages[batch.messages.length - 1]
+    if (plan.paths.length || plan.all) {
+      await revalidate(config, plan, () => stopping || !isRunning() || isStale(), heartbeat)
+    }
+    // Only now is the work of these records done: commit past the last one.
+    const next = (BigInt(last.offset) + 1n).toString()
+    await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }])
+    resolveOffset(last.offset)
+    await heartbeat()
+    const newest = events.filter(Boolean).at(-1)
+    log({
+      level: 'info', topic: batch.topic, partition: batch.partition, offsets: [batch.messages[0].offset, last.offset],
+      records: batch.messages.length, revalidated: plan.paths, all: plan.all,
+      events: events.map(e => (e === null ? 'tombstone' : `${e.event_id} ${e.action ?? e.op}`)),
+      lag_ms: newest?.source?.ts_ms ? Date.now() - newest.source.ts_ms : null,
+    })
+  }
 }
 
 main().catch(error => {
