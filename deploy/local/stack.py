@@ -819,9 +819,11 @@ def up(services: list[str] | None = None) -> Ports:
 
 
 def down() -> None:
+    import postgres  # the recipes' PostgreSQL (deploy/local/postgres.py), when a test or demo left it up
     from cluster import cluster_down
 
     cluster_down()
+    postgres.down()
     wordpress_http_down()
     kafka_down()
     mariadb_down()
