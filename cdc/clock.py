@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class Clock:
@@ -15,6 +16,12 @@ class Clock:
     start time, written in commit order), so the clock only jumps to a binlog timestamp that is
     more than a second ahead of it; otherwise it runs on the monotonic wall clock. It never
     goes backwards.
+
+    Wall time the session spent blocked (a Kafka write that hangs through a broker outage) is
+    not time in which the binlog was watched: the rows written meanwhile wait in the reader's
+    queue, and without :meth:`stopped` they would all be folded at one late instant, so two
+    saves made twenty seconds apart during the hang became one event. A long block is left
+    out of the clock instead, and the saves queued behind it are cut by their binlog times.
     """
 
     GRANULARITY = 1.0
@@ -36,3 +43,19 @@ class Clock:
 
     def now(self) -> float:
         return self._base + (self._monotonic() - self._mono)
+
+    @contextmanager
+    def stopped(self, longer_than: float = GRANULARITY) -> Iterator[None]:
+        """Leave the time spent in the block out of the clock when it exceeds ``longer_than``.
+
+        Only for blocks in which nothing reads the clock (the session's Kafka write): the clock
+        then resumes at the value it had when the block began, so no reader sees it go back.
+        A short block (a normal write, milliseconds) is kept: it is time the session was live.
+        """
+        started = self._monotonic()
+        try:
+            yield
+        finally:
+            spent = self._monotonic() - started
+            if spent > longer_than:
+                self._mono += spent

@@ -296,7 +296,8 @@ class Session:
 
     async def _write(self, events: list[PostEvent], records: list[Record], checkpoint: Checkpoint) -> None:
         started = time.perf_counter()
-        await self.sink.write(records, checkpoint)
+        with self.clock.stopped():  # a write hung through a Kafka outage is not binlog time
+            await self.sink.write(records, checkpoint)
         metrics.flushed(events, time.perf_counter() - started, sum(1 for r in records if r.truncated))
         for event in events:
             log.debug("%s %s post %s:%s seq=%s (%s)", event.op, event.post_type, event.blog_id,

@@ -119,6 +119,37 @@ def test_kafka_restart_mid_stream_and_down_at_start(connectors, wordpress, stack
     assert_once_in_order(events)
 
 
+def test_saves_queued_behind_a_hung_kafka_write_stay_separate(connectors, wordpress, stack) -> None:  # type: ignore[no-untyped-def]
+    """One event per save, also across a Kafka write that hangs (a broker that stops answering,
+    here SIGSTOP): two saves made seconds apart while the write hangs queue up behind it, and
+    once it returns they are still two events. Before the hung write was left out of the
+    assembler's clock, the wall clock had run past both saves and they folded into one."""
+    import os
+    import signal
+
+    c: Connector = connectors(window=1.0)
+    c.start()
+    bystander = wordpress.create_post("hang bystander 0", status="publish")
+    pid = wordpress.create_post("hang 0", status="publish")
+    c.wait_events((1, pid), count=1)
+    c.wait_events((1, bystander), count=1)
+    kafka = int((local_stack.kafka_dir() / "kafka.pid").read_text())
+    os.kill(kafka, signal.SIGSTOP)
+    try:
+        wordpress.update_post(bystander, title="hang bystander 1")
+        time.sleep(2.5)  # its window ends: the session is now inside a write Kafka does not answer
+        wordpress.update_post(pid, title="hang 1")
+        time.sleep(4)
+        wordpress.update_post(pid, title="hang 2")
+        time.sleep(1)
+    finally:
+        os.kill(kafka, signal.SIGCONT)
+    events = c.wait_events((1, pid), count=3, timeout=90)
+    assert titles(events) == ["hang 0", "hang 1", "hang 2"], c.log()[-3000:]
+    assert_once_in_order(events)
+    assert titles(c.wait_events((1, bystander), count=2, timeout=60)) == ["hang bystander 0", "hang bystander 1"]
+
+
 def test_alter_table_mid_stream(connectors, wordpress, stack) -> None:  # type: ignore[no-untyped-def]
     c: Connector = connectors()
     c.start()
