@@ -108,20 +108,50 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def url(port: int | None = None) -> str:
-    """The core's base URL: ``http://127.0.0.1:PORT/solr/wpcdc``."""
+def url(port: int | None = None, core: str = CORE) -> str:
+    """A core's base URL: ``http://127.0.0.1:PORT/solr/wpcdc``."""
     port = port or _read_state()["port"]
     if not port:
         raise SolrError("Solr has never been started here: python examples/search/solr.py up")
-    return f"http://127.0.0.1:{port}/solr/{CORE}"
+    return f"http://127.0.0.1:{port}/solr/{core}"
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, core: str = CORE) -> bool:
     try:
-        with urllib.request.urlopen(f"{url(port)}/all?q=*:*&rows=0", timeout=5) as response:
+        with urllib.request.urlopen(f"{url(port, core)}/all?q=*:*&rows=0", timeout=5) as response:
             return bool(response.status == 200)
     except (OSError, urllib.error.URLError):
         return False
+
+
+def _admin(query: str) -> None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{_read_state()['port']}/solr/admin/cores?{query}",
+                                    timeout=120) as response:
+            response.read()
+    except urllib.error.HTTPError as e:
+        raise SolrError(f"Solr's core admin refused {query}: {e.read()[:500]!r}") from None
+
+
+def create_core(name: str) -> str:
+    """Another core with the recipe's schema (a test's own index, say), beside ``wpcdc``; returns
+    its URL. Idempotent. Solr must be up."""
+    if not name.replace("_", "").isalnum():
+        raise SolrError(f"core name {name!r}: letters, digits and _ only")
+    if _answers(_read_state()["port"], name):
+        return url(core=name)
+    conf = solr_dir() / "home" / name / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    for item in (PROJECT / "conf").iterdir():
+        shutil.copyfile(item, conf / item.name)
+    _admin(f"action=CREATE&name={name}&instanceDir={name}")
+    return url(core=name)
+
+
+def drop_core(name: str) -> None:
+    """Unload a core made by create_core and delete its directory (index included)."""
+    if _answers(_read_state()["port"], name):
+        _admin(f"action=UNLOAD&core={name}&deleteInstanceDir=true")
 
 
 def running() -> bool:
