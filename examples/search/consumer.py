@@ -156,11 +156,12 @@ async def apply_batch(solr: Solr, records: list[tuple[TopicPartition, Any]], ter
     for is_term, key, value in decoded:
         blog_id, ident = parse_key(key)
         if is_term:
-            having = {d["id"]: d for d in await solr.with_term(blog_id, ident)}
-            for doc_id, doc in pending.items():  # written in this batch, not yet in Solr's search
-                if doc is not None and doc.get("blog_id") == blog_id and ident in (doc.get("term_ids") or []):
+            having: dict[str, Doc | None] = {d["id"]: d for d in await solr.with_term(blog_id, ident)}
+            for doc_id, doc in pending.items():  # what this batch wrote is not in Solr's search yet
+                if doc_id in having or (doc is not None and doc.get("blog_id") == blog_id
+                                        and ident in (doc.get("term_ids") or [])):
                     having[doc_id] = doc
-            posts = [d for d in (current(doc_id) for doc_id in having) if d is not None]
+            posts = [d for d in having.values() if d is not None]
             changes = apply_term_record(key, value, current(term_doc_id(blog_id, ident)), posts)
         else:
             added = ((value or {}).get("terms") or {}).get("added") or []
@@ -261,6 +262,7 @@ def main() -> None:
     args.post_types = frozenset(t.strip() for t in args.post_types.split(",") if t.strip())
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     try:
         asyncio.run(run(args))
     except (ContractError, SolrRefused) as e:

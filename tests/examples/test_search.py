@@ -114,7 +114,7 @@ def test_search_index_follows_titles_terms_and_deletes(stack, wp_single, connect
     assert doc["title"] == f"Title{u} one"
     assert doc["content"] == f"Café body{u} & bold one two"  # no tags, no block comments, entities decoded
     assert doc["excerpt"] == f"Short excerpt{u}"
-    assert sorted(doc["term_names"]) == sorted([rename, doomed])
+    assert set(doc["term_labels"]) == {f"post_tag:{rename}", f"post_tag:{doomed}", "category:Uncategorized"}
     assert doc["permalink"] == wp.permalinks([p1])[p1]
     assert doc["author"] == int(wp.get_post(p1)["post"]["post_author"])
     assert search(solr_core, f"body{u}") == {p1}, "content is searchable"
