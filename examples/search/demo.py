@@ -127,7 +127,11 @@ def main() -> int:
     try:
         wait_for(lambda: bool(httpx.get(f"{core}/all", params={"q": "kind:(post OR state)", "rows": "0"},
                                         timeout=30).json()["response"]["numFound"]), procs, "the backfill")
-        n = httpx.get(f"{core}/select", params={"q": "*:*", "rows": "0"}, timeout=30).json()["response"]["numFound"]
+        n, last = -1, 0  # until the count holds still for 2 s: the backfill is in
+        while n != last:
+            n, last = last, httpx.get(f"{core}/select", params={"q": "*:*", "rows": "0"},
+                                      timeout=30).json()["response"]["numFound"]
+            time.sleep(2)
         print(f"backfill: {n} published posts of the site are searchable\n")
         state["tag_slug"] = slug = f"solr-demo-{time.strftime('%H%M%S')}"
         state["tag_id"] = int(wp.run("insert_term", name=slug, slug=slug)["term_id"])
