@@ -31,7 +31,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -40,6 +40,7 @@ from aiokafka.errors import CommitFailedError
 from aiokafka.structs import OffsetAndMetadata
 from documents import (
     DEFAULT_POST_TYPES,
+    Changes,
     ContractError,
     Doc,
     apply_post_record,
@@ -133,13 +134,17 @@ async def apply_batch(solr: Solr, records: list[tuple[TopicPartition, Any]], ter
                       post_types: frozenset[str]) -> tuple[dict[str, Doc | None], int]:
     """The documents the batch changes (None: deleted), and how many records were stale. Records
     are applied one after the other on what Solr holds plus what the batch changed so far."""
-    decoded: list[tuple[bool, Any, dict[str, Any] | None]] = []
+    decoded: list[tuple[bool, Any, dict[str, Any] | None, str]] = []
     wanted: set[str] = set()
     for tp, r in records:
-        value = json.loads(r.value) if r.value is not None else None
+        where = f"{tp.topic}[{tp.partition}] offset {r.offset}"
+        try:
+            value = json.loads(r.value) if r.value is not None else None
+            blog_id, ident = parse_key(r.key)
+        except (ValueError, ContractError) as e:
+            raise ContractError(f"{where}: {e} (not a wpcdc record: is --topic/--term-topic right?)") from None
         is_term = tp.topic == term_topic
-        blog_id, ident = parse_key(r.key)
-        decoded.append((is_term, r.key, value))
+        decoded.append((is_term, r.key, value, where))
         if is_term:
             wanted.add(term_doc_id(blog_id, ident))
         else:
@@ -153,27 +158,36 @@ async def apply_batch(solr: Solr, records: list[tuple[TopicPartition, Any]], ter
         return pending[doc_id] if doc_id in pending else known.get(doc_id)
 
     stale = 0
-    for is_term, key, value in decoded:
-        blog_id, ident = parse_key(key)
-        if is_term:
-            having: dict[str, Doc | None] = {d["id"]: d for d in await solr.with_term(blog_id, ident)}
-            for doc_id, doc in pending.items():  # what this batch wrote is not in Solr's search yet
-                if doc_id in having or (doc is not None and doc.get("blog_id") == blog_id
-                                        and ident in (doc.get("term_ids") or [])):
-                    having[doc_id] = doc
-            posts = [d for d in having.values() if d is not None]
-            changes = apply_term_record(key, value, current(term_doc_id(blog_id, ident)), posts)
-        else:
-            added = ((value or {}).get("terms") or {}).get("added") or []
-            registry = {int(t["term_taxonomy_id"]): current(term_doc_id(blog_id, int(t["term_taxonomy_id"])))
-                        for t in added}
-            changes = apply_post_record(key, value, current(post_doc_id(blog_id, ident)), registry, post_types)
+    for is_term, key, value, where in decoded:
+        try:
+            changes = await apply_record(solr, is_term, key, value, pending, current, post_types)
+        except ContractError as e:
+            raise ContractError(f"{where}: {e}") from None
         if changes.skipped:
             stale += 1
             log.debug("skipped: %s", changes.skipped)
         pending.update(changes.upserts)
         pending.update(dict.fromkeys(changes.deletes))
     return pending, stale
+
+
+async def apply_record(solr: Solr, is_term: bool, key: Any, value: dict[str, Any] | None,
+                       pending: dict[str, Doc | None], current: Callable[[str], Doc | None],
+                       post_types: frozenset[str]) -> Changes:
+    """One record on what Solr holds plus what the batch changed so far (``pending``)."""
+    blog_id, ident = parse_key(key)
+    if is_term:
+        having: dict[str, Doc | None] = {d["id"]: d for d in await solr.with_term(blog_id, ident)}
+        for doc_id, doc in pending.items():  # what this batch wrote is not in Solr's search yet
+            if doc_id in having or (doc is not None and doc.get("blog_id") == blog_id
+                                    and ident in (doc.get("term_ids") or [])):
+                having[doc_id] = doc
+        posts = [d for d in having.values() if d is not None]
+        return apply_term_record(key, value, current(term_doc_id(blog_id, ident)), posts)
+    added = ((value or {}).get("terms") or {}).get("added") or []
+    registry = {int(t["term_taxonomy_id"]): current(term_doc_id(blog_id, int(t["term_taxonomy_id"])))
+                for t in added}
+    return apply_post_record(key, value, current(post_doc_id(blog_id, ident)), registry, post_types)
 
 
 class Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -225,7 +239,8 @@ async def run(args: argparse.Namespace) -> None:
                 continue
             records = [(tp, r) for tp, rs in batch.items() for r in rs]
             changes, stale = await apply_batch(solr, records, args.term_topic, args.post_types)
-            await solr.write(changes)
+            if changes:
+                await solr.write(changes)
             offsets = {tp: OffsetAndMetadata(rs[-1].offset + 1, "") for tp, rs in batch.items()}
             try:
                 await consumer.commit(offsets)

@@ -27,6 +27,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -99,6 +100,18 @@ def column_text(value: Any) -> tuple[str | None, bool]:
         if value.get("$truncated"):
             return value.get("head"), False
     return str(value), True
+
+
+def solr_date(value: Any) -> str | None:
+    """A ``post_date_gmt`` as Solr's date type takes it (UTC, ``Z``), or None: a draft never dated
+    has none (``null``), and a date MySQL accepted but no calendar has (``2024-02-30T…``, which
+    the event keeps as text) would make Solr refuse the whole batch."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(microsecond=0).isoformat() + "Z"
+    except ValueError:
+        return None
 
 
 def post_doc_id(blog_id: int, post_id: int) -> str:
@@ -235,8 +248,7 @@ def apply_post_record(key: bytes | str | None, event: Mapping[str, Any] | None, 
     link = (event.get("link") or {}).get("after") or {}
     doc["permalink"] = link.get("url") or old.get("permalink")
     doc["path"] = link.get("path") or old.get("path")
-    if after.get("post_date_gmt"):
-        doc["date"] = str(after["post_date_gmt"]).split(".")[0] + "Z"
+    doc["date"] = solr_date(after.get("post_date_gmt"))
     doc["incomplete"] = not complete
     return Changes(upserts={doc_id: _with_terms({k: v for k, v in doc.items() if v is not None}, terms)})
 

@@ -91,6 +91,19 @@ def test_plain_text(markup: str, text: str) -> None:
     assert d.plain_text(markup) == text
 
 
+@pytest.mark.parametrize(("value", "date"), [
+    ("2026-12-01T10:00:00", "2026-12-01T10:00:00Z"),
+    ("2026-12-01T10:00:00.123456", "2026-12-01T10:00:00Z"),
+    (None, None),
+    ("2024-02-30T10:11:12", None),  # MySQL took it, no calendar has it: left out, not a refused batch
+    ("2024-00-00T00:00:00", None),
+])
+def test_solr_date(value: str | None, date: str | None) -> None:
+    assert d.solr_date(value) == date
+    if value == "2024-02-30T10:11:12":
+        assert "date" not in only(apply(None, event(10, "create", after=row(post_date_gmt=value))))
+
+
 def test_column_text_markers() -> None:
     assert d.column_text("abc") == ("abc", True)
     assert d.column_text({"$base64": "aGk="}) == ("hi", True)
