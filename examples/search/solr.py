@@ -4,7 +4,8 @@
 Solr comes from Maven Central, not from a distribution: ``solr/pom.xml`` names ``solr-core``,
 ``solr-solrj`` and ``solr-test-framework`` (whose ``JettySolrRunner`` is Solr's own embedded
 Jetty), Maven resolves them into ``~/.m2`` (deploy/local/deps.sh does it once, ahead of time), and
-``solr/src/.../SolrMain.java`` (compiled here with ``javac``) runs that runner on 127.0.0.1.
+``solr/src/.../SolrMain.java`` (compiled here by the runtime's own compiler module: a JRE will
+do) runs that runner on 127.0.0.1.
 
 Everything it writes is under ``<stack dir>/solr/`` (``.stack/solr`` unless ``WPCDC_STACK_DIR``
 says otherwise): the Solr home (``solr.xml`` and the core ``wpcdc``, its configuration copied from
@@ -208,8 +209,10 @@ def _compile(classpath: Path) -> Path:
     classes = solr_dir() / "classes"
     compiled = classes / "wpcdc" / "search" / "SolrMain.class"
     if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
-        _run([_tool("javac"), "--release", "17", "-cp", classpath.read_text().strip(), "-d", str(classes),
-              str(source)], "compiling SolrMain.java")
+        # javac as a module of the runtime: Debian's openjdk-17-jre-headless has it (the jdk.compiler
+        # module) but not the javac launcher, which comes with the JDK package
+        _run([_tool("java"), "-m", "jdk.compiler/com.sun.tools.javac.Main", "--release", "17",
+              "-cp", classpath.read_text().strip(), "-d", str(classes), str(source)], "compiling SolrMain.java")
     return classes
 
 
