@@ -822,7 +822,8 @@ def _search_solr_down() -> None:
     """The search recipe's Solr (examples/search/solr.py), when a test or demo left it up."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("search_solr", REPO / "examples" / "search" / "solr.py")
+    path = REPO / "examples" / "search" / "solr.py"
+    spec = importlib.util.spec_from_file_location("search_solr", path) if path.exists() else None
     if spec and spec.loader:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
