@@ -129,6 +129,15 @@ DEMO_POSTGRES_ARGS ?=
 demo-postgres: up
 	$(PY) examples/postgres/demo.py $(DEMO_POSTGRES_ARGS)
 
+# ------------------------------------------------------------------- examples/search (issue 15)
+# The search recipe: Solr 9 from Maven Central (examples/search/solr.py), `wpcdc stream` on the
+# single site and examples/search/consumer.py, with edits and searches in front of you.
+# DEMO_SEARCH_ARGS=--keep leaves Solr running (python examples/search/solr.py down stops it).
+DEMO_SEARCH_ARGS ?=
+.PHONY: demo-search
+demo-search: up
+	$(PY) examples/search/demo.py $(DEMO_SEARCH_ARGS)
+
 # ------------------------------------------------------------------- examples/nextjs (issue 15)
 # The Next.js recipe against the local stack: WordPress over HTTP, `wpcdc stream` for its site,
 # `next build` + `next start`, the KafkaJS consumer; scripted edits, then serving until Ctrl-C.

@@ -238,4 +238,18 @@ if [ "$(cat "$estamp" 2>/dev/null)" != "$ewant" ]; then
     echo "$ewant" >"$estamp"
 fi
 
+# ------------------------------------------------------------ examples/search (Solr recipe)
+
+# Solr's jars for the search recipe's throwaway Solr (examples/search/solr.py runs the test
+# framework's embedded Jetty from them), fetched from Maven Central into ~/.m2 now, so that its
+# first start (and the end-to-end test on a fresh machine) downloads nothing.
+SOLR_POM="$REPO/examples/search/solr/pom.xml"
+solr_version="$(sed -n 's:.*<solr.version>\(.*\)</solr.version>.*:\1:p' "$SOLR_POM")"
+solr_jar="$HOME/.m2/repository/org/apache/solr/solr-test-framework/$solr_version/solr-test-framework-$solr_version.jar"
+if [ ! -f "$solr_jar" ]; then
+    log "mvn: Solr $solr_version's jars into ~/.m2 (examples/search)"
+    mvn -B -q -f "$SOLR_POM" dependency:resolve dependency:build-classpath -Dmdep.outputFile=/dev/null \
+        || die "mvn could not fetch Solr $solr_version's jars from Maven Central (examples/search/solr/pom.xml)"
+fi
+
 log "ok (python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'), java $jmajor, $(command -v mvn), node $(node --version))"

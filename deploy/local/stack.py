@@ -818,12 +818,25 @@ def up(services: list[str] | None = None) -> Ports:
     return ports
 
 
+def _search_solr_down() -> None:
+    """The search recipe's Solr (examples/search/solr.py), when a test or demo left it up."""
+    import importlib.util
+
+    path = REPO / "examples" / "search" / "solr.py"
+    spec = importlib.util.spec_from_file_location("search_solr", path) if path.exists() else None
+    if spec and spec.loader:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.down()
+
+
 def down() -> None:
     import postgres  # the recipes' PostgreSQL (deploy/local/postgres.py), when a test or demo left it up
     from cluster import cluster_down
 
     cluster_down()
     postgres.down()
+    _search_solr_down()
     wordpress_http_down()
     kafka_down()
     mariadb_down()

@@ -37,3 +37,46 @@ def pg_database(postgres_port: int) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _search_solr():  # type: ignore[no-untyped-def]
+    """examples/search/solr.py under a name of its own (not importable as a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "search_solr" not in sys.modules:
+        path = Path(__file__).resolve().parents[2] / "examples" / "search" / "solr.py"
+        spec = importlib.util.spec_from_file_location("search_solr", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["search_solr"]
+
+
+@pytest.fixture(scope="session")
+def solr_server(stack) -> Iterator[int]:  # type: ignore[no-untyped-def]
+    """The search recipe's Solr (examples/search/solr.py: Solr 9 from Maven Central, started once
+    per session, ~20 s); stopped at the end of the session unless it was running before (e.g.
+    left up by `make demo-search --keep`)."""
+    solr = _search_solr()
+    was_running = solr.running()
+    port = solr.up()
+    try:
+        yield port
+    finally:
+        if not was_running:
+            solr.down()
+
+
+@pytest.fixture
+def solr_core(solr_server: int) -> Iterator[str]:
+    """A core of its own for one test (the recipe's schema): its URL. Unloaded and deleted afterwards."""
+    solr = _search_solr()
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    url = solr.create_core(name)
+    try:
+        yield url
+    finally:
+        solr.drop_core(name)
