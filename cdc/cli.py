@@ -147,6 +147,7 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         metrics_host=kw["metrics_host"], stall_timeout=kw["stall_timeout"],
         binlog_poll_interval=kw["binlog_poll_interval"],
         snapshot_mode=kw["snapshot"], snapshot=_snapshot_settings(kw), verify_timeout=kw["verify_timeout"],
+        repair_timeout=kw["repair_timeout"],
         post_type_bases=build_post_type_bases(kw["post_type_base"]), link_fanout=kw["link_fanout"],
     )
     validate(settings)
@@ -349,8 +350,8 @@ def status(as_json: bool, **kw: Any) -> int:
 @main.command(short_help="Compare the topic with the database; --repair re-emits what differs.")
 @declared("verify")
 @click.option("--repair", is_flag=True,
-              help="Re-emit the posts that differ through the backfill. Run it with the connector "
-              "stopped (it writes with the connector's name, like backfill).")
+              help="Re-emit the posts that differ through the backfill: asks the running connector to "
+              "(then verifies again), or runs the repair itself when the connector is stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts).")
 @click.pass_obj
 @run_command
@@ -362,11 +363,13 @@ def verify(obj: dict[str, str], repair: bool, as_json: bool, **kw: Any) -> int:
     has passed, and checks again each post that differs, so changes in flight are not reported.
     Posts that differ are listed on stdout and the exit status is 50.
 
-    With --repair, run with the connector STOPPED (like backfill; a running one is found and
-    refused, exit 52): the posts that differ get a new document (or a delete, for a post the
-    database no longer has) through the backfill, in order with the stream; then start the
-    connector again and run verify to confirm. Changes made while the connector was stopped count
-    as differences then, and are re-emitted too.
+    With --repair the posts that differ get a new document (or a delete, for a post the database
+    no longer has) through the backfill, in order with the stream. Beside a running connector
+    verify writes a repair request to its checkpoint topic, waits until the connector did it (up
+    to --repair-timeout; then exit 52, the request stays pending and the connector does it) and
+    verifies again: exit 0 only when nothing differs then. With the connector stopped it runs the
+    repair itself under the connector's name (changes made while the connector was stopped count
+    as differences then, and are re-emitted too); start the connector again and verify to confirm.
     """
     from cdc.commands.verify import run_verify
 

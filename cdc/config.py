@@ -195,6 +195,7 @@ class StreamSettings:
     post_type_bases: tuple[tuple[str, PostTypeBase], ...] = ()  # --post-type-base, parsed
     link_fanout: int = default("link_fanout")
     verify_timeout: float = default("verify_timeout")  # `wpcdc verify`: how long to wait for the connector
+    repair_timeout: float = default("repair_timeout")  # `verify --repair`: how long to wait for the running connector
 
     @property
     def transactional_id(self) -> str:

@@ -36,7 +36,7 @@ class Exit(IntEnum):
     CHECKPOINT_MISSING = 41
     VERIFY_MISMATCH = 50
     VERIFY_BEHIND = 51
-    VERIFY_RUNNING = 52
+    REPAIR_PENDING = 52
 
 
 # code → (what it means, in a line for --help; the commands that exit with it, as the docs list them)
@@ -74,8 +74,9 @@ EXIT_CODES: dict[Exit, tuple[str, str]] = {
                            "stdout; `verify --repair` re-emits them)", "`verify`"),
     Exit.VERIFY_BEHIND: ("verify: the connector's checkpoint did not pass the position to compare at within "
                          "--verify-timeout (is `wpcdc stream` running?)", "`verify`"),
-    Exit.VERIFY_RUNNING: ("verify --repair: the connector is running (stop it first: the repair writes with its "
-                          "name) or has a backfill to finish", "`verify --repair`"),
+    Exit.REPAIR_PENDING: ("verify --repair: the repair is not done yet: the running connector did not finish it "
+                          "within --repair-timeout (the request stays pending; the connector does it), or the "
+                          "stopped connector must finish a backfill first", "`verify --repair`"),
 }
 RETRIED_BY_STREAM = (Exit.SOURCE, Exit.SINK, Exit.CHECKPOINT)
 
@@ -243,8 +244,10 @@ class ConnectorBehindError(VerifyError):
     exit_code: int = Exit.VERIFY_BEHIND
 
 
-class ConnectorRunningError(VerifyError):
-    """``verify --repair`` found the connector running: the repair takes over its transactional id,
-    which would fence it."""
+class RepairPendingError(VerifyError):
+    """``verify --repair`` is not done: the running connector did not finish its repair requests
+    within ``--repair-timeout`` (they stay in the checkpoint topic and the connector does them:
+    cdc/repair_requests.py), or the connector is stopped with a backfill of its own to finish
+    first (verify would count every post it has not read yet as a difference)."""
 
-    exit_code: int = Exit.VERIFY_RUNNING
+    exit_code: int = Exit.REPAIR_PENDING

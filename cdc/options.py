@@ -244,6 +244,10 @@ OPTIONS: tuple[Option, ...] = (
            note=" seconds (0 = do not wait)",
            help="Seconds to wait for the connector to checkpoint past the position verify compares at "
            "(0: compare the topic as it stands; changes not written yet then count as differences)."),
+    Option("repair_timeout", 600.0, float, commands=("verify",), setting="repair_timeout", low=0,
+           note=" seconds",
+           help="verify --repair beside a running connector: seconds to wait for it to do the repair "
+           "(after that the request stays pending, exit 52)."),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

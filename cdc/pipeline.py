@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
-from cdc import endpoints, metrics
+from cdc import endpoints, metrics, repair_requests
 from cdc.assemble import Assembler
 from cdc.backfill import Backfill, new_progress, skip_types
 from cdc.checkpoint import Checkpoint, CheckpointStore
@@ -37,7 +37,7 @@ from cdc.events import Origin, PostEvent, build, moved_event
 from cdc.kafka import connector_topics, ensure_topics, event_topic_spec, event_topics
 from cdc.links import Linker, LinkRequest
 from cdc.model import Commit, Idle, PostChange, Row, RowsBatch, SettingsWritten, fold_into, gone
-from cdc.ports import ChangeSource, Ports
+from cdc.ports import ChangeSource, ChunkReader, Ports
 from cdc.position import Position
 from cdc.routing import TopicRouter
 from cdc.sink import KafkaSink
@@ -96,11 +96,15 @@ class Session:
         self._last_flush_at = 0.0
         self.backfill: Backfill | None = None
         if backfill is not None and not backfill.done:
-            self.backfill = Backfill(ports.chunk_reader(), settings.snapshot, backfill, self.assembler,
-                                     self._closed_extend, lambda: self.checkpoint.resume, lambda: len(self._closed),
-                                     blocking=ports.blocking, pause=ports.pause)
+            self.backfill = self._new_backfill(ports.chunk_reader(), backfill)
         self.exit_after_backfill = exit_after_backfill
         self.backfill_committed = False
+        self.repairs = ports.repairs  # repair requests to pick up (cdc/repair_requests.py), or None
+
+    def _new_backfill(self, reader: ChunkReader, progress: SnapshotProgress) -> Backfill:
+        return Backfill(reader, self.settings.snapshot, progress, self.assembler, self._closed_extend,
+                        lambda: self.checkpoint.resume, lambda: len(self._closed),
+                        blocking=self.ports.blocking, pause=self.ports.pause)
 
     def _closed_extend(self, changes: list[PostChange]) -> None:
         self._closed.extend(changes)
@@ -122,6 +126,7 @@ class Session:
         log.info("streaming from %s (%d posts already emitted past it)", self.checkpoint.resume,
                  len(self.checkpoint.emitted), extra={"position": str(self.checkpoint.resume)})
         backfill_task = asyncio.create_task(self.backfill.run()) if self.backfill else None
+        watch_task = asyncio.create_task(self.repairs.watch()) if self.repairs is not None else None
         try:
             try:
                 while not stop.is_set():
@@ -136,6 +141,11 @@ class Session:
                     if backfill_task is not None and backfill_task.done():
                         backfill_task.result()  # raises what the backfill raised
                     await self._maybe_flush()
+                    if watch_task is not None:
+                        if watch_task.done():
+                            watch_task.result()  # raises what the watcher raised
+                        if backfill_task is None or (backfill_task.done() and self.backfill_committed):
+                            backfill_task = await self._start_repair() or backfill_task
                     metrics.heartbeat()
                     if self.exit_after_backfill and self.backfill_committed:
                         log.info("backfill committed; stopping as asked")
@@ -151,8 +161,9 @@ class Session:
             self._closed.extend(self.assembler.close_all())
             await self._flush(force=True)
         finally:
-            if backfill_task is not None and not backfill_task.done():
-                backfill_task.cancel()
+            for task in (backfill_task, watch_task):
+                if task is not None and not task.done():
+                    task.cancel()
             if self.ports.observe:
                 metrics.detach(self)
             source.stop()
@@ -238,6 +249,8 @@ class Session:
         checkpoint = self._current_checkpoint()
         events = await self._link(self._build(closed, looked_up) + fanned)  # a post's own earlier change before its fan-out
         records = self._encode(events) + term_records
+        if self.repairs is not None:  # a finished repair's request: its tombstone goes with this checkpoint
+            records += self.repairs.finished(checkpoint.snapshot)
         moved = (checkpoint.resume, checkpoint.emitted, checkpoint.snapshot, checkpoint.done_upto) != (
             self.checkpoint.resume, self.checkpoint.emitted, self.checkpoint.snapshot, self.checkpoint.done_upto
         )
@@ -286,6 +299,25 @@ class Session:
                 marks[c.key] = max(c.last_pos, marks.get(c.key, c.last_pos))
         await self._write(events, records, replace(base, emitted=marks, ts_ms=int(time.time() * 1000)))
         return True
+
+    async def _start_repair(self) -> asyncio.Task[None] | None:
+        """With no backfill running: a backfill of the oldest pending repair request, if any (the
+        request whose backfill the committed checkpoint says finished only waits for its tombstone)."""
+        assert self.repairs is not None
+        request = self.repairs.next((self.checkpoint.snapshot or {}).get("id"))
+        if request is None:
+            return None
+
+        def blogs() -> list[int]:
+            wanted = self.tables.blog_ids
+            return [b for b in self.db.blog_ids(self.tables) if wanted is None or b in wanted]
+
+        progress = repair_requests.progress(request, await self.ports.blocking(blogs))
+        log.info("repair %s: re-emitting %d posts of blogs %s, as asked by `wpcdc verify --repair`", request.id,
+                 progress.total, progress.blogs)
+        self.backfill = self._new_backfill(await self.ports.blocking(self.ports.chunk_reader), progress)
+        self.backfill_committed = False
+        return asyncio.create_task(self.backfill.run())
 
     def _encode(self, events: list[PostEvent]) -> list[Record]:
         """Each event's records (the event, and a tombstone after a delete), in order, routed to
@@ -661,6 +693,9 @@ async def _retry_sessions(settings: StreamSettings, stop: asyncio.Event, db: Dat
                 sink=sink, store=db,
                 chunk_reader=lambda: SnapshotReader(settings.mysql, tables, settings.snapshot,
                                                     skip_types(settings.capture)),
+                # `wpcdc stream` picks up `verify --repair`'s requests; `backfill` and the inline repair do not.
+                repairs=None if backfill_now else repair_requests.RepairWatcher(
+                    settings.kafka, settings.checkpoint_topic, settings.name),
             )
             await Session(settings, checkpoint, ports, progress, exit_after_backfill=exit_after).run(stop)
         finally:

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cdc.checkpoint import Checkpoint
 from cdc.encode import Record
@@ -22,6 +22,9 @@ from cdc.model import Row
 from cdc.position import Position
 from cdc.source.snapshot import SnapshotChunk
 from cdc.wordpress import TableNames
+
+if TYPE_CHECKING:
+    from cdc.repair_requests import RepairRequest
 
 T = TypeVar("T")
 
@@ -82,6 +85,20 @@ class ChunkReader(Protocol):
     def close(self) -> None: ...
 
 
+class RepairQueue(Protocol):
+    """``verify --repair``'s requests to a running connector (cdc.repair_requests.RepairWatcher)."""
+
+    async def watch(self) -> None:
+        """Keep the pending requests current, until cancelled."""
+        ...
+
+    def next(self, finished: str | None = None) -> RepairRequest | None: ...
+
+    def finished(self, snapshot: dict[str, Any] | None) -> list[Record]:
+        """The records (a tombstone) to write with a checkpoint whose backfill finished a request."""
+        ...
+
+
 async def _to_thread(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(fn, *args)
 
@@ -99,4 +116,5 @@ class Ports:
     blocking: Callable[..., Awaitable[Any]] = _to_thread
     pause: Callable[[float], Awaitable[None]] = asyncio.sleep
     observe: bool = True  # report to the process's metrics (off for sessions that are not the process's)
+    repairs: RepairQueue | None = None  # repair requests to pick up while streaming (None: none)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,16 +1,24 @@
 """``wpcdc verify --repair``: documents for exactly the posts verify found different.
 
-A repair is a backfill of listed posts (``SnapshotSettings.ids``), run by the connector's own
-stream session (``run_stream``, as ``wpcdc backfill`` does): its documents go through the same
-assembler as the stream, so the ordering rule between documents and changes holds
-(``Assembler.on_snapshot``; a post the topic has and the database has not gets a delete and a
-tombstone, ``Assembler.on_absent``), and its progress, the listed posts included, is in the
-checkpoint, so an interrupted repair is finished by the next ``wpcdc stream``.
+A repair is a backfill of listed posts (``SnapshotSettings.ids`` / ``SnapshotProgress.ids``) run
+inside a stream session: its documents go through the same assembler as the stream, so the
+ordering rule between documents and changes holds (``Assembler.on_snapshot``; a post the topic has
+and the database has not gets a delete and a tombstone, ``Assembler.on_absent``), and its progress,
+the listed posts included, is in the checkpoint, so an interrupted repair is finished by whoever
+resumes from it. Who runs that session depends on whether the connector runs
+(:func:`connector_running`):
 
-The price: the session writes with the connector's transactional id, so the connector must be
-stopped, as for ``wpcdc backfill``; a running one would be fenced (exit 31). A running connector
-rewrites its checkpoint at least every few seconds (``checkpoint_keepalive``), so a checkpoint
-that does not change for three of those says the connector is stopped.
+- **Running** (the usual case): the session is the connector's own. verify writes *repair
+  requests* to the checkpoint topic (cdc/repair_requests.py); the running session picks each up
+  once no backfill runs and tombstones it in the transaction of the checkpoint that records its
+  backfill finished. verify waits for the tombstones (``--repair-timeout``), then verifies again.
+- **Stopped**: :func:`repair` runs the session itself, under the connector's name (as ``wpcdc
+  backfill`` does), and returns once it is committed: nothing to wait for, and a stopped connector
+  could not pick up a request until it starts. A stopped connector with a backfill of its own to
+  finish gets requests instead (its next start finishes that backfill, then repairs).
+
+A running connector rewrites its checkpoint at least every few seconds (``checkpoint_keepalive``),
+so a checkpoint that does not change for three of those says the connector is stopped.
 """
 
 from __future__ import annotations
@@ -18,58 +26,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import replace
 
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import StreamSettings
-from cdc.errors import ConnectorRunningError
+from cdc.repair_requests import BATCH, batches
 
 log = logging.getLogger(__name__)
 
-BATCH = 10_000  # posts per repair session: their ids ride in every checkpoint record (~70 KB)
 QUIET_KEEPALIVES = 3  # a checkpoint unchanged this many keepalives: the connector is not running
 
 
-async def require_stopped(settings: StreamSettings) -> Checkpoint | None:
-    """The connector's checkpoint, once sure the connector is not running and has no backfill to
-    finish (ConnectorRunningError otherwise). Waits up to 15 s after a checkpoint just written."""
+async def connector_running(settings: StreamSettings) -> tuple[Checkpoint | None, bool]:
+    """(the connector's checkpoint, whether the connector is running: it rewrote the checkpoint
+    within the last three keepalives). Waits up to 15 s after a checkpoint just written, to see
+    whether it is written again."""
     store = CheckpointStore(settings.kafka, settings.checkpoint_topic, settings.name)
     first = await store.load()
     if first is None:
-        return None
-    if first.snapshot and not first.snapshot.get("finished_ms"):
-        raise ConnectorRunningError(
-            f"connector {settings.name} has a backfill in progress (id {first.snapshot.get('id')}): run "
-            f"`wpcdc stream --name {settings.name}` until `wpcdc status` shows it finished, then stop it and repair")
+        return None, False
     quiet = QUIET_KEEPALIVES * settings.checkpoint_keepalive
     age = time.time() - first.ts_ms / 1000
-    if age < quiet:
-        log.info("repair: checkpoint of %s written %.0fs ago; waiting %.0fs to be sure the connector is stopped",
-                 settings.name, age, quiet - age)
-        await asyncio.sleep(quiet - age)
+    if age >= quiet:
+        return first, False
+    log.info("repair: checkpoint of %s written %.0fs ago; watching it up to %.0fs to see whether the connector "
+             "runs", settings.name, age, quiet - age)
+    deadline = time.monotonic() + quiet - age
+    while time.monotonic() < deadline:
+        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         second = await store.load()
         if second is not None and second.ts_ms != first.ts_ms:
-            raise ConnectorRunningError(
-                f"connector {settings.name} is running (it rewrote its checkpoint just now): stop it first "
-                "(SIGTERM, or scale its Deployment to 0). The repair writes with the connector's name, as "
-                "`wpcdc backfill` does, and would fence it; start it again once the repair is done")
-    return first
-
-
-def batches(keys: list[tuple[int, int]], size: int = BATCH) -> Iterator[dict[int, tuple[int, ...]]]:
-    """The posts per blog, at most ``size`` of them per batch."""
-    batch: dict[int, list[int]] = defaultdict(list)
-    n = 0
-    for blog, post in sorted(set(keys)):
-        batch[blog].append(post)
-        n += 1
-        if n == size:
-            yield {b: tuple(ids) for b, ids in batch.items()}
-            batch, n = defaultdict(list), 0
-    if n:
-        yield {b: tuple(ids) for b, ids in batch.items()}
+            return second, True
+    return first, False
 
 
 async def repair(settings: StreamSettings, keys: list[tuple[int, int]], stop: asyncio.Event) -> bool:
@@ -89,4 +77,4 @@ async def repair(settings: StreamSettings, keys: list[tuple[int, int]], stop: as
     return True
 
 
-__all__ = ["batches", "repair", "require_stopped"]
+__all__ = ["BATCH", "batches", "connector_running", "repair"]

@@ -56,7 +56,7 @@ class KafkaSink:
         # Topics a routing template names are created as they are first needed (before the
         # transaction that writes to them); the ones known to exist are remembered.
         self._new_topic = new_topic
-        self._known_topics = {topic}
+        self._known_topics = {topic, checkpoint_topic}  # a repair request's tombstone goes to the latter
         self.checkpoints = CheckpointStore(settings, checkpoint_topic, connector)
         self.transactional = transactional_id is not None
         self.write_timeout = write_timeout

@@ -4,7 +4,8 @@ Kafka has the facts that survive the process: the committed checkpoint (where th
 resumes, when it was written, which posts are already emitted past it), the event topic
 (offsets committed, offsets still inside an open transaction, the newest event). MySQL adds the
 lag: how much binlog lies after the checkpoint, and whether the checkpoint's file still exists.
-The running process's own view (pending posts, seconds behind) is on its /metrics.
+The running process's own view (pending posts, seconds behind) is on its /metrics. The repair
+requests ``verify --repair`` left for the connector (cdc/repair_requests.py) are listed too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import click
 import orjson
 
+from cdc import repair_requests
 from cdc.checkpoint import Checkpoint, CheckpointStore
 from cdc.config import KafkaSettings, StreamSettings
 from cdc.errors import Exit, SinkError, SourceError
@@ -138,6 +140,11 @@ def gather(settings: StreamSettings) -> dict[str, Any]:
         "checkpoint": checkpoint_report(cp, now) if cp else None,
     }
     try:
+        watcher = asyncio.run(repair_requests.pending(settings.kafka, settings.checkpoint_topic, settings.name))
+        report["repair_requests"] = [r.as_dict() for r in watcher.pending.values()]
+    except SinkError as exc:
+        report["repair_requests"] = {"error": str(exc)}
+    try:
         report["events"] = asyncio.run(events_report(settings))
     except SinkError as exc:
         report["events"] = {"topic": settings.topic, "error": str(exc)}
@@ -162,6 +169,16 @@ def render(r: dict[str, Any]) -> str:
             lines.append("  pending    no post emitted past the resume point")
         if cp["snapshot"]:
             lines.append(f"  snapshot   {orjson.dumps(cp['snapshot']).decode()}")
+    requests = r.get("repair_requests")
+    if isinstance(requests, dict):
+        lines.append(f"repairs      cannot read the repair requests ({requests['error']})")
+    elif requests:
+        lines.append(f"repairs      {len(requests)} pending (`verify --repair`; the running connector does them "
+                     "one at a time, after any backfill)")
+        for q in requests:
+            asked = _iso(q["asked_ms"] / 1000) if q["asked_ms"] else "?"
+            lines.append(f"  request    {q['id']}: {q['posts']} posts ({', '.join(q['first'])}"
+                         f"{', …' if q['posts'] > len(q['first']) else ''}), asked {asked}")
     server = r["server"]
     if not server["reachable"]:
         lines.append(f"server       unreachable: {server['error']}")

@@ -20,8 +20,13 @@ compare a live site at one consistent point without reporting changes still in f
    same with the connector past the read, it differs.
 5. The first posts that differ are read once more for the report: the columns and meta keys.
 
-Without waiting (``--verify-timeout 0``, or ``--repair``, which runs with the connector
-stopped) steps 1 and 4 are skipped: the topic is compared as it stands.
+Without waiting (``--verify-timeout 0``, or ``--repair`` with the connector stopped) steps 1 and
+4 are skipped: the topic is compared as it stands.
+
+``--repair`` (cdc/repair.py) beside a running connector writes repair requests for the posts that
+differ (cdc/repair_requests.py), waits until the connector tombstoned them (its backfill of those
+posts is committed), then verifies again: exit 0 only when nothing differs then. With the
+connector stopped it runs the repair's session itself.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import click
 import orjson
 from aiokafka import TopicPartition
 
+from cdc import repair_requests
 from cdc.backfill import skip_types
 from cdc.checkpoint import CheckpointStore
 from cdc.config import StreamSettings
@@ -56,7 +62,7 @@ from cdc.digest import (
     split_key,
     unpack,
 )
-from cdc.errors import ConnectorBehindError, MismatchError, NoCheckpointError, VerifyError
+from cdc.errors import ConnectorBehindError, MismatchError, NoCheckpointError, RepairPendingError, VerifyError
 from cdc.kafka import KafkaReader
 from cdc.position import Position
 from cdc.progress import ProgressBar
@@ -86,6 +92,7 @@ class Report:
     changing: list[str] = field(default_factory=list)  # still changing after the re-checks
     not_compared: list[str] = field(default_factory=list)  # the size policy cut part of their state
     repaired: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # repair requests the running connector did
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,7 +101,8 @@ class Report:
             "records": self.records, "topic_posts": self.topic_posts, "compared": self.compared,
             "equal": self.equal, "in_flight": self.in_flight,
             "differ": [d.as_dict() for d in self.differ], "changing": self.changing,
-            "not_compared": self.not_compared, "repaired": self.repaired, "seconds": round(self.seconds, 2),
+            "not_compared": self.not_compared, "repaired": self.repaired, "requests": self.requests,
+            "seconds": round(self.seconds, 2),
         }
 
     def render(self, limit: int = DETAILS) -> str:
@@ -113,7 +121,10 @@ class Report:
                      f"only in the topic, {kinds['differs']} with other content); {self.equal} of {self.compared} "
                      f"database posts equal; {self.in_flight} in flight; {len(self.changing)} still changing "
                      f"({self.seconds:.1f}s)")
-        if self.repaired:
+        if self.repaired and self.requests:
+            lines.append(f"repaired {len(self.repaired)} posts: re-emitted by the running connector (repair requests "
+                         f"{', '.join(self.requests)}), then compared again (the lines above)")
+        elif self.repaired:
             lines.append(f"repaired {len(self.repaired)} posts: re-emitted through the backfill")
         return "\n".join(lines)
 
@@ -411,8 +422,8 @@ def _difference(key: int, s: Suspect) -> Difference | None:
 
 def run_verify(settings: StreamSettings, repair: bool = False, as_json: bool = False) -> int:
     """``wpcdc verify``: print the report; MismatchError (exit 50) when posts differ and were not
-    repaired. With ``repair`` (the connector stopped) the posts that differ are re-emitted."""
-    from cdc import repair as repairing
+    repaired. With ``repair`` the posts that differ are re-emitted: by the running connector (repair
+    requests; verified again afterwards), or inline with the connector stopped."""
     from cdc.errors import ConfigError
     from cdc.routing import TopicRouter
 
@@ -427,26 +438,113 @@ def run_verify(settings: StreamSettings, repair: bool = False, as_json: bool = F
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        if repair:
-            await repairing.require_stopped(settings)
-        report = await Verifier(settings, 0.0 if repair else settings.verify_timeout).run()
-        if repair and report.differ:
-            keys = [(d.blog_id, d.post_id) for d in report.differ]
-            log.info("verify: %d posts differ; repairing them: %s", len(keys), ", ".join(d.key for d in report.differ[:50]))
-            if not await repairing.repair(settings, keys, stop):
-                raise VerifyError(
-                    "repair interrupted; the connector's checkpoint holds the posts still to read, and "
-                    "`wpcdc stream` finishes the repair when it starts")
-            report.repaired = [d.key for d in report.differ]
-        return report
+        if not repair:
+            return await Verifier(settings, settings.verify_timeout).run()
+        return await _repair(settings, stop)
 
     report = asyncio.run(main())
     click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() if as_json else report.render())
+    if report.differ and report.requests:
+        raise MismatchError(
+            f"{len(report.differ)} posts differ between topic {settings.topic} and the database after the repair "
+            "(listed above): changed behind the binlog's back again, or by the site since? Run `wpcdc verify "
+            "--repair` again (docs/operations.md, 'Verify')")
     if report.differ and not report.repaired:
         raise MismatchError(
             f"{len(report.differ)} posts differ between topic {settings.topic} and the database (listed above): "
-            "stop the connector and run `wpcdc verify --repair` to re-emit them (docs/operations.md, 'Verify')")
+            "run `wpcdc verify --repair` to re-emit them (docs/operations.md, 'Verify')")
     return 0
+
+
+async def _repair(settings: StreamSettings, stop: asyncio.Event) -> Report:
+    """verify, then re-emit the posts that differ: through the running connector (requests), or
+    inline when it is stopped (its session, under its name)."""
+    from cdc import repair as repairing
+
+    checkpoint, running = await repairing.connector_running(settings)
+    if running:
+        return await _repair_running(settings, stop)
+    snapshot = (checkpoint.snapshot if checkpoint is not None else None) or {}
+    if snapshot and not snapshot.get("finished_ms"):
+        raise RepairPendingError(
+            f"connector {settings.name} is stopped with a backfill in progress (id {snapshot.get('id')}, "
+            f"{snapshot.get('posts_done')} of {snapshot.get('total')} posts): the posts it has not read yet would all "
+            f"count as differences. Start `wpcdc stream --name {settings.name}` and run `wpcdc verify --repair` "
+            "beside it: it waits for the backfill, then asks the connector for the repair")
+    report = await Verifier(settings, 0.0).run()
+    if report.differ:
+        keys = [(d.blog_id, d.post_id) for d in report.differ]
+        log.info("verify: %d posts differ; connector %s is stopped: repairing them with its session: %s", len(keys),
+                 settings.name, ", ".join(d.key for d in report.differ[:50]))
+        if not await repairing.repair(settings, keys, stop):
+            raise VerifyError(
+                "repair interrupted; the connector's checkpoint holds the posts still to read, and "
+                "`wpcdc stream` finishes the repair when it starts")
+        report.repaired = [d.key for d in report.differ]
+    return report
+
+
+async def _repair_running(settings: StreamSettings, stop: asyncio.Event) -> Report:
+    """Beside the running connector: verify, write a repair request per batch of the posts that
+    differ, wait until the connector tombstoned them all (its repair committed), verify again."""
+    first = await Verifier(settings, settings.verify_timeout).run()
+    if not first.differ:
+        return first
+    requests = repair_requests.split((d.blog_id, d.post_id) for d in first.differ)
+    await repair_requests.write(settings.kafka, settings.checkpoint_topic, settings.name, requests)
+    log.info("verify: %d posts differ; asked the running connector %s to re-emit them (repair requests %s in %s): %s",
+             len(first.differ), settings.name, ", ".join(r.id for r in requests), settings.checkpoint_topic,
+             ", ".join(d.key for d in first.differ[:50]))
+    await _wait_for_repairs(settings, requests, stop)
+    log.info("verify: the connector committed the repair; comparing again")
+    report = await Verifier(settings, settings.verify_timeout).run()
+    report.repaired = [d.key for d in first.differ]
+    report.requests = [r.id for r in requests]
+    return report
+
+
+async def _wait_for_repairs(settings: StreamSettings, requests: list[repair_requests.RepairRequest],
+                            stop: asyncio.Event) -> None:
+    """Until every request is tombstoned (RepairPendingError after --repair-timeout or a signal),
+    showing the posts done: those of requests done, and the progress of the one running."""
+    ours = {r.id: r for r in requests}
+    total = sum(r.count for r in requests)
+    watcher = repair_requests.RepairWatcher(settings.kafka, settings.checkpoint_topic, settings.name)
+    bar = ProgressBar("repair", total)
+    deadline = time.monotonic() + settings.repair_timeout
+    async with KafkaReader(settings.kafka, f"read repair requests in {settings.checkpoint_topic}", "checkpoint") as reader:
+        while True:
+            await watcher.catch_up(reader)
+            left = [r for rid, r in ours.items() if rid not in watcher.done]
+            done = total - sum(r.count for r in left)
+            running = _snapshot_of(watcher.checkpoint)
+            if running.get("id") in ours and running.get("id") not in watcher.done:
+                done += int(running.get("posts_done") or 0)
+            bar.update(done)
+            if not left:
+                bar.close()
+                return
+            if stop.is_set() or time.monotonic() > deadline:
+                bar.close()
+                why = "verify was interrupted" if stop.is_set() else f"not done after --repair-timeout {settings.repair_timeout:.0f}s"
+                busy = (f" (it is running backfill {running.get('id')}: {running.get('posts_done')} of "
+                        f"{running.get('total')} posts)" if running and not running.get("finished_ms") else "")
+                raise RepairPendingError(
+                    f"the repair of {sum(r.count for r in left)} posts is {why}: its requests "
+                    f"{', '.join(r.id for r in left)} stay pending in {settings.checkpoint_topic}, and connector "
+                    f"{settings.name} does them{busy}; `wpcdc status` lists the pending requests. Run `wpcdc verify` "
+                    "once they are gone to confirm")
+            await asyncio.sleep(1.0)
+
+
+def _snapshot_of(checkpoint: bytes | None) -> dict[str, Any]:
+    """The ``snapshot`` (backfill progress) of a checkpoint record's value; {} when none."""
+    if not checkpoint:
+        return {}
+    try:
+        return dict(orjson.loads(checkpoint).get("snapshot") or {})
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return {}
 
 
 __all__ = ["Report", "Verifier", "run_verify"]
