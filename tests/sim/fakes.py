@@ -29,6 +29,7 @@ from cdc.errors import (
 )
 from cdc.model import Commit, Idle, PostDoc, Row, RowChange, RowsBatch, TxnRef
 from cdc.position import Position
+from cdc.repair_requests import RepairWatcher
 from cdc.source.binlog import SourceFailed
 from cdc.source.snapshot import SnapshotChunk
 from cdc.wordpress import AUTO_DRAFT, Capture, TableKind, TableNames
@@ -365,6 +366,38 @@ class FakeSink:
             producer.send(self.checkpoint_topic, self.connector_key, checkpoint.encode())
         self.committed += 1
         self._hook(self.after_commit, records, checkpoint)
+
+
+class FakeRepairWatcher(RepairWatcher):
+    """cdc.repair_requests.RepairWatcher reading FakeKafka's checkpoint topic: its decisions (which
+    request next, which tombstone with which checkpoint) are the real ones; only the reading is
+    modelled. It reads on (committed records up to the last stable offset) each time ``interval``
+    simulated seconds passed, and yields between looks."""
+
+    def __init__(self, kafka: FakeKafka, topic: str, connector: str, clock: VirtualClock,
+                 interval: float = 2.0) -> None:
+        super().__init__(None, topic, connector, interval)  # type: ignore[arg-type]
+        self.kafka = kafka
+        self.clock = clock
+        self._offset = 0
+        self._looked: float | None = None
+
+    async def watch(self) -> None:
+        while True:
+            now = self.clock.monotonic()
+            if self._looked is None or now - self._looked >= self.interval:
+                self._looked = now
+                self.read_on()
+            await asyncio.sleep(0)
+
+    def read_on(self) -> None:
+        self.kafka.expire()
+        end = self.kafka.last_stable_offset(self.topic)
+        for record in self.kafka.topics.get(self.topic, [])[self._offset:end]:
+            if record.state == "committed":
+                self.apply(record.key, record.value)
+        self._offset = max(self._offset, end)
+        self.loaded = True
 
 
 def load_checkpoint(kafka: FakeKafka, topic: str, connector: str, timeout: float = 30.0,

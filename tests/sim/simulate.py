@@ -32,6 +32,7 @@ from cdc.errors import WpcdcError
 from cdc.model import RowChange
 from cdc.pipeline import Session
 from cdc.ports import Ports
+from cdc.repair_requests import RepairRequest
 from cdc.source.snapshot import SnapshotProgress
 from cdc.wordpress import TableKind
 from tests.sim import oracle, term_oracle
@@ -39,6 +40,7 @@ from tests.sim.fakes import (
     Crash,
     FakeChunkReader,
     FakeKafka,
+    FakeRepairWatcher,
     FakeSink,
     FakeSource,
     FakeStore,
@@ -89,6 +91,13 @@ class Run:
         self.site, self.binlog, self.workload = new_world(seed, posts=rng.randint(6, 24) if self.backfill
                                                           else rng.randint(0, 10))
         self.kafka = FakeKafka(clock=self.clock)
+        # Repair requests (`wpcdc verify --repair` beside the running connector) written into the
+        # checkpoint topic while the site is edited; drawn from a generator of their own, so the
+        # other seeds draw what they always drew.
+        self.requests = seed % 7 == 6 and seed not in RACE_SEEDS
+        self.request_rng = random.Random(f"repair:{seed}")
+        self.requests_written: list[str] = []
+        self.request_view = FakeRepairWatcher(self.kafka, CHECKPOINT_TOPIC, NAME, self.clock)
         self.written_before = len(self.binlog.transactions())  # the site before the connector
         self.budget = rng.randint(6, 20)  # workload actions still to write (each is several transactions)
         self.counters: Counter[str] = Counter()
@@ -135,6 +144,9 @@ class Run:
 
         Waits may last longer than asked (a busy machine): it also gets quiet periods over fast."""
         self.clock.advance(seconds * (self.rng.choice((1, 1, 4, 30)) if self.budget <= 0 else 1))
+        if self.requests and len(self.requests_written) < 3 and self._may_request() and (
+                (self.budget > 0 and self.request_rng.random() < 0.1) or not self.requests_written):
+            self._request_repair()
         if self.budget <= 0 and self.streamed < MIN_TRANSACTIONS:
             self.budget += 3  # every seed is a workout: at least MIN_TRANSACTIONS read by the stream
         if self.budget > 0:
@@ -160,6 +172,10 @@ class Run:
             return False
         if session.backfill is not None and not session.backfill_committed:
             return False
+        if self.requests_written:  # every repair request done (tombstoned) before the run ends
+            self.request_view.read_on()
+            if not set(self.requests_written) <= self.request_view.done:
+                return False
         return session.source is not None and not session.source.backlog()
 
     @staticmethod
@@ -204,6 +220,11 @@ class Run:
                 raise Stuck(f"{MAX_LIVES} processes and the run did not end")
             violations += oracle.check_topic(self.kafka, TOPIC, self.site, self.settings.capture, validate_every=100,
                                              unlinked=self._links_not_followed())
+            if self.requests_written:
+                self.request_view.read_on()
+                undone = [r for r in self.requests_written if r not in self.request_view.done]
+                violations += [f"repair request {r} was never done (no tombstone)" for r in undone]
+                self.counters["repair request: done"] += len(self.requests_written) - len(undone)
             if self.terms:
                 violations += term_oracle.check_topic(self.kafka, TERM_TOPIC, self.binlog.state_at(self.start), self.site)
                 self._count_terms()
@@ -264,6 +285,8 @@ class Run:
             await sink.write([], checkpoint)
         elif checkpoint.snapshot and not checkpoint.snapshot.get("finished_ms"):
             progress = SnapshotProgress.from_dict(checkpoint.snapshot)
+            if progress.id in self.requests_written:
+                self.counters["repair request: resumed by the next process"] += 1
         reads = 0
 
         def before_read(method: str) -> None:
@@ -287,6 +310,7 @@ class Run:
             sink=sink, store=FakeStore(self.binlog, before_read=before_read),
             chunk_reader=self._reader, monotonic=self.clock.monotonic, blocking=self._blocking,
             pause=self.clock.sleep, observe=False,
+            repairs=FakeRepairWatcher(self.kafka, CHECKPOINT_TOPIC, NAME, self.clock) if self.requests else None,
         )
         session = Session(self.settings, checkpoint, ports, progress)
         self._instrument(session.assembler)
@@ -306,6 +330,41 @@ class Run:
         ids = {blog: list(range(1, site.auto_increment.get((blog, TableKind.POSTS), 1) + 2)) for blog in sorted(site.blogs)}
         self.counters["repair"] += 1
         return SnapshotProgress(id="repair", blogs=sorted(ids), total=sum(map(len, ids.values())), ids=ids)
+
+    def _may_request(self) -> bool:
+        """Whether a request may be written now: the backfill committed and the requests before
+        it done. With the write that follows each request (see _request_repair), no document of
+        the repair can be read at the binlog position of an earlier document of the same post:
+        two documents of a post read with no transaction committed in between carry the same
+        seq (and event id), a duplicate the oracle rightly refuses. On a live site some
+        transaction always commits between a verify and its repair; the model can be quieter."""
+        session = self.session
+        if session is None or (session.backfill is not None and not session.backfill_committed):
+            return False
+        self.request_view.read_on()
+        return set(self.requests_written) <= self.request_view.done
+
+    def _request_repair(self) -> None:
+        """Write a repair request, as `wpcdc verify --repair` does: a few post IDs per blog among
+        those handed out so far (some deleted since, or never captured: they get their delete),
+        then let the site write once."""
+        rng, site = self.request_rng, self.binlog.state_now()
+        posts = {}
+        for blog in sorted(site.blogs):
+            handed = range(1, site.auto_increment.get((blog, TableKind.POSTS), 1) + 1)
+            posts[blog] = tuple(sorted(rng.sample(handed, min(len(handed), rng.randint(1, 6)))))
+        request = RepairRequest(f"r{len(self.requests_written)}", posts, asked_ms=1)
+        self.kafka.producer().send(CHECKPOINT_TOPIC, request.key(NAME), request.encode())
+        self.requests_written.append(request.id)
+        self.counters["repair request: written"] += 1
+        end = self.binlog.end()
+        for _ in range(50):  # an action may write nothing (a title set to what it was)
+            self.budget = max(self.budget, 0) + 1
+            self.world()
+            if self.binlog.end() != end:
+                break
+        else:
+            raise Stuck("the site wrote nothing after a repair request in 50 actions")
 
     def _reader(self) -> FakeChunkReader:
         return FakeChunkReader(self.binlog, self.settings.snapshot.chunk_size, random.Random(self.rng.random()),
