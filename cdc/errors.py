@@ -75,8 +75,9 @@ EXIT_CODES: dict[Exit, tuple[str, str]] = {
     Exit.VERIFY_BEHIND: ("verify: the connector's checkpoint did not pass the position to compare at within "
                          "--verify-timeout (is `wpcdc stream` running?)", "`verify`"),
     Exit.REPAIR_PENDING: ("verify --repair: the repair is not done yet: the running connector did not finish it "
-                          "within --repair-timeout (the request stays pending; the connector does it), or the "
-                          "stopped connector must finish a backfill first", "`verify --repair`"),
+                          "within --repair-timeout (the request stays pending; the connector does it), the "
+                          "stopped connector must finish a backfill first, or nothing was committed on the "
+                          "server since the posts' last events", "`verify --repair`"),
 }
 RETRIED_BY_STREAM = (Exit.SOURCE, Exit.SINK, Exit.CHECKPOINT)
 
@@ -248,6 +249,8 @@ class RepairPendingError(VerifyError):
     """``verify --repair`` is not done: the running connector did not finish its repair requests
     within ``--repair-timeout`` (they stay in the checkpoint topic and the connector does them:
     cdc/repair_requests.py), or the connector is stopped with a backfill of its own to finish
-    first (verify would count every post it has not read yet as a difference)."""
+    first (verify would count every post it has not read yet as a difference), or the binlog did
+    not move past the posts' last events within ``--repair-timeout`` (documents read there would
+    repeat their ``seq``)."""
 
     exit_code: int = Exit.REPAIR_PENDING

@@ -148,6 +148,7 @@ class Verifier:
         self.scope = Scope(settings.capture, settings.blog_ids, s.blog_ids, s.post_types, s.id_min, s.id_max)
         self.report = Report(settings.name, settings.topic)
         self.ends: dict[TopicPartition, int] = {}
+        self.newest_seq = 0  # the newest seq in the topic among the posts that differ (0: none there)
 
     async def run(self) -> Report:
         started = time.monotonic()
@@ -177,6 +178,9 @@ class Verifier:
         else:
             confirmed = suspects
         self.report.differ = [d for k in sorted(confirmed) if (d := _difference(k, confirmed[k])) is not None]
+        differ = {post_key(d.blog_id, d.post_id) for d in self.report.differ}
+        self.newest_seq = max((seq_of(s.topic) for k, s in confirmed.items() if k in differ and s.topic is not None),
+                              default=0)
         await self._describe(self.report.differ[:DETAILS], confirmed)
         self.report.seconds = time.monotonic() - started
         return self.report
@@ -471,8 +475,10 @@ async def _repair(settings: StreamSettings, stop: asyncio.Event) -> Report:
             f"{snapshot.get('posts_done')} of {snapshot.get('total')} posts): the posts it has not read yet would all "
             f"count as differences. Start `wpcdc stream --name {settings.name}` and run `wpcdc verify --repair` "
             "beside it: it waits for the backfill, then asks the connector for the repair")
-    report = await Verifier(settings, 0.0).run()
+    verifier = Verifier(settings, 0.0)
+    report = await verifier.run()
     if report.differ:
+        await _wait_for_binlog(settings, verifier.newest_seq, stop)
         keys = [(d.blog_id, d.post_id) for d in report.differ]
         log.info("verify: %d posts differ; connector %s is stopped: repairing them with its session: %s", len(keys),
                  settings.name, ", ".join(d.key for d in report.differ[:50]))
@@ -487,9 +493,11 @@ async def _repair(settings: StreamSettings, stop: asyncio.Event) -> Report:
 async def _repair_running(settings: StreamSettings, stop: asyncio.Event) -> Report:
     """Beside the running connector: verify, write a repair request per batch of the posts that
     differ, wait until the connector tombstoned them all (its repair committed), verify again."""
-    first = await Verifier(settings, settings.verify_timeout).run()
+    verifier = Verifier(settings, settings.verify_timeout)
+    first = await verifier.run()
     if not first.differ:
         return first
+    await _wait_for_binlog(settings, verifier.newest_seq, stop)
     requests = repair_requests.split((d.blog_id, d.post_id) for d in first.differ)
     await repair_requests.write(settings.kafka, settings.checkpoint_topic, settings.name, requests)
     log.info("verify: %d posts differ; asked the running connector %s to re-emit them (repair requests %s in %s): %s",
@@ -535,6 +543,31 @@ async def _wait_for_repairs(settings: StreamSettings, requests: list[repair_requ
                     f"{settings.name} does them{busy}; `wpcdc status` lists the pending requests. Run `wpcdc verify` "
                     "once they are gone to confirm")
             await asyncio.sleep(1.0)
+
+
+async def _wait_for_binlog(settings: StreamSettings, seq: int, stop: asyncio.Event) -> None:
+    """Until the binlog's end is past ``seq`` (the newest event, in the topic, of the posts to
+    repair). A repair document's ``seq`` is the binlog position it was read at: read with no
+    transaction committed since a post's last event, it would carry that event's ``seq`` (and
+    ``event_id``), and consumers that drop events not newer than the last would drop it. Any
+    commit on the server ends the wait; a live site commits all the time."""
+    deadline = time.monotonic() + settings.repair_timeout
+    said = False
+    while True:
+        end = await asyncio.to_thread(_binlog_end, settings)
+        if end.seq > seq:
+            return
+        if stop.is_set() or time.monotonic() > deadline:
+            raise RepairPendingError(
+                f"nothing was committed on the server since the last events of the posts to repair (the binlog "
+                f"still ends at {end}): their repair documents would carry the same seq as those events, and "
+                "consumers that drop events not newer than the last would drop them. Nothing was requested; "
+                "run `wpcdc verify --repair` again once the site wrote anything")
+        if not said:
+            log.info("verify: waiting for a commit on the server: the binlog ends at %s, where the last events of "
+                     "posts to repair stand (their repair documents must be read past it)", end)
+            said = True
+        await asyncio.sleep(1.0)
 
 
 def _snapshot_of(checkpoint: bytes | None) -> dict[str, Any]:

@@ -336,8 +336,9 @@ class Run:
         it done. With the write that follows each request (see _request_repair), no document of
         the repair can be read at the binlog position of an earlier document of the same post:
         two documents of a post read with no transaction committed in between carry the same
-        seq (and event id), a duplicate the oracle rightly refuses. On a live site some
-        transaction always commits between a verify and its repair; the model can be quieter."""
+        seq (and event id), a duplicate the oracle rightly refuses. `wpcdc verify --repair`
+        waits for such a commit before it writes a request (cdc/commands/verify.py,
+        _wait_for_binlog); the model's site writes one instead."""
         session = self.session
         if session is None or (session.backfill is not None and not session.backfill_committed):
             return False

@@ -93,3 +93,39 @@ def test_the_finished_repair_tombstones_its_request_once() -> None:
     w.apply(r.key("blog"), None)  # read back
     assert w.pending == {} and w.finished({"id": "aaa", "finished_ms": 5}) == []
 
+
+
+def test_verify_repairs_only_once_the_binlog_moved_past_the_posts_last_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A document read at the position of the post's last document would repeat its seq: verify
+    waits for a commit first, and gives up (exit 52, nothing requested) after --repair-timeout."""
+    import asyncio
+    from dataclasses import replace
+
+    from cdc.commands import verify
+    from cdc.config import MysqlSettings, StreamSettings
+    from cdc.errors import Exit, RepairPendingError
+
+    ends = iter([Position(FILE, 500), Position(FILE, 500), Position(FILE, 900)])
+    seen: list[Position] = []
+
+    def binlog_end(settings: StreamSettings) -> Position:
+        seen.append(next(ends))
+        return seen[-1]
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    monkeypatch.setattr(verify, "_binlog_end", binlog_end)
+    monkeypatch.setattr(verify.asyncio, "sleep", no_sleep)
+    settings = StreamSettings(name="blog", mysql=MysqlSettings(), kafka=KafkaSettings("127.0.0.1:1"))
+    last = Position(FILE, 500).seq  # the posts' newest event: a document read at the binlog's end
+    asyncio.run(verify._wait_for_binlog(settings, last, asyncio.Event()))
+    assert seen == [Position(FILE, 500), Position(FILE, 500), Position(FILE, 900)]
+
+    seen.clear()
+    ends = iter([Position(FILE, 500)] * 3)
+    with pytest.raises(RepairPendingError, match="nothing was committed on the server") as caught:
+        asyncio.run(verify._wait_for_binlog(replace(settings, repair_timeout=0.0), last, asyncio.Event()))
+    assert caught.value.exit_code == Exit.REPAIR_PENDING
+    ends = iter([Position(FILE, 501)])
+    asyncio.run(verify._wait_for_binlog(replace(settings, repair_timeout=0.0), last, asyncio.Event()))
