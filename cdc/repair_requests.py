@@ -162,12 +162,14 @@ class RepairWatcher:
         self.loaded = False  # the topic was read to its end once
         self.checkpoint: bytes | None = None  # the newest checkpoint record read (verify shows its progress)
         self._next: dict[TopicPartition, int] = {}
+        self._tps: list[TopicPartition] | None = None  # the topic's partitions, once it exists
         self.done: set[str] = set()  # requests whose tombstone was read (their repair is committed)
         self._tombstoned: set[str] = set()  # by a flush of this session, not read back yet
 
     async def watch(self) -> None:
         """Read on every ``interval`` seconds, until cancelled. A failing read is logged and tried
-        again: the stream does not depend on it, and Kafka trouble ends the session anyway."""
+        again: the stream does not depend on it (Kafka trouble ends the session through its
+        writes anyway), so nothing here may end the session."""
         while True:
             try:
                 async with KafkaReader(self.settings, f"read repair requests in {self.topic}", "checkpoint") as reader:
@@ -176,11 +178,13 @@ class RepairWatcher:
                         await asyncio.sleep(self.interval)
             except SinkError as exc:
                 log.warning("repair requests: %s; trying again in %.0fs", exc, self.interval)
-                await asyncio.sleep(self.interval)
+            except Exception:  # noqa: BLE001 - a bug here must not stop the stream: say so, go on
+                log.exception("repair requests: reading %s failed; trying again in %.0fs", self.topic, self.interval)
+            await asyncio.sleep(self.interval)
 
     async def catch_up(self, reader: KafkaReader) -> None:
         """Read the committed records written since the last call (the whole topic the first time)."""
-        tps = await reader.partitions(self.topic)
+        tps = self._tps = self._tps or await reader.partitions(self.topic)
         if tps:
             offsets = await reader.offsets(tps)
             for tp in tps:
