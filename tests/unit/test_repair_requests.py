@@ -129,3 +129,15 @@ def test_verify_repairs_only_once_the_binlog_moved_past_the_posts_last_events(mo
     assert caught.value.exit_code == Exit.REPAIR_PENDING
     ends = iter([Position(FILE, 501)])
     asyncio.run(verify._wait_for_binlog(replace(settings, repair_timeout=0.0), last, asyncio.Event()))
+
+
+def test_status_lists_the_pending_requests() -> None:
+    from cdc.commands.status import render
+
+    report = {"connector": "blog", "checkpoint_topic": "wpcdc.blog.checkpoints", "checkpoint": None,
+              "server": {"reachable": False, "error": "x"}, "events": {"topic": "t", "exists": False},
+              "repair_requests": [RepairRequest("abc", {1: tuple(range(2, 14))}, 1796285888765).as_dict()]}
+    lines = render(report).splitlines()
+    assert "repairs      1 pending (`verify --repair`" in lines[2]
+    assert lines[3] == "  request    abc: 12 posts (1:2, 1:3, 1:4, 1:5, 1:6, 1:7, 1:8, 1:9, 1:10, 1:11, …), asked 2026-12-03T08:18:08Z"
+    assert "repairs" not in render(report | {"repair_requests": []})
