@@ -33,7 +33,7 @@ from cdc.clock import Clock
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode
 from cdc.errors import PreflightError, UnsupportedChangeError, WpcdcError
-from cdc.events import Origin, PostEvent, build, moved_event
+from cdc.events import Origin, PostEvent, build, moved_event, with_links
 from cdc.kafka import connector_topics, ensure_topics, event_topic_spec, event_topics
 from cdc.links import Linker, LinkRequest
 from cdc.model import Commit, Idle, PostChange, Row, RowsBatch, SettingsWritten, fold_into, gone
@@ -330,7 +330,7 @@ class Session:
             if e.before is not None and e.op != "snapshot":
                 before = linker.last(key) or before  # the URL consumers were last told (docs/events.md)
             linker.written(key, after)
-            linked.append(replace(e, link_before=before, link_after=after))
+            linked.append(with_links(e, before, after))
         events = linked
         if self.settings.link_fanout:
             events = await self._moved(events, requests, before_deletion)
