@@ -18,7 +18,7 @@ database per size, ``bench_backfill_<n>``), for the plot of throughput and memor
 site's size. The machine, versions and load average are recorded beside the figures.
 
     python -m bench.backfill [--posts 100000] [--meta-per-post 10] [--chunk-size 500]
-                             [--no-debezium] [--scaling 10000,100000,300000] [--reuse]
+                             [--no-debezium] [--scaling 10000,100000,300000|''] [--reuse]
                              [--profile FILE]   (py-spy, if installed: a flame graph of wpcdc)
 """
 
@@ -320,8 +320,9 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=500)
     parser.add_argument("--max-pending-mb", type=int, default=64)
     parser.add_argument("--no-debezium", action="store_true", help="wpcdc only")
-    parser.add_argument("--scaling", default="", help="comma-separated post counts for wpcdc alone, e.g. "
-                        "10000,100000,300000 (a database per size, kept for --reuse)")
+    parser.add_argument("--scaling", default="10000,100000,300000",
+                        help="comma-separated post counts for wpcdc alone (a database per size, kept for --reuse; "
+                        "the --posts run counts as its size); '' for none")
     parser.add_argument("--reuse", action="store_true", help="keep a database of an earlier run whose counts match")
     parser.add_argument("--profile", type=Path, help="py-spy output of the wpcdc run (.svg, or .txt collapsed)")
     parser.add_argument("--wpcdc-args", default="", help="extra arguments of `wpcdc backfill` (split on spaces)")
