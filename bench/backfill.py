@@ -249,6 +249,48 @@ def run_debezium(st: Stack, database: str, counts: dict[str, int], workdir: Path
     return result
 
 
+READ_MODES = {  # SnapshotReader's keyword arguments per way of reading a chunk
+    "row by row (before #17)": {"aggregate": False},
+    "meta and terms folded by the server": {"aggregate": True, "row_json": False},
+    "... and the post row as one JSON object": {"aggregate": True, "row_json": True},
+}
+
+
+def read_only(database: str, chunk_size: int, posts: int) -> dict[str, Any]:
+    """The snapshot's reading alone, in this process (no assembler, no Kafka): every chunk of the
+    database read with each of READ_MODES, CPU seconds of this process and wall time each. What
+    each way of reading costs on our side, apart from the rest of the pipeline."""
+    from cdc.config import MysqlSettings, SnapshotSettings
+    from cdc.source.snapshot import SnapshotReader
+    from cdc.wordpress import TableNames
+
+    env = stack.env()
+    settings = MysqlSettings(host=env["WPCDC_MYSQL_HOST"], port=int(env["WPCDC_MYSQL_PORT"]),
+                             user=env["WPCDC_MYSQL_USER"], password=env["WPCDC_MYSQL_PASSWORD"], database=database)
+    out: dict[str, Any] = {}
+    for label, kw in READ_MODES.items():
+        reader = SnapshotReader(settings, TableNames("wp_"), SnapshotSettings(chunk_size=chunk_size), **kw)
+        cursor, docs, meta = 0, 0, 0
+        load = os.getloadavg()[0]
+        cpu, wall = time.process_time(), time.monotonic()
+        while True:
+            chunk = reader.read_chunk(1, cursor)
+            docs += len(chunk.docs)
+            meta += sum(len(d.meta) for d in chunk.docs)
+            cursor = chunk.last_id
+            if chunk.exhausted:
+                break
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        reader.close()
+        if docs != posts:
+            raise SystemExit(f"bench: read {docs} posts of {posts} ({label})")
+        out[label] = {"cpu_seconds": round(cpu, 2), "wall_seconds": round(wall, 2), "posts_per_cpu_second": round(docs / cpu),
+                      "meta_rows": meta, "fallbacks": reader.fallbacks, "loadavg": round(load, 2)}
+        log(f"backfill: read only, {label}: {docs:,} posts in {wall:.1f}s, CPU {cpu:.1f}s "
+            f"({docs / cpu:,.0f} posts per CPU second), load {load:.1f}")
+    return out
+
+
 def chart(doc: dict[str, Any], path: Path) -> Path | None:
     """Side by side (rows/s, CPU, RSS) and the scaling runs (posts/s and peak RSS by size)."""
     try:
@@ -323,6 +365,8 @@ def main() -> None:
     parser.add_argument("--scaling", default="10000,100000,300000",
                         help="comma-separated post counts for wpcdc alone (a database per size, kept for --reuse; "
                         "the --posts run counts as its size); '' for none")
+    parser.add_argument("--read-only", action="store_true",
+                        help="only the snapshot's reading, in this process, with each way of reading (no Kafka)")
     parser.add_argument("--reuse", action="store_true", help="keep a database of an earlier run whose counts match")
     parser.add_argument("--profile", type=Path, help="py-spy output of the wpcdc run (.svg, or .txt collapsed)")
     parser.add_argument("--wpcdc-args", default="", help="extra arguments of `wpcdc backfill` (split on spaces)")
@@ -342,6 +386,10 @@ def main() -> None:
     }
     counts = ensure(st, DB, args.posts, args.meta_per_post, args.reuse)
     doc["written"] = counts
+    if args.read_only:
+        doc["read_only"] = read_only(DB, args.chunk_size, counts["wp_posts"])
+        write_json(args.out / f"backfill-read-{stamp}.json", doc)
+        return
     doc["wpcdc"] = run_wpcdc(st, DB, counts, args.chunk_size, args.max_pending_mb, args.profile, extra)
     if not args.no_debezium:
         doc["debezium"] = run_debezium(st, DB, counts, stack.STATE / "bench" / f"backfill-{stamp}" / "debezium")

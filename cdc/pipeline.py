@@ -100,7 +100,9 @@ class Session:
                                      self._closed_extend, lambda: self.checkpoint.resume, lambda: len(self._closed),
                                      blocking=ports.blocking, pause=ports.pause)
         self.exit_after_backfill = exit_after_backfill
-        self.backfill_committed = False
+        # Nothing left to back fill (a `wpcdc backfill` whose last session failed just after the
+        # commit): it is committed already.
+        self.backfill_committed = self.backfill is None
 
     def _closed_extend(self, changes: list[PostChange]) -> None:
         self._closed.extend(changes)
@@ -649,7 +651,9 @@ async def _retry_sessions(settings: StreamSettings, stop: asyncio.Event, db: Dat
             if must_write:
                 await sink.write([], checkpoint)
             start = "checkpoint"  # --start applies once; every later session resumes from Kafka
-            exit_after = want_backfill
+            # `wpcdc backfill` exits once its snapshot is committed, also when a later session
+            # (after a lost server) finishes it.
+            exit_after = backfill_now
             want_backfill = False
             metrics.ready(True)
             backoff.streaming()

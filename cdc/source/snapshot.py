@@ -122,12 +122,13 @@ class SnapshotReader:
     aggregate_max_bytes = 64 << 20
 
     def __init__(self, mysql: MysqlSettings, tables: TableNames, settings: SnapshotSettings,
-                 skip_types: frozenset[str] = frozenset(), *, aggregate: bool = True) -> None:
+                 skip_types: frozenset[str] = frozenset(), *, aggregate: bool = True, row_json: bool = True) -> None:
         self.skip_types = skip_types
         self.db = Database(mysql)
         self.tables = tables
         self.settings = settings
-        self.aggregate = aggregate
+        self.aggregate = aggregate  # meta and terms folded by the server (False: row by row, as before)
+        self.row_json = row_json  # with aggregate: post rows as JSON objects where the table allows
         self.fallbacks = 0  # posts read row by row although the chunk was aggregated
         self._aggregates: dict[int, bool] = {}
         # Per blog: the posts table's columns when every one can travel as JSON unchanged (names,
@@ -292,7 +293,7 @@ class SnapshotReader:
                 log.info("backfill: blog %d's meta is read row by row (server %s, or meta columns not UTF-8 text)",
                          blog, ".".join(map(str, flavor.version)))
             self._aggregates[blog] = ok
-            self._row_json[blog] = self._row_shape(blog) if ok else None
+            self._row_json[blog] = self._row_shape(blog) if ok and self.row_json else None
         if ok:
             self.db.query(f"SET SESSION group_concat_max_len = {int(self.aggregate_max_bytes)}")
         return ok
