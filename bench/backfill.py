@@ -35,7 +35,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import PY, REPO, ProcWatch, Stack, delete_topics, log, scan_topics, stack, write_json
+from bench.common import (
+    PY,
+    REPO,
+    ProcWatch,
+    Stack,
+    binlog_bytes,
+    binlog_end,
+    delete_topics,
+    log,
+    scan_topics,
+    stack,
+    write_json,
+)
 from bench.workloads import (
     INSERT_META,
     INSERT_POSTS,
@@ -49,6 +61,13 @@ from bench.workloads import (
 DB = "bench_backfill"
 RESULTS = REPO / "bench" / "results"
 TABLES = ("wp_posts", "wp_postmeta", "wp_term_relationships", "wp_terms", "wp_term_taxonomy")
+
+
+def database_for(posts: int) -> str:
+    """``bench_backfill`` for the issue's 100,000 posts, ``bench_backfill_<n>k`` for other sizes."""
+    if posts == 100_000:
+        return DB
+    return f"{DB}_{posts // 1000}k" if posts % 1000 == 0 else f"{DB}_{posts}"
 
 
 def populate(st: Stack, posts: int, meta_per_post: int, terms_per_post: int = 2, seed: int = 3,
@@ -113,16 +132,19 @@ def ensure(st: Stack, database: str, posts: int, meta_per_post: int, reuse: bool
     return counts
 
 
-def server_status(st: Stack) -> dict[str, int]:
+def server_status(st: Stack) -> dict[str, Any]:
+    """The server's counters, and where its binlog ends (what others wrote meanwhile: the backfill
+    reads the binlog too, and a shared machine's other sessions write into it)."""
     conn = st.admin()
     with conn.cursor() as cur:
         cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Rows_read', 'Questions', 'Com_select')")
-        rows = {name: int(value) for name, value in cur.fetchall()}
+        rows: dict[str, Any] = {name: int(value) for name, value in cur.fetchall()}
+    rows["binlog_end"] = binlog_end(conn)
     conn.close()
     return rows
 
 
-def _load(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, Any]:
+def _load(st: Stack, before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, Any]:
     # Rows_read counts the server's handler reads (index and table rows) of every session: the
     # machine runs nothing else that reads much while a bench runs, but it is not per-connection.
     return {
@@ -131,6 +153,9 @@ def _load(before: dict[str, int], after: dict[str, int], seconds: float) -> dict
         "statements": after["Questions"] - before["Questions"],
         "statements_per_second": round((after["Questions"] - before["Questions"]) / seconds, 1),
         "selects": after["Com_select"] - before["Com_select"],
+        # Written into the binlog by anyone meanwhile (other sessions on a shared machine): the
+        # backfill's stream reads it all, so a large figure here means a noisy run.
+        "binlog_bytes_written": binlog_bytes(st, before["binlog_end"], after["binlog_end"]),
     }
 
 
@@ -190,7 +215,7 @@ def run_wpcdc(st: Stack, database: str, counts: dict[str, int], chunk_size: int,
         "cpu_seconds": round(watch.cpu, 2),
         "peak_rss_mb": round(watch.peak_rss / 2**20, 1),
         "max_pending_mb": max_pending_mb,
-        "mariadb": _load(before, after, seconds),
+        "mariadb": _load(st, before, after, seconds),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "log": str(log_path),
@@ -238,7 +263,7 @@ def run_debezium(st: Stack, database: str, counts: dict[str, int], workdir: Path
         "peak_rss_mb": round(r.peak_rss / 2**20, 1),
         # The deltas span until the bench saw the last record and stopped the JVM (a little longer
         # than ``seconds``), so the rates are per ``seconds`` of the snapshot itself.
-        "mariadb": _load(before, after, seconds),
+        "mariadb": _load(st, before, after, seconds),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "log": str(dbz.logfile),
@@ -384,15 +409,16 @@ def main() -> None:
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
-    counts = ensure(st, DB, args.posts, args.meta_per_post, args.reuse)
+    main_db = database_for(args.posts)
+    counts = ensure(st, main_db, args.posts, args.meta_per_post, args.reuse)
     doc["written"] = counts
     if args.read_only:
-        doc["read_only"] = read_only(DB, args.chunk_size, counts["wp_posts"])
+        doc["read_only"] = read_only(main_db, args.chunk_size, counts["wp_posts"])
         write_json(args.out / f"backfill-read-{stamp}.json", doc)
         return
-    doc["wpcdc"] = run_wpcdc(st, DB, counts, args.chunk_size, args.max_pending_mb, args.profile, extra)
+    doc["wpcdc"] = run_wpcdc(st, main_db, counts, args.chunk_size, args.max_pending_mb, args.profile, extra)
     if not args.no_debezium:
-        doc["debezium"] = run_debezium(st, DB, counts, stack.STATE / "bench" / f"backfill-{stamp}" / "debezium")
+        doc["debezium"] = run_debezium(st, main_db, counts, stack.STATE / "bench" / f"backfill-{stamp}" / "debezium")
         w, d = doc["wpcdc"], doc["debezium"]
         doc["ratios"] = {
             "rows_per_second_wpcdc_over_debezium": round(w["rows_per_second"] / d["rows_per_second"], 2),
@@ -407,7 +433,7 @@ def main() -> None:
             if n == args.posts:
                 doc["scaling"].append(doc["wpcdc"])
                 continue
-            database = f"{DB}_{n // 1000}k" if n % 1000 == 0 else f"{DB}_{n}"
+            database = database_for(n)
             c = ensure(st, database, n, args.meta_per_post, args.reuse)
             doc["scaling"].append(run_wpcdc(st, database, c, args.chunk_size, args.max_pending_mb, None, extra))
     doc["targets"] = {
