@@ -39,7 +39,7 @@ TRICKY = [
     None, "", "0", " ", "\x00", "a\x00b", CONTROL, 'quote " and \\ backslash \\" \\\\u0041', "/slash/ <\\/script>",
     '{"json": [1, 2.50, "x"]}', "[1,2]", "null", "true", "1e400", "-0", "😀 🎉 emoji", "é ü ß 中文 ﷽",
     "\u2028\u2029 line separators", "\ufeffBOM", "a:2:{i:0;s:1:\"x\";i:1;N;}", "tab\tnew\nline\rcr",
-    "\U0010ffff last code point", "x" * 70_000,
+    "\U0010ffff last code point", "0000-00-00", "0000-00-00 00:00:00", "x" * 70_000,
 ]
 
 
