@@ -73,6 +73,7 @@ demo: up
 	$(PY) deploy/local/demo.py
 
 # BENCH_ARGS: e.g. --quick, --workloads wp-bulk,latency, --no-debezium (python -m bench.run -h).
+# BACKFILL_ARGS: e.g. --no-debezium, --scaling '', --reuse (python -m bench.backfill -h).
 # bench.codecs (no server, ~1 min): the CPU of each Kafka codec, the default none beside zstd
 # (docs/performance.md, "Compression"); CODECS_ARGS e.g. --events 200.
 bench: up

@@ -248,6 +248,31 @@ topic.creation.default.partitions=1
         return res
 
 
+    def snapshot(self, expected: int, *, mode: str = "initial_only", timeout: float = 1800) -> RunResult:
+        """Debezium's own snapshot of the five captured tables (the counterpart of ``wpcdc
+        backfill``): a fresh offset file, ``snapshot.mode=initial_only`` by default (snapshot, then
+        stop), topics created beforehand. Done = its topics hold ``expected`` records (one per row
+        of the five tables); timed from the moment the process was spawned (JVM start-up
+        included, as the backfill's Python start-up is) to the broker append time of the newest."""
+        topics = self.topics()
+        create_topics(self.st.kafka, topics)
+        proc = self._spawn(mode)
+        started = time.time()
+        watch = ProcWatch(proc.pid)
+        done = first = None
+        timed_out = False
+        try:
+            done, first, timed_out = asyncio.run(_wait_count(self.st.kafka, topics, expected, proc, timeout))
+        finally:
+            watch.finish()
+            stop_process(proc, 60)
+        res = RunResult("debezium", started, started, done, first, watch.cpu, watch.peak_rss, expected,
+                        timed_out, 0.0, extra={"version": self.version, "prefix": self.prefix,
+                                               "snapshot_mode": mode})
+        res.rss_samples = watch.samples
+        return res
+
+
 async def _wait_count(bootstrap: str, topics: list[str], expected: int, proc: subprocess.Popen[bytes],
                       timeout: float) -> tuple[float | None, float | None, bool]:
     """Poll the topics' end offsets until they hold ``expected`` records; then the broker append

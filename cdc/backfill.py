@@ -91,6 +91,7 @@ class Backfill:
         self.emit = emit
         self.committed_resume = committed_resume
         self.unflushed = unflushed
+        self.fallbacks = 0  # posts whose meta and terms were read row by row (SnapshotChunk.fallbacks)
         self._ahead: list[tuple[Position, int]] = []  # (position, posts) of chunks not yet behind the resume point
         self._bar = ProgressBar("backfill", progress.total, progress.posts_done)
 
@@ -111,7 +112,8 @@ class Backfill:
             p.finished_ms = int(time.time() * 1000)
             metrics.snapshot_finished()
             self._bar.close()
-            log.info("backfill %s finished: %d posts", p.id, p.posts_done)
+            log.info("backfill %s finished: %d posts (%d of them with meta and terms read row by row: "
+                     "aggregate fallbacks)", p.id, p.posts_done, self.fallbacks)
         finally:
             await self.blocking(self.reader.close)
 
@@ -122,21 +124,17 @@ class Backfill:
         # in the same instant as the cursor moves past them, so a crash cannot skip them.
         rereads = progress.rereads.setdefault(blog, [])
         listed = None if progress.ids is None else progress.ids.get(blog, [])
-        while True:
+        if listed is None:
+            await self._scan(blog, rereads)
+        while listed is not None:  # a repair: the next listed posts, by ID
             await self._wait_for_room()
-            if listed is None:
-                chunk = await self.blocking(self.reader.read_chunk, blog, cursor)
-                rereads.extend(self._apply(chunk))
-                cursor, exhausted = chunk.last_id, chunk.exhausted
-            else:  # a repair: the next listed posts, by ID
-                batch = [i for i in listed if i > cursor][:self.settings.chunk_size]
-                if not batch:
-                    break
-                chunk = await self.blocking(self.reader.read_chunk, blog, cursor, batch)
-                rereads.extend(self._apply(chunk, batch))
-                cursor, exhausted = batch[-1], batch[-1] >= listed[-1]
-            progress.last_id[blog] = cursor
-            if exhausted:
+            batch = [i for i in listed if i > cursor][:self.settings.chunk_size]
+            if not batch:
+                break
+            chunk = await self.blocking(self.reader.read_chunk, blog, cursor, batch)
+            rereads.extend(self._apply(chunk, batch))
+            cursor = progress.last_id[blog] = batch[-1]
+            if batch[-1] >= listed[-1]:
                 break
         for _ in range(MAX_REREADS):
             if not rereads:
@@ -149,6 +147,34 @@ class Backfill:
         if rereads:
             log.warning("backfill: posts %s of blog %d kept changing; their stream events stand in", rereads, blog)
             rereads.clear()
+
+    async def _scan(self, blog: int, rereads: list[int]) -> None:
+        """Every post of the blog after the cursor, chunk by chunk, reading the next chunk while
+        the last one is applied, built and written (the server's share of a chunk, about half
+        of it, overlaps with ours). One read runs at a time (the reader has one connection),
+        and a chunk read ahead waits for room like any before it is applied: the bounds hold,
+        with one chunk more in memory."""
+        progress = self.progress
+        ahead: asyncio.Future[SnapshotChunk] | None = None
+        try:
+            await self._wait_for_room()
+            chunk = await self.blocking(self.reader.read_chunk, blog, progress.last_id.get(blog, 0))
+            while True:
+                if not chunk.exhausted:
+                    ahead = asyncio.ensure_future(self.blocking(self.reader.read_chunk, blog, chunk.last_id))
+                await self._wait_for_room()
+                rereads.extend(self._apply(chunk))
+                progress.last_id[blog] = chunk.last_id  # with the stale ids, before any await
+                if ahead is None:
+                    return
+                chunk, ahead = await ahead, None
+        finally:
+            if ahead is not None:
+                # Stopped (cancelled, or a failure): the reader's connection must be free before
+                # it is closed; what the read-ahead raised, if anything, no longer matters.
+                await asyncio.wait([ahead])
+                if not ahead.cancelled():
+                    ahead.exception()
 
     def _apply(self, chunk: SnapshotChunk, listed: list[int] | None = None) -> list[int]:
         """Hand the chunk's documents to the assembler; returns the ids found stale. ``listed``
@@ -174,6 +200,9 @@ class Backfill:
         self.progress.posts_done += len(chunk.docs) + len(absent) - len(stale)
         self._ahead.append((chunk.position, len(chunk.docs) + len(absent)))
         metrics.snapshot_rows("posts", chunk.rows_read)
+        if chunk.fallbacks:
+            metrics.snapshot_fallbacks(chunk.fallbacks)
+        self.fallbacks += chunk.fallbacks
         metrics.snapshot_progress(self.progress.posts_done)
         self._bar.update(self.progress.posts_done)
         return stale

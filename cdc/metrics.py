@@ -135,6 +135,9 @@ SNAPSHOT_RUNNING = Gauge("wpcdc_snapshot_running", "1 while a snapshot (backfill
 SNAPSHOT_ROWS = Counter("wpcdc_snapshot_rows_scanned_total", "Rows read by snapshots", ["table"])
 SNAPSHOT_POSTS = Gauge("wpcdc_snapshot_posts", "Posts the running (or last) snapshot covers")
 SNAPSHOT_DONE = Gauge("wpcdc_snapshot_posts_done", "Posts of that snapshot written to Kafka")
+SNAPSHOT_FALLBACKS = Counter("wpcdc_snapshot_aggregate_fallbacks_total",
+                             "Posts whose meta and terms a snapshot read row by row because the server's "
+                             "aggregate of them was not exact (larger than group_concat_max_len, ...)")
 
 # Every label value exists from the start, so rate() and absent() work before the first event.
 for _t in TABLES:
@@ -377,6 +380,10 @@ def snapshot_started(posts: int) -> None:
 
 def snapshot_rows(table: str, rows: int) -> None:
     SNAPSHOT_ROWS.labels(table).inc(rows)
+
+
+def snapshot_fallbacks(posts: int) -> None:
+    SNAPSHOT_FALLBACKS.inc(posts)
 
 
 def snapshot_progress(posts_done: int) -> None:

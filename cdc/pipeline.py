@@ -33,7 +33,7 @@ from cdc.clock import Clock
 from cdc.config import StreamSettings
 from cdc.encode import Record, encode
 from cdc.errors import PreflightError, UnsupportedChangeError, WpcdcError
-from cdc.events import Origin, PostEvent, build, moved_event
+from cdc.events import Origin, PostEvent, build, moved_event, with_links
 from cdc.kafka import connector_topics, ensure_topics, event_topic_spec, event_topics
 from cdc.links import Linker, LinkRequest
 from cdc.model import Commit, Idle, PostChange, Row, RowsBatch, SettingsWritten, fold_into, gone
@@ -98,7 +98,9 @@ class Session:
         if backfill is not None and not backfill.done:
             self.backfill = self._new_backfill(ports.chunk_reader(), backfill)
         self.exit_after_backfill = exit_after_backfill
-        self.backfill_committed = False
+        # Nothing left to back fill (a `wpcdc backfill` whose last session failed just after the
+        # commit): it is committed already.
+        self.backfill_committed = self.backfill is None
         self.repairs = ports.repairs  # repair requests to pick up (cdc/repair_requests.py), or None
 
     def _new_backfill(self, reader: ChunkReader, progress: SnapshotProgress) -> Backfill:
@@ -363,7 +365,7 @@ class Session:
             if e.before is not None and e.op != "snapshot":
                 before = linker.last(key) or before  # the URL consumers were last told (docs/events.md)
             linker.written(key, after)
-            linked.append(replace(e, link_before=before, link_after=after))
+            linked.append(with_links(e, before, after))
         events = linked
         if self.settings.link_fanout:
             events = await self._moved(events, requests, before_deletion)
@@ -682,7 +684,9 @@ async def _retry_sessions(settings: StreamSettings, stop: asyncio.Event, db: Dat
             if must_write:
                 await sink.write([], checkpoint)
             start = "checkpoint"  # --start applies once; every later session resumes from Kafka
-            exit_after = want_backfill
+            # `wpcdc backfill` exits once its snapshot is committed, also when a later session
+            # (after a lost server) finishes it.
+            exit_after = backfill_now
             want_backfill = False
             metrics.ready(True)
             backoff.streaming()

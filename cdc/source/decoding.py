@@ -251,14 +251,32 @@ def _sql_temporal(convert: Callable[[Any], Any], date_only: bool = False) -> Cal
     return conv
 
 
+def _plain_datetime(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert``, but an ordinary ``YYYY-MM-DD hh:mm:ss`` (nearly every WordPress date) through
+    the C parser first: the same datetime pymysql's regular expression gives, in a fifth of the
+    time (a backfill converts four per post). Anything else (zero and invalid dates, years before
+    1000, fractions) goes to ``convert`` as before."""
+    parse = datetime.datetime.fromisoformat
+
+    def conv(value: Any) -> Any:
+        if type(value) is str and len(value) == 19 and value[0] != "0" and value[10] == " ":
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+        return convert(value)
+
+    return conv
+
+
 def sql_conversions() -> dict[Any, Any]:
     """pymysql ``conv`` under which SQL reads give the values the binlog decoding gives."""
     from pymysql import converters
     from pymysql.constants import FIELD_TYPE
 
     conv = dict(converters.conversions)
-    conv[FIELD_TYPE.DATETIME] = _sql_temporal(converters.convert_datetime)
-    conv[FIELD_TYPE.TIMESTAMP] = _sql_temporal(converters.convert_datetime)
+    conv[FIELD_TYPE.DATETIME] = _plain_datetime(_sql_temporal(converters.convert_datetime))
+    conv[FIELD_TYPE.TIMESTAMP] = _plain_datetime(_sql_temporal(converters.convert_datetime))
     conv[FIELD_TYPE.DATE] = _sql_temporal(converters.convert_date, date_only=True)
     conv[FIELD_TYPE.BIT] = lambda value: int.from_bytes(value, "big")
     return conv

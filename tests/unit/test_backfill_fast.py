@@ -1,0 +1,30 @@
+"""The backfill path's cheap constructors build exactly what the dataclass constructors build."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+from cdc.assemble import _meta_added
+from cdc.events import PostEvent, SourceInfo, with_links
+from cdc.model import MetaDelta
+from cdc.permalinks import Link
+
+
+def test_with_links_is_replace() -> None:
+    source = SourceInfo(connector="c", database="d", server_id=1, file="f", pos=1, gtid="0-1-2", ts_ms=1,
+                        first_file="f", first_pos=1, rows=3, snapshot=True)
+    event = PostEvent(op="snapshot", action="snapshot", blog_id=2, post_id=7, post_type="page", seq=5, source=source,
+                      ts_ms=9, before=None, after={"ID": 7}, changed_fields=("a",), status_before=None,
+                      status_after="publish", meta=({"meta_id": 1},), terms_added=({"t": 1},), revisions=({"r": 1},),
+                      link_before=Link("x", "/x"), link_descendants=(2, True), row_written=True, schema_version=3)
+    before, after = Link("https://a/b", "/b"), Link("https://a/c", "/c")
+    made, want = with_links(event, before, after), replace(event, link_before=before, link_after=after)
+    assert made == want and made.as_dict() == want.as_dict()
+    assert all(getattr(made, f.name) is getattr(want, f.name) for f in fields(PostEvent))
+    assert with_links(event, None, None) == replace(event, link_before=None, link_after=None)
+
+
+def test_meta_added_is_the_constructor() -> None:
+    for meta_id, key, value in ((1, "k", "v"), (2**63, None, None), (3, "_k", b"\xff")):
+        made, want = _meta_added(meta_id, key, value), MetaDelta(meta_id, key, None, value, "add")
+        assert made == want and type(made) is MetaDelta and hash(made) == hash(want)
