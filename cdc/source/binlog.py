@@ -54,7 +54,7 @@ from cdc.errors import (
 from cdc.model import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
 from cdc.normalize import normalize_rows
 from cdc.position import Position
-from cdc.source import compressed, fastpath, handoff, library
+from cdc.source import compressed, fastpath, framing, handoff, library
 from cdc.source.flavor import GtidState
 from cdc.source.statements import QueryKind, classify
 from cdc.wordpress import SettingsKind, TableNames
@@ -169,6 +169,7 @@ class BinlogSource:
         self._gtid = GtidState(gtid)
         self.position = start  # last position read (reader thread writes, others read)
         self.fastpath = True  # decode WordPress's tables with cdc/source/fastpath.py
+        self.framing = True  # read the small events from the bytes (cdc/source/framing.py); needs fastpath
 
     def start(self) -> None:
         self._thread.start()
@@ -283,16 +284,39 @@ class BinlogSource:
         # What this transaction holds that we cannot turn into events: we read on to its end, so
         # the error can name the position to skip to, and then stop (see _unsupported).
         problem: tuple[Position, str, str] | None = None
+        fetch = library.Framing(reader).fetch if self.framing and self.fastpath else reader.fetchone
+        Frame = framing.Frame  # noqa: N806
         while not self._stop.is_set():
-            event = reader.fetchone()
+            event = fetch()
             if event is None:
                 raise SourceError("the server closed the binlog stream")
             written = self.filter.take()
             if written is not None:
                 chunk.append(written)
-            end = event.packet.log_pos
             ended = False  # this event ends a transaction
-            if isinstance(event, RotateEvent):
+            if type(event) is Frame:  # read from the bytes: cdc/source/framing.py, the same meaning
+                end = event.end
+                kind = event.kind
+                self.position = Position(file, end)
+                if kind == framing.XID_KIND:
+                    ended = True
+                elif kind == framing.GTID_KIND:
+                    prev = self._gtid.text()
+                    gtid = event.gtid
+                    self._gtid.apply(gtid)
+                    txn = TxnRef(Position(file, end - event.size), gtid, prev)
+                    xa = False
+                elif kind == framing.BEGIN_KIND:
+                    if txn is None:
+                        txn = TxnRef(Position(file, end - event.size), None, self._gtid.text())
+                else:  # rows of a captured table, full images, decoded
+                    if txn is None:
+                        txn = TxnRef(Position(file, end - event.size), None, self._gtid.text())
+                    if problem is None and xa:
+                        problem = (Position(file, end - event.size), event.table, "xa")
+                    if problem is None:
+                        self._frame_rows(chunk, event, txn)
+            elif isinstance(event, RotateEvent):
                 if event.next_binlog != file:
                     # Table ids hold for one server run. The library forgets its table maps at a
                     # rotation the server wrote (timestamp != 0), not at the one the dump thread
@@ -305,6 +329,7 @@ class BinlogSource:
                 if txn is None:
                     chunk.append(Commit(self.position, self._gtid.text(), event.timestamp, rotate=True))
             elif isinstance(event, HeartbeatLogEvent):
+                end = event.packet.log_pos
                 # A heartbeat comes when the server has sent everything: its log_pos is the end of
                 # the binlog file, past header events we never see (a fresh file's format
                 # description, GTID list). Outside a transaction that is where we stand.
@@ -313,6 +338,7 @@ class BinlogSource:
                     self.position = Position(file, end)
                 chunk.append(Idle(self.position if txn is None else None, self._gtid.text(), time.time()))
             elif isinstance(event, (MariadbGtidEvent, GtidEvent)):
+                end = event.packet.log_pos
                 begin = Position(file, end - event.packet.event_size)
                 prev = self._gtid.text()
                 gtid = str(event.gtid)
@@ -321,9 +347,11 @@ class BinlogSource:
                 xa = False
                 self.position = Position(file, end)
             elif isinstance(event, (XidEvent, XAPrepareEvent)):
+                end = event.packet.log_pos
                 self.position = Position(file, end)
                 ended = True
             elif isinstance(event, (QueryEvent, NotImplementedEvent, ExecuteLoadQueryEvent)):
+                end = event.packet.log_pos
                 query = self._query_text(event)
                 self.position = Position(file, end)
                 if query is None:
@@ -352,6 +380,7 @@ class BinlogSource:
                         problem = (_start(file, event), ", ".join(meaning.captured), meaning.verb)
                     ended = True
             else:
+                end = event.packet.log_pos
                 op = _OPS.get(type(event))
                 if op is not None or isinstance(event, PartialUpdateRowsEvent):
                     self.position = Position(file, end)
@@ -404,6 +433,17 @@ class BinlogSource:
             # 20 bytes in the binlog and ~600 as a RowChange, so 4 MB of binlog bytes of them
             # held 120 MB between the threads.
             self._chunk_weight += event.packet.event_size + ROW_OBJECT_BYTES * len(batch.changes)
+
+    def _frame_rows(self, chunk: list[Any], frame: framing.Frame, txn: TxnRef) -> None:
+        """:meth:`_rows` for the rows a :class:`framing.Frame` carries (decoded from the bytes)."""
+        wp_table = self.tables.parse(frame.table)
+        if wp_table is None:
+            return
+        rows = frame.rows
+        assert rows is not None and frame.op is not None
+        batch = fastpath.rows_batch(wp_table, frame.op, rows, self.position, txn, frame.timestamp)
+        chunk.append(batch)
+        self._chunk_weight += frame.size + ROW_OBJECT_BYTES * len(batch.changes)
 
     @staticmethod
     def _query_text(event: Any) -> str | None:
