@@ -19,6 +19,7 @@ every other event to the library. The frames it returns are what cdc/source/binl
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 QUERY = 0x02
@@ -64,17 +65,18 @@ BEGIN_KIND = QUERY
 ROWS_KIND = 0x100  # any rows event, its op in Frame.op
 
 
-def header(data: bytes) -> tuple[int, int, int, int]:
-    """(event type, timestamp, event size, log_pos) of a packet carrying one binlog event."""
-    return (data[5], int.from_bytes(data[1:5], "little"), int.from_bytes(data[10:14], "little"),
-            int.from_bytes(data[14:18], "little"))
+_HEADER = struct.Struct("<IBIII")
+header = _HEADER.unpack_from
+"""``header(data, 1)``: (timestamp, event type, server id, event size, log_pos) of a packet
+carrying one binlog event (the v4 header after the OK byte; the flags are not read)."""
 
 
-def mariadb_gtid(data: bytes) -> str:
+_GTID = struct.Struct("<QI")
+
+
+def mariadb_gtid(data: bytes, server: int) -> str:
     """A MariaDB GTID event's ``domain-server-sequence`` (the server id is the header's)."""
-    seq = int.from_bytes(data[20:28], "little")
-    domain = int.from_bytes(data[28:32], "little")
-    server = int.from_bytes(data[6:10], "little")
+    seq, domain = _GTID.unpack_from(data, HEADER)
     return f"{domain}-{server}-{seq}"
 
 

@@ -414,6 +414,8 @@ class Framing:
         self._pushed: Any = None
         self._lengths: Any = _UNSET
         self._ok: frozenset[int] = frozenset()
+        # table id -> (its last TABLE_MAP's body, schema, table, the library's Table or None: filtered)
+        self._maps: dict[int, tuple[bytes, str, str, Any]] = {}
 
     def _hook(self, conn: Any) -> None:
         """Put :meth:`_next_packet` in front of this connection's packet reads."""
@@ -459,6 +461,7 @@ class Framing:
         only_schemas = d["_BinLogStreamReader__only_schemas"]
         table_map = reader.table_map
         read = self._read
+        header = framing.header
         while True:
             pkt = read()
             data = pkt._data  # noqa: SLF001 - the whole event, unread
@@ -466,7 +469,7 @@ class Framing:
             if kind not in ok:
                 self._pushed = pkt
                 return reader.fetchone()
-            _, ts, size, end = framing.header(data)
+            ts, _, server, size, end = header(data, 1)
             body_end = 1 + size - checksum
             if body_end > len(data) or body_end < framing.HEADER:
                 self._pushed = pkt
@@ -475,7 +478,7 @@ class Framing:
                 reader.log_pos = end
             if kind == framing.MARIADB_GTID:
                 frame = framing.Frame(kind, end, size, ts)
-                frame.gtid = framing.mariadb_gtid(data)
+                frame.gtid = framing.mariadb_gtid(data, server)
                 return frame
             if kind == framing.XID:
                 return framing.Frame(kind, end, size, ts)
@@ -487,7 +490,7 @@ class Framing:
                 self._pushed = pkt
                 return reader.fetchone()
             if kind == framing.TABLE_MAP:
-                taken = self._table_map(pkt, data, body_end, only_tables, only_schemas, table_map)
+                taken = self._table_map(data, body_end, only_tables, only_schemas, table_map)
                 if taken:
                     continue
                 self._pushed = pkt
@@ -502,26 +505,39 @@ class Framing:
             self._pushed = pkt
             return reader.fetchone()
 
-    def _table_map(self, pkt: Any, data: bytes, body_end: int, only_tables: Any, only_schemas: Any,
+    def _table_map(self, data: bytes, body_end: int, only_tables: Any, only_schemas: Any,
                    table_map: dict[int, Any]) -> bool:
         """Skip a TABLE_MAP the library would filter out, or take a captured one from the library's
         parse of the same bytes; False: let the library read it."""
-        names = framing.table_map_names(data)
-        if names is None:
-            return False
-        schema, table = names
+        tid = framing.table_id(data)
+        body = data[framing.HEADER:body_end]
+        last = self._maps.get(tid)
+        if last is not None and last[0] == body:  # the same map as this id's last one: WordPress's usual
+            schema, table, obj = last[1], last[2], last[3]
+        else:
+            names = framing.table_map_names(data)
+            if names is None:
+                return False
+            schema, table = names
+            obj = None
         # The library's TableMapEvent filters in this order (the table filter notes settings tables).
         if ((only_tables is not None and table not in only_tables)
                 or (only_schemas is not None and schema not in only_schemas)):
+            self._maps[tid] = (body, schema, table, None)
             return True
-        reader = self.reader
-        key = (bytes(data[framing.HEADER:body_end]), id(reader._ctl_connection),  # noqa: SLF001
-               bool(reader.__dict__["_BinLogStreamReader__optional_meta_data"]),
-               bool(reader.__dict__["_BinLogStreamReader__use_column_name_cache"]))
-        hit = _tm_cache.get(key)
-        if hit is None:
-            return False
-        table_map[hit["table_id"]] = hit["table_obj"]
+        if obj is None:
+            reader = self.reader
+            key = (body, id(reader._ctl_connection),  # noqa: SLF001
+                   bool(reader.__dict__["_BinLogStreamReader__optional_meta_data"]),
+                   bool(reader.__dict__["_BinLogStreamReader__use_column_name_cache"]))
+            hit = _tm_cache.get(key)
+            if hit is None or hit["table_id"] != tid:
+                return False
+            obj = hit["table_obj"]
+            if len(self._maps) >= _TM_CACHE_MAX:
+                self._maps.clear()
+            self._maps[tid] = (body, schema, table, obj)
+        table_map[tid] = obj
         return True
 
     def _rows(self, kind: int, data: bytes, body_end: int, table: Any, only_tables: Any, only_schemas: Any,
