@@ -166,6 +166,8 @@ class BinlogSource:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="binlog-reader", daemon=True)
         self._reader: BinLogStreamReader | None = None
+        # (loop, future) while next_items waits for a chunk: the reader thread resolves it.
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self._gtid = GtidState(gtid)
         self.position = start  # last position read (reader thread writes, others read)
         self.fastpath = True  # decode WordPress's tables with cdc/source/fastpath.py
@@ -185,16 +187,33 @@ class BinlogSource:
         self._thread.join(timeout)
 
     async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
-        """Wait up to ``timeout`` for a chunk (in a thread), then take whatever else is queued.
-        What is queued already is taken without the thread (a hand-off per transaction while
-        catching up made the thread pool's wake-ups a few percent of the CPU)."""
+        """Wait up to ``timeout`` for a chunk, then take whatever else is queued.
+
+        The wait is the event loop's own: the reader thread wakes it (``call_soon_threadsafe``)
+        when it hands a chunk over while the loop waits. Waiting through ``asyncio.to_thread``
+        cost a thread-pool submit and two thread switches per chunk, and while catching up a
+        binlog of autocommitted rows there is a chunk per transaction: a few percent of the CPU.
+        """
+        items = self._take(limit)
+        if items:
+            return items
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = (loop, waiter)
+        items = self._take(limit)  # handed over between the first look and the waiter being set
+        if items:
+            self._waiter = None
+            return items
+        timer = loop.call_later(timeout, _wake, waiter)
         try:
-            items: list[Any] = self.queue.get_nowait()
-        except queue.Empty:
-            try:
-                items = await asyncio.to_thread(self.queue.get, True, timeout)
-            except queue.Empty:
-                return []
+            await waiter
+        finally:
+            self._waiter = None
+            timer.cancel()
+        return self._take(limit)
+
+    def _take(self, limit: int) -> list[Any]:
+        items: list[Any] = []
         while len(items) < limit:
             try:
                 items.extend(self.queue.get_nowait())
@@ -211,9 +230,16 @@ class BinlogSource:
         while not self._stop.is_set():
             try:
                 self.queue.put(chunk, timeout=0.2, weight=weight)
-                return
+                break
             except queue.Full:
                 continue
+        waiter = self._waiter
+        if waiter is not None:  # the event loop waits in next_items: wake it
+            self._waiter = None
+            try:
+                waiter[0].call_soon_threadsafe(_wake, waiter[1])
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
 
     def _run(self) -> None:
         chunk: list[Any] = []
@@ -291,13 +317,16 @@ class BinlogSource:
         problem: tuple[Position, str, str] | None = None
         fetch = library.Framing(reader).fetch if self.framing and self.fastpath else reader.fetchone
         Frame = framing.Frame  # noqa: N806
-        while not self._stop.is_set():
+        stopped = self._stop.is_set
+        noted = self.filter
+        while not stopped():
             event = fetch()
             if event is None:
                 raise SourceError("the server closed the binlog stream")
-            written = self.filter.take()
-            if written is not None:
-                chunk.append(written)
+            if noted.blogs or noted.users:  # TableFilter.take(), without the call for every event
+                written = noted.take()
+                if written is not None:
+                    chunk.append(written)
             ended = False  # this event ends a transaction
             if type(event) is Frame:  # read from the bytes: cdc/source/framing.py, the same meaning
                 end = event.end
@@ -474,6 +503,12 @@ class BinlogSource:
         if table is None or self.tables.parse(table.table) is None:
             return None
         return str(table.table)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    """In the event loop: end next_items' wait (a chunk came, or the timeout)."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _same_server_id(exc: Exception) -> bool:
