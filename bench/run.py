@@ -205,10 +205,11 @@ class Bench:
         peak RSS should stay flat: per-row cost constant, memory bounded by the hand-off and the
         pending bound, not by the size of the backlog."""
         out: dict[str, Any] = {"factors": list(SCALING), "runs": {}}
+        db = "bench_bulk_scaling"
         for factor in SCALING:
             size = self.args.scale * factor
-            db = "bench_bulk_scaling"
-            run = self.throughput(f"wp-bulk-x{factor:g}", db, lambda: wl.wp_bulk(self.st, db, size), debezium=False)
+            run = self.throughput(f"wp-bulk-x{factor:g}", db,
+                                  lambda size=size: wl.wp_bulk(self.st, db, size), debezium=False)
             run["scale"] = size
             out["runs"][f"{factor:g}"] = run
         return out

@@ -330,17 +330,17 @@ class BinlogSource:
             ended = False  # this event ends a transaction
             if type(event) is Frame:  # read from the bytes: cdc/source/framing.py, the same meaning
                 end = event.end
-                kind = event.kind
+                fkind = event.kind
                 self.position = Position(file, end)
-                if kind == framing.XID_KIND:
+                if fkind == framing.XID_KIND:
                     ended = True
-                elif kind == framing.GTID_KIND:
+                elif fkind == framing.GTID_KIND:
                     prev = self._gtid.text()
                     gtid = event.gtid
                     self._gtid.apply(gtid)
                     txn = TxnRef(Position(file, end - event.size), gtid, prev)
                     xa = False
-                elif kind == framing.BEGIN_KIND:
+                elif fkind == framing.BEGIN_KIND:
                     if txn is None:
                         txn = TxnRef(Position(file, end - event.size), None, self._gtid.text())
                 else:  # rows of a captured table, full images, decoded
@@ -473,9 +473,7 @@ class BinlogSource:
         wp_table = self.tables.parse(frame.table)
         if wp_table is None:
             return
-        rows = frame.rows
-        assert rows is not None and frame.op is not None
-        batch = fastpath.rows_batch(wp_table, frame.op, rows, self.position, txn, frame.timestamp)
+        batch = fastpath.rows_batch(wp_table, frame.op, frame.rows, self.position, txn, frame.timestamp)
         chunk.append(batch)
         self._chunk_weight += frame.size + ROW_OBJECT_BYTES * len(batch.changes)
 

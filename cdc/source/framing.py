@@ -50,10 +50,10 @@ class Frame:
         self.end = end
         self.size = size
         self.timestamp = timestamp
-        self.gtid: str | None = None
-        self.op: str | None = None
-        self.table: str | None = None
-        self.rows: list[Any] | None = None
+        self.gtid = ""  # GTID: domain-server-sequence
+        self.op = ""  # rows: insert, update or delete
+        self.table = ""  # rows: the table's name
+        self.rows: list[Any] = []  # rows: as fastpath.decode returns them
 
     def __repr__(self) -> str:
         return f"Frame({self.kind:#x}, end={self.end}, size={self.size}, gtid={self.gtid}, table={self.table})"

@@ -100,15 +100,20 @@ _SETS: tuple[tuple[Any, str, tuple[str, ...]], ...] = (
 # pymysql's packet, reached through the wrapper: its slots (pymysql is pinned >=1.1,<2).
 _SLOTS = (MysqlPacket, ("_data", "_position"))
 
-# What :class:`Framing` reads of the stream reader: set by its constructor or its connect, and
-# used by fetchone the way Framing relies on (it reads packets with _read_packet, keeps the table
-# map in table_map, and sets log_pos).
-_READER_SETS = ("_BinLogStreamReader__connected_stream", "_BinLogStreamReader__connected_ctl",
-                "_BinLogStreamReader__use_checksum", "_BinLogStreamReader__post_header_lengths",
-                "_BinLogStreamReader__only_tables", "_BinLogStreamReader__only_schemas",
-                "_BinLogStreamReader__freeze_schema", "_BinLogStreamReader__optional_meta_data",
-                "_BinLogStreamReader__use_column_name_cache", "table_map", "end_log_pos", "skip_to_timestamp",
-                "log_pos")
+# What :class:`Framing` reads of the stream reader, by the method that must set it; and what
+# fetchone must use the way Framing relies on (it reads packets with the connection's
+# _read_packet, keeps the table map in table_map, takes the post-header lengths from the format
+# description, and sets log_pos).
+_READER_SETS = (
+    ("__init__", ("_BinLogStreamReader__connected_stream", "_BinLogStreamReader__connected_ctl",
+                  "_BinLogStreamReader__only_tables", "_BinLogStreamReader__only_schemas",
+                  "_BinLogStreamReader__freeze_schema", "_BinLogStreamReader__optional_meta_data",
+                  "_BinLogStreamReader__use_column_name_cache",
+                  "table_map", "end_log_pos", "skip_to_timestamp", "log_pos")),
+    ("_BinLogStreamReader__connect_to_stream", ("_stream_connection", "_BinLogStreamReader__use_checksum",
+                                                "_BinLogStreamReader__connected_stream")),
+    ("_BinLogStreamReader__connect_to_ctl", ("_ctl_connection", "_BinLogStreamReader__connected_ctl")),
+)
 _FETCHONE_USES = ("_stream_connection", "_read_packet", "table_map", "log_pos", "get_table",
                   "_BinLogStreamReader__connected_stream", "_BinLogStreamReader__post_header_lengths")
 
@@ -152,14 +157,12 @@ def _problems() -> list[str]:
             out.append(f"{_name(owner, attr)} no longer sets {', '.join(map(_demangle, missing))}")
     if not hasattr(binlogstream, "MYSQL_EXPECTED_ERROR_CODES"):
         out.append("pymysqlreplication.binlogstream.MYSQL_EXPECTED_ERROR_CODES is missing")
-    init = getattr(getattr(BinLogStreamReader, "__init__", None), "__code__", None)
-    names = set(init.co_names) if init is not None else set()
-    for fn in ("_BinLogStreamReader__connect_to_stream", "_BinLogStreamReader__connect_to_ctl"):
+    for fn, attrs in _READER_SETS:
         code = getattr(getattr(BinLogStreamReader, fn, None), "__code__", None)
-        names |= set(code.co_names) if code is not None else set()
-    missing = [a for a in _READER_SETS if a not in names]
-    if missing:
-        out.append(f"pymysqlreplication.binlogstream.BinLogStreamReader no longer sets {', '.join(map(_demangle, missing))}")
+        missing = [a for a in attrs if code is None or a not in code.co_names]
+        if missing:
+            out.append(f"pymysqlreplication.binlogstream.BinLogStreamReader.{_demangle(fn)} no longer sets "
+                       f"{', '.join(map(_demangle, missing))}")
     code = getattr(getattr(BinLogStreamReader, "fetchone", None), "__code__", None)
     missing = [a for a in _FETCHONE_USES if code is None or a not in code.co_names]
     if missing:
@@ -499,9 +502,9 @@ class Framing:
             table = table_map.get(framing.table_id(data))
             if table is None:
                 continue  # its table map was filtered out: the library skips it the same way
-            frame = self._rows(kind, data, body_end, table, only_tables, only_schemas, end, size, ts)
-            if frame is not None:
-                return frame
+            rows = self._rows(kind, data, body_end, table, only_tables, only_schemas, end, size, ts)
+            if rows is not None:
+                return rows
             self._pushed = pkt
             return reader.fetchone()
 

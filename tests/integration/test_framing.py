@@ -23,7 +23,6 @@ from typing import Any
 import pymysql
 import pytest
 
-import stack as local_stack
 from cdc.config import MysqlSettings
 from cdc.model import Commit, Idle, RowsBatch
 from cdc.position import Position
@@ -31,6 +30,8 @@ from cdc.source import library as library_module
 from cdc.source.binlog import BinlogSource, SourceFailed
 from cdc.source.framing import BEGIN_KIND, GTID_KIND, ROWS_KIND, XID_KIND, Frame
 from cdc.wordpress import TableNames
+
+import stack as local_stack
 from wordpress import WordPress
 
 pytestmark = pytest.mark.integration
