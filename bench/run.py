@@ -208,8 +208,13 @@ class Bench:
         db = "bench_bulk_scaling"
         for factor in SCALING:
             size = self.args.scale * factor
-            run = self.throughput(f"wp-bulk-x{factor:g}", db,
-                                  lambda size=size: wl.wp_bulk(self.st, db, size), debezium=False)
+            try:
+                run = self.throughput(f"wp-bulk-x{factor:g}", db,
+                                      lambda size=size: wl.wp_bulk(self.st, db, size), debezium=False)
+            except Exception as exc:  # noqa: BLE001 - keep the other sizes' figures
+                log(f"wp-bulk-x{factor:g}: {exc!r}")
+                run = {"error": repr(exc)}
+                self._cleanup(db)
             run["scale"] = size
             out["runs"][f"{factor:g}"] = run
         return out
