@@ -105,6 +105,8 @@ def scaling_chart(doc: dict[str, Any], path: Path) -> Path | None:
         for x, y in zip(xs, ys):
             ax.annotate(fmt.format(y), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
         ax.set_ylim(0, max(ys) * 1.25 if max(ys) else 1)
+        ax.set_xticks(xs, [f"{x / 1000:,.0f}k" for x in xs])
+        ax.set_xlim(0, max(xs) * 1.1)
         ax.set_xlabel("relevant rows in the range")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
