@@ -70,3 +70,47 @@ def chart(doc: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def scaling_chart(doc: dict[str, Any], path: Path) -> Path | None:
+    """wp-bulk at 0.5×, 1× and 2× its size (workload ``wp-bulk-scaling``): throughput, CPU per
+    row and peak RSS against the size of the range. Flat lines: cost per row and memory do not
+    grow with the backlog."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    runs = doc["workloads"].get("wp-bulk-scaling", {}).get("runs", {})
+    points = sorted(((r["relevant_rows"], r["wpcdc"]) for r in runs.values()
+                     if "relevant_rows" in r and "relevant_rows_per_second" in r.get("wpcdc", {})),
+                    key=lambda p: p[0])
+    if not points:
+        return None
+    xs = [p[0] for p in points]
+    panels = (
+        ("relevant_rows_per_second", "relevant rows/s (flat is good)", "{:,.0f}"),
+        ("relevant_rows_per_cpu_second", "relevant rows per CPU second, drain", "{:,.0f}"),
+        ("peak_rss_mb", "peak RSS, MB (flat is good)", "{:.0f}"),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    m = doc.get("machine", {})
+    fig.suptitle(f"wpcdc over wp-bulk at 0.5×, 1× and 2× its size — {m.get('cores')} cores, run {doc.get('run')}",
+                 fontsize=11)
+    for ax, (key, title, fmt) in zip(axes, panels):
+        ys = [p[1].get(key) or 0 for p in points]
+        ax.plot(xs, ys, marker="o", color=WPCDC)
+        for x, y in zip(xs, ys):
+            ax.annotate(fmt.format(y), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+        ax.set_ylim(0, max(ys) * 1.25 if max(ys) else 1)
+        ax.set_xticks(xs, [f"{x / 1000:,.0f}k" for x in xs])
+        ax.set_xlim(0, max(xs) * 1.1)
+        ax.set_xlabel("relevant rows in the range")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

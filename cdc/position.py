@@ -8,14 +8,17 @@ below 2**20 in practice, so seq stays below 2**53 and survives JavaScript's ``Nu
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 _FILE_NUMBER = re.compile(r"\.(\d+)$")
 
 
+@functools.lru_cache(maxsize=256)
 def file_number(file: str) -> int:
-    """The numeric suffix of a binlog file name (``mariadb-bin.000042`` → 42)."""
+    """The numeric suffix of a binlog file name (``mariadb-bin.000042`` → 42). Cached: positions
+    compare by it, a few times per row, and a server has few binlog files at a time."""
     m = _FILE_NUMBER.search(file)
     if not m:
         raise ValueError(f"not a binlog file name: {file!r}")

@@ -20,12 +20,11 @@ def row_size(row: Row | None) -> int:
     """
     if not row:
         return 0
-    n = 240 + 42 * len(row)
+    n = 240 + 74 * len(row)  # 42 a column, and 32 a value: a str or bytes value 50 + its length
     for v in row.values():
-        if isinstance(v, (str, bytes)):
-            n += 50 + len(v)
-        else:
-            n += 32
+        t = type(v)  # the decoders return exact str and bytes; isinstance() costs twice as much here
+        if t is str or t is bytes:
+            n += 18 + len(v)
     return n
 
 

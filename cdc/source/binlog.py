@@ -54,7 +54,7 @@ from cdc.errors import (
 from cdc.model import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
 from cdc.normalize import normalize_rows
 from cdc.position import Position
-from cdc.source import compressed, fastpath, handoff, library
+from cdc.source import compressed, fastpath, framing, handoff, library
 from cdc.source.flavor import GtidState
 from cdc.source.statements import QueryKind, classify
 from cdc.wordpress import SettingsKind, TableNames
@@ -166,9 +166,12 @@ class BinlogSource:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="binlog-reader", daemon=True)
         self._reader: BinLogStreamReader | None = None
+        # (loop, future) while next_items waits for a chunk: the reader thread resolves it.
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self._gtid = GtidState(gtid)
         self.position = start  # last position read (reader thread writes, others read)
         self.fastpath = True  # decode WordPress's tables with cdc/source/fastpath.py
+        self.framing = True  # read the small events from the bytes (cdc/source/framing.py); needs fastpath
 
     def start(self) -> None:
         self._thread.start()
@@ -184,11 +187,33 @@ class BinlogSource:
         self._thread.join(timeout)
 
     async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
-        """Wait up to ``timeout`` for a chunk (in a thread), then take whatever else is queued."""
+        """Wait up to ``timeout`` for a chunk, then take whatever else is queued.
+
+        The wait is the event loop's own: the reader thread wakes it (``call_soon_threadsafe``)
+        when it hands a chunk over while the loop waits. Waiting through ``asyncio.to_thread``
+        cost a thread-pool submit and two thread switches per chunk, and while catching up a
+        binlog of autocommitted rows there is a chunk per transaction: a few percent of the CPU.
+        """
+        items = self._take(limit)
+        if items:
+            return items
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = (loop, waiter)
+        items = self._take(limit)  # handed over between the first look and the waiter being set
+        if items:
+            self._waiter = None
+            return items
+        timer = loop.call_later(timeout, _wake, waiter)
         try:
-            items: list[Any] = await asyncio.to_thread(self.queue.get, True, timeout)
-        except queue.Empty:
-            return []
+            await waiter
+        finally:
+            self._waiter = None
+            timer.cancel()
+        return self._take(limit)
+
+    def _take(self, limit: int) -> list[Any]:
+        items: list[Any] = []
         while len(items) < limit:
             try:
                 items.extend(self.queue.get_nowait())
@@ -205,9 +230,16 @@ class BinlogSource:
         while not self._stop.is_set():
             try:
                 self.queue.put(chunk, timeout=0.2, weight=weight)
-                return
+                break
             except queue.Full:
                 continue
+        waiter = self._waiter
+        if waiter is not None:  # the event loop waits in next_items: wake it
+            self._waiter = None
+            try:
+                waiter[0].call_soon_threadsafe(_wake, waiter[1])
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
 
     def _run(self) -> None:
         chunk: list[Any] = []
@@ -283,16 +315,42 @@ class BinlogSource:
         # What this transaction holds that we cannot turn into events: we read on to its end, so
         # the error can name the position to skip to, and then stop (see _unsupported).
         problem: tuple[Position, str, str] | None = None
-        while not self._stop.is_set():
-            event = reader.fetchone()
+        fetch = library.Framing(reader).fetch if self.framing and self.fastpath else reader.fetchone
+        Frame = framing.Frame  # noqa: N806
+        stopped = self._stop.is_set
+        noted = self.filter
+        while not stopped():
+            event = fetch()
             if event is None:
                 raise SourceError("the server closed the binlog stream")
-            written = self.filter.take()
-            if written is not None:
-                chunk.append(written)
-            end = event.packet.log_pos
+            if noted.blogs or noted.users:  # TableFilter.take(), without the call for every event
+                written = noted.take()
+                if written is not None:
+                    chunk.append(written)
             ended = False  # this event ends a transaction
-            if isinstance(event, RotateEvent):
+            if type(event) is Frame:  # read from the bytes: cdc/source/framing.py, the same meaning
+                end = event.end
+                fkind = event.kind
+                self.position = Position(file, end)
+                if fkind == framing.XID_KIND:
+                    ended = True
+                elif fkind == framing.GTID_KIND:
+                    prev = self._gtid.text()
+                    gtid = event.gtid
+                    self._gtid.apply(gtid)
+                    txn = TxnRef(Position(file, end - event.size), gtid, prev)
+                    xa = False
+                elif fkind == framing.BEGIN_KIND:
+                    if txn is None:
+                        txn = TxnRef(Position(file, end - event.size), None, self._gtid.text())
+                else:  # rows of a captured table, full images, decoded
+                    if txn is None:
+                        txn = TxnRef(Position(file, end - event.size), None, self._gtid.text())
+                    if problem is None and xa:
+                        problem = (Position(file, end - event.size), event.table, "xa")
+                    if problem is None:
+                        self._frame_rows(chunk, event, txn)
+            elif isinstance(event, RotateEvent):
                 if event.next_binlog != file:
                     # Table ids hold for one server run. The library forgets its table maps at a
                     # rotation the server wrote (timestamp != 0), not at the one the dump thread
@@ -305,6 +363,7 @@ class BinlogSource:
                 if txn is None:
                     chunk.append(Commit(self.position, self._gtid.text(), event.timestamp, rotate=True))
             elif isinstance(event, HeartbeatLogEvent):
+                end = event.packet.log_pos
                 # A heartbeat comes when the server has sent everything: its log_pos is the end of
                 # the binlog file, past header events we never see (a fresh file's format
                 # description, GTID list). Outside a transaction that is where we stand.
@@ -313,6 +372,7 @@ class BinlogSource:
                     self.position = Position(file, end)
                 chunk.append(Idle(self.position if txn is None else None, self._gtid.text(), time.time()))
             elif isinstance(event, (MariadbGtidEvent, GtidEvent)):
+                end = event.packet.log_pos
                 begin = Position(file, end - event.packet.event_size)
                 prev = self._gtid.text()
                 gtid = str(event.gtid)
@@ -321,9 +381,11 @@ class BinlogSource:
                 xa = False
                 self.position = Position(file, end)
             elif isinstance(event, (XidEvent, XAPrepareEvent)):
+                end = event.packet.log_pos
                 self.position = Position(file, end)
                 ended = True
             elif isinstance(event, (QueryEvent, NotImplementedEvent, ExecuteLoadQueryEvent)):
+                end = event.packet.log_pos
                 query = self._query_text(event)
                 self.position = Position(file, end)
                 if query is None:
@@ -352,6 +414,7 @@ class BinlogSource:
                         problem = (_start(file, event), ", ".join(meaning.captured), meaning.verb)
                     ended = True
             else:
+                end = event.packet.log_pos
                 op = _OPS.get(type(event))
                 if op is not None or isinstance(event, PartialUpdateRowsEvent):
                     self.position = Position(file, end)
@@ -405,6 +468,15 @@ class BinlogSource:
             # held 120 MB between the threads.
             self._chunk_weight += event.packet.event_size + ROW_OBJECT_BYTES * len(batch.changes)
 
+    def _frame_rows(self, chunk: list[Any], frame: framing.Frame, txn: TxnRef) -> None:
+        """:meth:`_rows` for the rows a :class:`framing.Frame` carries (decoded from the bytes)."""
+        wp_table = self.tables.parse(frame.table)
+        if wp_table is None:
+            return
+        batch = fastpath.rows_batch(wp_table, frame.op, frame.rows, self.position, txn, frame.timestamp)
+        chunk.append(batch)
+        self._chunk_weight += frame.size + ROW_OBJECT_BYTES * len(batch.changes)
+
     @staticmethod
     def _query_text(event: Any) -> str | None:
         """The statement of a query event, or None for other events."""
@@ -429,6 +501,12 @@ class BinlogSource:
         if table is None or self.tables.parse(table.table) is None:
             return None
         return str(table.table)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    """In the event loop: end next_items' wait (a chunk came, or the timeout)."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _same_server_id(exc: Exception) -> bool:

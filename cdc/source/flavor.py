@@ -150,7 +150,11 @@ class GtidState:
             else:
                 self._add(uuid.lower(), n, n)
         else:
-            self._mariadb[gtid.split("-")[0]] = gtid
+            domains = self._mariadb
+            domains[gtid.split("-")[0]] = gtid
+            if len(domains) == 1 and not self._mysql:
+                self._text = gtid  # one domain (nearly every site): the state is this GTID
+                return
         self._text = None
 
     def __str__(self) -> str:

@@ -35,8 +35,10 @@ import re
 from importlib import metadata
 from typing import Any
 
+from pymysql.connections import Connection
 from pymysql.protocol import MysqlPacket
 from pymysqlreplication import binlogstream
+from pymysqlreplication.binlogstream import BinLogStreamReader
 from pymysqlreplication.bitmap import BitGet
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.event import BinLogEvent
@@ -50,7 +52,7 @@ from pymysqlreplication.row_event import (
 )
 
 from cdc.errors import LibraryVersionError
-from cdc.source import compressed, decoding, fastpath
+from cdc.source import compressed, decoding, fastpath, framing
 from cdc.source.decoding import decode_text, json_text
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,23 @@ _SETS: tuple[tuple[Any, str, tuple[str, ...]], ...] = (
 # pymysql's packet, reached through the wrapper: its slots (pymysql is pinned >=1.1,<2).
 _SLOTS = (MysqlPacket, ("_data", "_position"))
 
+# What :class:`Framing` reads of the stream reader, by the method that must set it; and what
+# fetchone must use the way Framing relies on (it reads packets with the connection's
+# _read_packet, keeps the table map in table_map, takes the post-header lengths from the format
+# description, and sets log_pos).
+_READER_SETS = (
+    ("__init__", ("_BinLogStreamReader__connected_stream", "_BinLogStreamReader__connected_ctl",
+                  "_BinLogStreamReader__only_tables", "_BinLogStreamReader__only_schemas",
+                  "_BinLogStreamReader__freeze_schema", "_BinLogStreamReader__optional_meta_data",
+                  "_BinLogStreamReader__use_column_name_cache",
+                  "table_map", "end_log_pos", "skip_to_timestamp", "log_pos")),
+    ("_BinLogStreamReader__connect_to_stream", ("_stream_connection", "_BinLogStreamReader__use_checksum",
+                                                "_BinLogStreamReader__connected_stream")),
+    ("_BinLogStreamReader__connect_to_ctl", ("_ctl_connection", "_BinLogStreamReader__connected_ctl")),
+)
+_FETCHONE_USES = ("_stream_connection", "_read_packet", "table_map", "log_pos", "get_table",
+                  "_BinLogStreamReader__connected_stream", "_BinLogStreamReader__post_header_lengths")
+
 
 def _numbers(version: str) -> tuple[int, ...] | None:
     m = re.match(r"\d+(?:\.\d+)*", version)
@@ -138,6 +157,19 @@ def _problems() -> list[str]:
             out.append(f"{_name(owner, attr)} no longer sets {', '.join(map(_demangle, missing))}")
     if not hasattr(binlogstream, "MYSQL_EXPECTED_ERROR_CODES"):
         out.append("pymysqlreplication.binlogstream.MYSQL_EXPECTED_ERROR_CODES is missing")
+    for fn, attrs in _READER_SETS:
+        code = getattr(getattr(BinLogStreamReader, fn, None), "__code__", None)
+        missing = [a for a in attrs if code is None or a not in code.co_names]
+        if missing:
+            out.append(f"pymysqlreplication.binlogstream.BinLogStreamReader.{_demangle(fn)} no longer sets "
+                       f"{', '.join(map(_demangle, missing))}")
+    code = getattr(getattr(BinLogStreamReader, "fetchone", None), "__code__", None)
+    missing = [a for a in _FETCHONE_USES if code is None or a not in code.co_names]
+    if missing:
+        out.append(f"pymysqlreplication.binlogstream.BinLogStreamReader.fetchone no longer uses "
+                   f"{', '.join(map(_demangle, missing))}")
+    if not callable(getattr(Connection, "_read_packet", None)):
+        out.append("pymysql.connections.Connection._read_packet is missing (PyMySQL)")
     packet, slots = _SLOTS
     for slot in slots:
         if not hasattr(packet, slot):
@@ -353,3 +385,196 @@ def written_size(event: Any) -> int:
     """An event's size as written in the binlog: an inflated compressed event's own size is not
     (the position of its start is computed from this)."""
     return getattr(event.packet, "wpcdc_compressed_size", None) or int(event.packet.event_size)
+
+
+# ------------------------------------------------------------------------------ framing
+
+_CAPTURED = "_wpcdc_captured"  # on the library's Table: passes the reader's table/schema filters
+
+
+class Framing:
+    """The stream reader's ``fetchone``, with the small events read from the packet bytes first.
+
+    mysql-replication keeps the connection, the protocol, the format description, rotations,
+    heartbeats, table maps it has not parsed yet, and every event this class does not take: it reads
+    a packet through pymysql itself, looks at the event type and, for the events of
+    cdc/source/framing.py, returns a :class:`framing.Frame` (GTID, XID, BEGIN, the decoded rows of a
+    captured table) or skips the event (ANNOTATE_ROWS; a TABLE_MAP of a table the library would
+    filter out, after asking the same filter, so the options and users tables are noted as before; a
+    rows event whose table id the library has no map for), exactly as the library would. A table map
+    of a captured table is taken from the library's own parse of the same bytes (the cache of
+    :func:`_cache_table_maps`). Any other packet is pushed back and the library's ``fetchone`` reads
+    it as usual: the connection's ``_read_packet`` returns it first.
+
+    The differential check: tests/integration/test_framing.py reads the same binlog with and without
+    this class and compares every item the source hands over, positions included.
+    """
+
+    def __init__(self, reader: BinLogStreamReader) -> None:
+        self.reader = reader
+        self._conn: Any = None
+        self._read: Any = None
+        self._pushed: Any = None
+        self._lengths: Any = _UNSET
+        self._ok: frozenset[int] = frozenset()
+        # table id -> (its last TABLE_MAP's body, schema, table, the library's Table or None: filtered)
+        self._maps: dict[int, tuple[bytes, str, str, Any]] = {}
+
+    def _hook(self, conn: Any) -> None:
+        """Put :meth:`_next_packet` in front of this connection's packet reads."""
+        read = conn._read_packet  # noqa: SLF001 - pymysql: the one way the library reads packets
+
+        def next_packet(*args: Any, **kwargs: Any) -> Any:
+            pushed = self._pushed
+            if pushed is not None and not args and not kwargs:
+                self._pushed = None
+                return pushed
+            return read(*args, **kwargs)
+
+        conn._read_packet = next_packet  # noqa: SLF001
+        self._conn, self._read = conn, read
+
+    def _kinds(self, lengths: Any) -> frozenset[int]:
+        """The event types whose post-header the server declares as framing.py reads it."""
+        if not lengths:
+            return frozenset(framing.POST_HEADER)
+        ok = set()
+        for kind, size in framing.POST_HEADER.items():
+            if kind - 1 >= len(lengths) or lengths[kind - 1] == size:
+                ok.add(kind)
+        return frozenset(ok)
+
+    def fetch(self) -> Any:
+        """The next event the reader would return, or a :class:`framing.Frame` in its place."""
+        reader = self.reader
+        d = reader.__dict__
+        if (not d["_BinLogStreamReader__connected_stream"] or not d["_BinLogStreamReader__connected_ctl"]
+                or reader.end_log_pos or reader.skip_to_timestamp or d["_BinLogStreamReader__freeze_schema"]):
+            return reader.fetchone()  # connects (or a configuration this class does not cover)
+        conn = reader._stream_connection  # noqa: SLF001
+        if conn is not self._conn:
+            self._hook(conn)
+        lengths = d["_BinLogStreamReader__post_header_lengths"]
+        if lengths is not self._lengths:
+            self._ok = self._kinds(lengths)
+            self._lengths = lengths
+        ok = self._ok
+        checksum = 4 if d["_BinLogStreamReader__use_checksum"] else 0
+        only_tables = d["_BinLogStreamReader__only_tables"]
+        only_schemas = d["_BinLogStreamReader__only_schemas"]
+        table_map = reader.table_map
+        read = self._read
+        header = framing.header
+        while True:
+            pkt = read()
+            data = pkt._data  # noqa: SLF001 - the whole event, unread
+            kind = data[5] if len(data) > framing.HEADER and data[0] == 0 else -1
+            if kind not in ok:
+                self._pushed = pkt
+                return reader.fetchone()
+            ts, _, server, size, end = header(data, 1)
+            body_end = 1 + size - checksum
+            if body_end > len(data) or body_end < framing.HEADER:
+                self._pushed = pkt
+                return reader.fetchone()
+            if end:
+                reader.log_pos = end
+            if kind == framing.MARIADB_GTID:
+                frame = framing.Frame(kind, end, size, ts)
+                frame.gtid = framing.mariadb_gtid(data, server)
+                return frame
+            if kind == framing.XID:
+                return framing.Frame(kind, end, size, ts)
+            if kind == framing.ANNOTATE_ROWS:
+                continue
+            if kind == framing.QUERY:
+                if framing.is_begin(data, body_end):
+                    return framing.Frame(kind, end, size, ts)
+                self._pushed = pkt
+                return reader.fetchone()
+            if kind == framing.TABLE_MAP:
+                taken = self._table_map(data, body_end, only_tables, only_schemas, table_map)
+                if taken:
+                    continue
+                self._pushed = pkt
+                return reader.fetchone()
+            # a rows event (v1 or v2)
+            table = table_map.get(framing.table_id(data))
+            if table is None:
+                continue  # its table map was filtered out: the library skips it the same way
+            rows = self._rows(kind, data, body_end, table, only_tables, only_schemas, end, size, ts)
+            if rows is not None:
+                return rows
+            self._pushed = pkt
+            return reader.fetchone()
+
+    def _table_map(self, data: bytes, body_end: int, only_tables: Any, only_schemas: Any,
+                   table_map: dict[int, Any]) -> bool:
+        """Skip a TABLE_MAP the library would filter out, or take a captured one from the library's
+        parse of the same bytes; False: let the library read it."""
+        tid = framing.table_id(data)
+        body = data[framing.HEADER:body_end]
+        last = self._maps.get(tid)
+        if last is not None and last[0] == body:  # the same map as this id's last one: WordPress's usual
+            schema, table, obj = last[1], last[2], last[3]
+        else:
+            names = framing.table_map_names(data)
+            if names is None:
+                return False
+            schema, table = names
+            obj = None
+        # The library's TableMapEvent filters in this order (the table filter notes settings tables).
+        if ((only_tables is not None and table not in only_tables)
+                or (only_schemas is not None and schema not in only_schemas)):
+            self._maps[tid] = (body, schema, table, None)
+            return True
+        if obj is None:
+            reader = self.reader
+            key = (body, id(reader._ctl_connection),  # noqa: SLF001
+                   bool(reader.__dict__["_BinLogStreamReader__optional_meta_data"]),
+                   bool(reader.__dict__["_BinLogStreamReader__use_column_name_cache"]))
+            hit = _tm_cache.get(key)
+            if hit is None or hit["table_id"] != tid:
+                return False
+            obj = hit["table_obj"]
+            if len(self._maps) >= _TM_CACHE_MAX:
+                self._maps.clear()
+            self._maps[tid] = (body, schema, table, obj)
+        table_map[tid] = obj
+        return True
+
+    def _rows(self, kind: int, data: bytes, body_end: int, table: Any, only_tables: Any, only_schemas: Any,
+              end: int, size: int, ts: int) -> framing.Frame | None:
+        """A captured table's rows event decoded from the bytes, or None (the library reads it)."""
+        memo = table.__dict__
+        seen = memo.get(_CAPTURED)
+        if seen is not None and seen[0] is only_tables and seen[1] is only_schemas:
+            captured = seen[2]
+        else:
+            # The library's RowsEvent filters: a table in the map may still be filtered out by name
+            # (a table id reused) or by schema; those go through the library.
+            captured = bool((only_tables is None or table.table in only_tables)
+                            and (only_schemas is None or table.schema in only_schemas))
+            memo[_CAPTURED] = (only_tables, only_schemas, captured)
+        if not captured:
+            return None
+        dec = memo.get(_DECODER, _UNSET)
+        if dec is _UNSET:
+            dec = memo[_DECODER] = fastpath.decoder(table.columns)
+        if dec is None:
+            return None
+        op = framing.ROWS_V1.get(kind) or framing.ROWS_V2[kind]
+        layout = framing.rows_layout(data, 8 if kind in framing.ROWS_V1 else 10, body_end, op == "update")
+        if layout is None:
+            return None
+        n, present, present2, start = layout
+        if n != len(table.columns) or not _full(present, n) or (present2 is not None and not _full(present2, n)):
+            return None  # a partial row image: the library's event, and binlog.py says why it stops
+        rows = fastpath.decode(dec, data, start, body_end, op)
+        if rows is None:
+            return None
+        frame = framing.Frame(framing.ROWS_KIND, end, size, ts)
+        frame.op = op
+        frame.table = table.table
+        frame.rows = rows
+        return frame

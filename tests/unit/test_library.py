@@ -126,3 +126,28 @@ def test_install_patches_once_and_the_check_still_passes() -> None:
         assert not hasattr(wrapped, "__wrapped__")  # one layer, not one per install()
         assert inspect.unwrap(cls.__init__) is wrapped  # type: ignore[misc]
     assert library.check() == library.installed_version()  # the originals behind our wrappers
+
+
+def test_a_stream_reader_that_no_longer_keeps_what_framing_reads_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """library.Framing reads the stream reader's checksum and post-header lengths: a release
+    keeping them under other names is refused, not read as "no checksum"."""
+    original = binlogstream.BinLogStreamReader._BinLogStreamReader__connect_to_stream  # type: ignore[attr-defined]
+
+    def connect(self: Any) -> None:
+        self._checksum = True  # not __use_checksum
+
+    monkeypatch.setattr(binlogstream.BinLogStreamReader, "_BinLogStreamReader__connect_to_stream", connect)
+    with pytest.raises(LibraryVersionError, match="BinLogStreamReader.__connect_to_stream no longer sets _stream_connection, __use_checksum"):
+        library.check()
+    monkeypatch.setattr(binlogstream.BinLogStreamReader, "_BinLogStreamReader__connect_to_stream", original)
+    library.check()
+
+
+def test_a_fetchone_that_reads_packets_another_way_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Framing pushes a packet back through the connection's _read_packet, which fetchone must use."""
+    def fetchone(self: Any) -> Any:
+        return self._stream_connection.read_packet(), self.table_map, self.log_pos
+
+    monkeypatch.setattr(binlogstream.BinLogStreamReader, "fetchone", fetchone)
+    with pytest.raises(LibraryVersionError, match="fetchone no longer uses _read_packet"):
+        library.check()
