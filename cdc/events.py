@@ -130,6 +130,10 @@ def _with_links_factory() -> Any:
     new = object.__new__
 
     def with_links(event: PostEvent, before: Link | None, after: Link | None) -> PostEvent:
+        if type(event) is not PostEvent:
+            # A subclass (term_fanout.TermChangedEvent) has fields of its own the slots above
+            # do not copy: the plain way keeps them.
+            return replace(event, link_before=before, link_after=after)
         copy = new(PostEvent)
         for get, put in slots:
             put(copy, get(event))

@@ -85,9 +85,29 @@ def test_killed_backfill_resumes_where_it_stood(connectors, wordpress, stack) ->
     assert_matches_database(events, stack.mysql)
 
 
+def site_rows(port: int) -> int:
+    """Rows a whole-site backfill reads (posts, meta, term relationships of every blog)."""
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database="wordpress")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'wordpress' AND "
+                        "table_name REGEXP '^wp_([0-9]+_)?(posts|postmeta|term_relationships)$'")
+            total = 0
+            for (table,) in cur.fetchall():
+                cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+                total += cur.fetchone()[0]
+            return total
+    finally:
+        conn.close()
+
+
 def test_backfill_beside_concurrent_edits_ends_equal_to_the_database(connectors, wordpress, stack) -> None:  # type: ignore[no-untyped-def]
+    # Throttled so that edits land while it runs, to about a minute whatever the suite (or an
+    # earlier run on the same stack) has put into the site: at a fixed 400 rows/s a site grown to
+    # 10,000 posts outlasted the wait below.
+    rate = max(400, site_rows(stack.mysql) // 60)
     c: Connector = connectors(window=0.5, extra=["--snapshot", "initial", "--snapshot-chunk-size", "10",
-                                                 "--snapshot-rows-per-second", "400"])
+                                                 "--snapshot-rows-per-second", str(rate)])
     # Edits of posts that exist before the backfill, so some get a snapshot and then stream events.
     workload = Workload(wordpress, seed=11, posts=4, existing=wordpress.seed(10, with_terms=True, with_meta=True))
     c.start(wait=False)

@@ -23,6 +23,15 @@ def test_with_links_is_replace() -> None:
     assert all(getattr(made, f.name) is getattr(want, f.name) for f in fields(PostEvent))
     assert with_links(event, None, None) == replace(event, link_before=None, link_after=None)
 
+    # A subclass keeps its class and its own fields (the term fan-out's ``term_change``).
+    from cdc.term_fanout import TermChangedEvent
+
+    fanned = TermChangedEvent(**{f.name: getattr(event, f.name) for f in fields(PostEvent)},
+                              term_change={"event_id": "t-1"})
+    linked = with_links(fanned, before, after)
+    assert type(linked) is TermChangedEvent and linked.as_dict()["term_change"] == {"event_id": "t-1"}
+    assert linked.link_after == after
+
 
 def test_meta_added_is_the_constructor() -> None:
     for meta_id, key, value in ((1, "k", "v"), (2**63, None, None), (3, "_k", b"\xff")):
