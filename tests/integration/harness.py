@@ -93,6 +93,22 @@ def read_topic(bootstrap: str, topic: str) -> list[Message]:
     return asyncio.run(_read(bootstrap, topic))
 
 
+def admin_connection(port: int, database: str | None = None) -> pymysql.connections.Connection:
+    """An autocommit connection as the stack's admin user (utf8mb4)."""
+    return pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database=database,
+                           charset="utf8mb4", autocommit=True)
+
+
+def binlog_end(conn: pymysql.connections.Connection) -> Any:
+    """The server's current binlog end (a cdc.position.Position)."""
+    from cdc.position import Position
+
+    with conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        file, pos = cur.fetchone()[:2]
+    return Position(file, int(pos))
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     last = None

@@ -9,7 +9,15 @@ from typing import Any
 import pymysql
 import pytest
 
-from tests.integration.harness import Connector, Workload, check_stream, database_state, fold, wait_until
+from tests.integration.harness import (
+    Connector,
+    Workload,
+    admin_connection,
+    check_stream,
+    database_state,
+    fold,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +95,7 @@ def test_killed_backfill_resumes_where_it_stood(connectors, wordpress, stack) ->
 
 def site_rows(port: int) -> int:
     """Rows a whole-site backfill reads (posts, meta, term relationships of every blog)."""
-    conn = pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database="wordpress")
+    conn = admin_connection(port, "wordpress")
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'wordpress' AND "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import queue
 
-import pymysql
 import pytest
 
 from cdc.config import MysqlSettings
@@ -20,22 +19,11 @@ from cdc.model import Commit, RowsBatch
 from cdc.position import Position
 from cdc.source.binlog import BinlogSource, SourceFailed
 from cdc.wordpress import TableNames
+from tests.integration.harness import admin_connection, binlog_end
 
 pytestmark = pytest.mark.integration
 
 DB = "wpcdc_fastpath_test"
-
-
-def _admin(port: int, db: str | None = None) -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database=db,
-                           charset="utf8mb4", autocommit=True)
-
-
-def _end(conn: pymysql.connections.Connection) -> Position:
-    with conn.cursor() as cur:
-        cur.execute("SHOW MASTER STATUS")
-        file, pos = cur.fetchone()[:2]
-    return Position(file, int(pos))
 
 
 def _read(port: int, start: Position, end: Position, fastpath: bool, server_id: int) -> list[RowsBatch]:
@@ -63,7 +51,7 @@ def _read(port: int, start: Position, end: Position, fastpath: bool, server_id: 
 
 def test_fastpath_decodes_what_the_library_decodes(stack) -> None:  # type: ignore[no-untyped-def]
     port = stack.mysql
-    conn = _admin(port)
+    conn = admin_connection(port)
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {DB}")
         cur.execute(f"CREATE DATABASE {DB} CHARACTER SET utf8mb4")
@@ -72,8 +60,8 @@ def test_fastpath_decodes_what_the_library_decodes(stack) -> None:  # type: igno
         # A WordPress table name with a layout the fast path does not take (DECIMAL).
         cur.execute(f"CREATE TABLE {DB}.wp_terms (term_id BIGINT UNSIGNED PRIMARY KEY, name VARCHAR(200), "
                     "slug VARCHAR(200), term_group DECIMAL(10,2))")
-    start = _end(conn)
-    db = _admin(port, DB)
+    start = binlog_end(conn)
+    db = admin_connection(port, DB)
     with db.cursor() as cur:
         long_text = "ünïcödé 🎉 " * 5000
         cur.execute(
@@ -95,7 +83,7 @@ def test_fastpath_decodes_what_the_library_decodes(stack) -> None:  # type: igno
         cur.execute("INSERT INTO wp_terms VALUES (5, 'Name', 'slug', 12.50)")
         cur.execute("DELETE FROM wp_postmeta WHERE meta_id IN (1, 4)")
         cur.execute("DELETE FROM wp_posts WHERE ID = 18446744073709551615")
-    end = _end(conn)
+    end = binlog_end(conn)
     try:
         fast = _read(port, start, end, True, 3_900_001)
         slow = _read(port, start, end, False, 3_900_002)

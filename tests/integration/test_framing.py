@@ -20,7 +20,6 @@ import queue
 from collections import Counter
 from typing import Any
 
-import pymysql
 import pytest
 
 from cdc.config import MysqlSettings
@@ -30,6 +29,7 @@ from cdc.source import library as library_module
 from cdc.source.binlog import BinlogSource, SourceFailed
 from cdc.source.framing import BEGIN_KIND, GTID_KIND, ROWS_KIND, XID_KIND, Frame
 from cdc.wordpress import TableNames
+from tests.integration.harness import admin_connection, binlog_end
 
 import stack as local_stack
 from wordpress import WordPress
@@ -37,18 +37,6 @@ from wordpress import WordPress
 pytestmark = pytest.mark.integration
 
 NOISE = "wpcdc_framing_noise"
-
-
-def _admin(port: int, db: str | None = None) -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database=db,
-                           charset="utf8mb4", autocommit=True)
-
-
-def _end(conn: pymysql.connections.Connection) -> Position:
-    with conn.cursor() as cur:
-        cur.execute("SHOW MASTER STATUS")
-        file, pos = cur.fetchone()[:2]
-    return Position(file, int(pos))
 
 
 def _read(port: int, start: Position, end: Position, *, fastpath: bool, framing: bool,
@@ -94,14 +82,14 @@ def test_framing_hands_over_what_the_library_does(stack: local_stack.Ports, monk
         return event
 
     monkeypatch.setattr(library_module.Framing, "fetch", counting)
-    conn = _admin(port)
+    conn = admin_connection(port)
     wp = WordPress.multisite()
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {NOISE}")
         cur.execute(f"CREATE DATABASE {NOISE} CHARACTER SET utf8mb4")
         cur.execute("DROP TABLE IF EXISTS wordpress.wpcdc_framing_plugin")
         cur.execute("DROP TABLE IF EXISTS wordpress.wp_999_terms")
-    start = _end(conn)
+    start = binlog_end(conn)
     ids = wp.seed(4)
     wp.rest_save(ids[0], title="Framing, edited", content="<!-- wp:paragraph --><p>x</p><!-- /wp:paragraph -->")
     wp.metabox_save(ids[1])
@@ -140,7 +128,7 @@ def test_framing_hands_over_what_the_library_does(stack: local_stack.Ports, monk
         cur.execute("DELETE FROM wordpress.wp_postmeta WHERE meta_key = 'framing'")
         cur.execute("DROP TABLE wordpress.wpcdc_framing_plugin")
         cur.execute(f"DROP DATABASE {NOISE}")
-    end = _end(conn)
+    end = binlog_end(conn)
     with conn.cursor() as cur:  # after the range: dropping a captured table stops the stream
         cur.execute("DROP TABLE wordpress.wp_999_terms")
     framed = _read(port, start, end, fastpath=True, framing=True, server_id=3_910_001)
