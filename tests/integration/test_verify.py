@@ -26,6 +26,37 @@ from tests.integration.harness import REPO, Connector, check_stream, fold, uniqu
 pytestmark = pytest.mark.integration
 
 
+class Editing:
+    """WordPress editing ``posts`` in turn (a title and a meta value, about one a second) in a
+    thread while the ``with`` block runs; ``edits`` counts the saves made."""
+
+    def __init__(self, wp: Any, blog: int, posts: tuple[int, ...]) -> None:
+        self.wp, self.blog, self.posts = wp, blog, posts
+        self.edits = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            post = self.posts[self.edits % len(self.posts)]
+            try:
+                self.wp.update_post(post, title=f"busy {self.edits}", blog=self.blog)
+                self.wp.run("update_meta", self.blog, post_id=post, key="colour", value=f"c{self.edits}")
+            except Exception as exc:  # noqa: BLE001 - a busy shared server refusing a connection
+                if "WordPressError" not in type(exc).__name__:
+                    raise
+            self.edits += 1
+            self._stop.wait(1.0)
+
+    def __enter__(self) -> Editing:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
 def verify(c: Connector, blog: int, *more: str, json: bool = True, timeout: float = 300) -> tuple[int, Any, str]:
     """Run `wpcdc verify` for connector ``c`` on ``blog``: (exit code, report (JSON) or stdout, stderr)."""
     cmd = [sys.executable, "-m", "cdc", "--log-format", "json", "verify", "--name", c.name, "--blogs", str(blog),
@@ -83,32 +114,11 @@ def test_a_streamed_workload_verifies_clean_with_changes_in_flight(connectors, w
 
     # Edits while verify runs (one post every ~1.5 s, each post every ~4.5 s: past the window, so
     # the connector keeps up): they land between the fold and the database read, or after it.
-    stop = threading.Event()
-    edits = 0
-
-    def edit() -> None:
-        nonlocal edits
-        while not stop.is_set():
-            post = (ids[0], ids[1], extra)[edits % 3]
-            try:
-                wp.update_post(post, title=f"busy {edits}", blog=blog)
-                wp.run("update_meta", blog, post_id=post, key="colour", value=f"c{edits}")
-            except Exception as exc:  # noqa: BLE001 - a busy shared server refusing a connection
-                if "WordPressError" not in type(exc).__name__:
-                    raise
-            edits += 1
-            stop.wait(1.0)
-
-    editor = threading.Thread(target=edit, daemon=True)
-    editor.start()
-    try:
+    with Editing(wp, blog, (ids[0], ids[1], extra)) as editing:
         time.sleep(2)
         rc, report, err = verify(c, blog)
-    finally:
-        stop.set()
-        editor.join(30)
-    assert edits >= 2
-    print("edits while verifying:", edits, {k: report[k] for k in ("in_flight", "changing", "equal", "seconds")})
+    assert editing.edits >= 2
+    print("edits while verifying:", editing.edits, {k: report[k] for k in ("in_flight", "changing", "equal", "seconds")})
     assert rc == 0 and report["differ"] == [], (report, err[-3000:])
     assert c.running
 
@@ -226,30 +236,9 @@ def test_repair_beside_the_running_connector_while_the_site_is_edited(connectors
     assert rc == 50 and set(keys(report)) == planted, (report, err[-3000:])
 
     # WordPress goes on editing other posts (and one of the planted ones' meta) throughout.
-    stop = threading.Event()
-    edits = 0
-
-    def edit() -> None:
-        nonlocal edits
-        while not stop.is_set():
-            post = (busy1, busy2)[edits % 2]
-            try:
-                wordpress.update_post(post, title=f"busy {edits}", blog=blog)
-                wordpress.run("update_meta", blog, post_id=post, key="colour", value=f"c{edits}")
-            except Exception as exc:  # noqa: BLE001 - a busy shared server refusing a connection
-                if "WordPressError" not in type(exc).__name__:
-                    raise
-            edits += 1
-            stop.wait(1.0)
-
-    editor = threading.Thread(target=edit, daemon=True)
-    editor.start()
-    try:
+    with Editing(wordpress, blog, (busy1, busy2)) as editing:
         rc, report, err = verify(c, blog, "--repair")
-    finally:
-        stop.set()
-        editor.join(30)
-    assert edits >= 2
+    assert editing.edits >= 2
     assert rc == 0, err[-4000:]
     assert set(report["repaired"]) == planted and report["differ"] == [] and len(report["requests"]) == 1, report
     [rid] = report["requests"]
