@@ -169,6 +169,16 @@ class Changes:
     skipped: str | None = None
 
 
+def _stale(doc_id: str, event: Mapping[str, Any], stored: Mapping[str, Any] | None) -> Changes | None:
+    """A skip for an event whose ``seq`` is not newer than the stored document's (a re-read after
+    a crash before the offsets were committed); None for one to apply. Checks the schema version."""
+    check_version(event)
+    seq = int(event["seq"])
+    if stored is not None and int(stored.get("seq") or 0) >= seq:
+        return Changes(skipped=f"{doc_id}: seq {seq} is not newer than the stored {stored.get('seq')}")
+    return None
+
+
 def _merge_terms(current: dict[int, dict[str, Any]], event: Mapping[str, Any],
                  registry: Mapping[int, Mapping[str, Any] | None]) -> dict[int, dict[str, Any]]:
     """The post's terms after the event: the stored ones (none for a snapshot, which lists them
@@ -217,10 +227,10 @@ def apply_post_record(key: bytes | str | None, event: Mapping[str, Any] | None, 
     doc_id = post_doc_id(blog_id, post_id)
     if event is None:
         return Changes(deletes={doc_id})
-    check_version(event)
+    stale = _stale(doc_id, event, stored)
+    if stale is not None:
+        return stale
     seq = int(event["seq"])
-    if stored is not None and int(stored.get("seq") or 0) >= seq:
-        return Changes(skipped=f"{doc_id}: seq {seq} is not newer than the stored {stored.get('seq')}")
     after = event.get("after")
     if event.get("op") == "delete" or after is None:
         return Changes(upserts={doc_id: {"id": doc_id, "kind": "state", "blog_id": blog_id, "post_id": post_id,
@@ -272,10 +282,10 @@ def apply_term_record(key: bytes | str | None, event: Mapping[str, Any] | None, 
     term_id = term_doc_id(blog_id, ttid)
     if event is None:
         return Changes(deletes={term_id})
-    check_version(event)
+    stale = _stale(term_id, event, stored_term)
+    if stale is not None:
+        return stale
     seq = int(event["seq"])
-    if stored_term is not None and int(stored_term.get("seq") or 0) >= seq:
-        return Changes(skipped=f"{term_id}: seq {seq} is not newer than the stored {stored_term.get('seq')}")
     deleted = event.get("op") == "delete" or event.get("after") is None
     now = event.get("after") or event.get("before") or {}
     changes = Changes(upserts={term_id: {
