@@ -30,18 +30,38 @@ class Clock:
         self._monotonic = monotonic
         self._base = 0.0
         self._mono = monotonic()
+        self._last = 0.0  # the latest time handed out: nothing later may be given an earlier one
 
     def advance(self, binlog_ts: int) -> bool:
         """Move to a binlog timestamp if it is ahead; True when the clock jumped."""
         if not self._base:
             self._base, self._mono = float(binlog_ts), self._monotonic()
             return False
-        if binlog_ts > self.now() + self.GRANULARITY:
+        if binlog_ts > self._current() + self.GRANULARITY:
             self._base, self._mono = float(binlog_ts), self._monotonic()
+            self._last = max(self._last, self._base)  # rows read before the jump fold after it
             return True
         return False
 
     def now(self) -> float:
+        self._last = now = max(self._last, self._current())
+        return now
+
+    def at(self, monotonic: float) -> float:
+        """Assembler time of a moment already past (a monotonic reading taken when the binlog
+        reader read a row): what the window of the row's post counts from.
+
+        Live, a row waits in the hand-off while the session writes the last flush to Kafka
+        (milliseconds); folded at :meth:`now`, its event would leave that much later than its
+        window. Never later than now and never earlier than a time already handed out, so the
+        clock still never goes backwards: rows read during a long :meth:`stopped` block, or
+        before a jump to binlog time, take the time the clock stood at.
+        """
+        then = self._base + (monotonic - self._mono)
+        self._last = at = max(self._last, min(self._current(), then))
+        return at
+
+    def _current(self) -> float:
         return self._base + (self._monotonic() - self._mono)
 
     @contextmanager

@@ -9,7 +9,7 @@ keeps normalize/assemble testable with plain dicts and the library replaceable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cdc.position import Position
@@ -70,6 +70,9 @@ class RowsBatch:
     changes: tuple[RowChange, ...]
     position: Position
     txn: TxnRef
+    # When the reader read it (time.monotonic; 0.0: not known). The window of its posts counts
+    # from here, not from when the pipeline got to it after a Kafka write (cdc/clock.py).
+    received: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ kind), the operation and the transaction, and drops what wpcdc does not read. No
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -41,4 +42,4 @@ def normalize_rows(
         else:
             before, after = dict(row["values"]), None
         changes.append(RowChange(wp_table, op, before, after, position, txn, ts))
-    return RowsBatch(tuple(changes), position, txn)
+    return RowsBatch(tuple(changes), position, txn, time.monotonic())

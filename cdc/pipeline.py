@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 
 MAX_CLOSED_PER_FLUSH = 500  # closed changes one flush (one Kafka transaction) takes at most
+# Binlog time this far behind the wall clock means a backlog, not the live edge: flushes are then
+# spaced by flush_interval. Binlog timestamps have one-second resolution, hence two seconds.
+CATCHING_UP_LAG = 2.0
 MAX_PIECE_MARKS = 40_000  # marks a piece's checkpoint may carry (~12 bytes each: under 1 MiB)
 
 
@@ -94,6 +97,7 @@ class Session:
         self._closed: list[PostChange] = []
         self._last_checkpoint_at = ports.monotonic()
         self._last_flush_at = 0.0
+        self._read_ts = 0  # binlog time of the last transaction read (catching up or live?)
         self.backfill: Backfill | None = None
         if backfill is not None and not backfill.done:
             self.backfill = self._new_backfill(ports.chunk_reader(), backfill)
@@ -189,7 +193,8 @@ class Session:
                 self._closed.extend(self.assembler.due(self.clock.now()))
             metrics.rows_seen(item)
             folded, forced = self.assembler.rows_folded, self.assembler.forced_closes
-            self._closed.extend(self.assembler.on_batch(item, self.clock.now()))
+            at = self.clock.at(item.received) if item.received else self.clock.now()
+            self._closed.extend(self.assembler.on_batch(item, at))
             metrics.rows_filtered(item, self.assembler.rows_folded - folded)
             if self.assembler.forced_closes > forced:
                 metrics.forced_emits(self.assembler.forced_closes - forced)
@@ -198,6 +203,8 @@ class Session:
                 self._closed.extend(self.assembler.due(self.clock.now()))
             self._closed.extend(self.assembler.on_commit(item))
             metrics.position(item.end, item.ts, item.rotate)
+            if item.ts and not item.rotate:
+                self._read_ts = item.ts
         elif isinstance(item, Idle):
             self.assembler.on_idle(item.position, item.gtid)
             metrics.idle(item.at)
@@ -211,14 +218,26 @@ class Session:
         now = self.ports.monotonic()
         due_checkpoint = now - self._last_checkpoint_at >= self.settings.checkpoint_interval
         closed = bool(self._closed) or self.assembler.closed_terms > 0
-        if (closed and not due_checkpoint and len(self._closed) < 1000 and self.source is not None
-                and self.source.backlog() and now - self._last_flush_at < self.settings.flush_interval):
-            # Catching up (more is queued already): one Kafka transaction per flush_interval, not
-            # one per loop turn; a transaction's round trips cost more than a small flush's events.
+        if (closed and not due_checkpoint and len(self._closed) < 1000 and self._catching_up()
+                and now - self._last_flush_at < self.settings.flush_interval):
+            # Catching up: one Kafka transaction per flush_interval, not one per loop turn; a
+            # transaction's round trips cost more than a small flush's events.
             return
         if closed or due_checkpoint:
             self._last_flush_at = now
             await self._flush(force=due_checkpoint)
+
+    def _catching_up(self) -> bool:
+        """More is queued and what was read is well behind the wall clock: a backlog.
+
+        At the live edge the queue is rarely empty either (rows arrive while a flush is in
+        Kafka), but there each flush goes at once: holding closed changes for flush_interval
+        there only added up to that much to every event's delivery. A database server whose
+        clock runs over two seconds behind this host's makes a live session look like one
+        catching up: its flushes are then spaced by flush_interval, as before this rule.
+        """
+        return (self.source is not None and self.source.backlog()
+                and self.ports.wall() - self._read_ts >= CATCHING_UP_LAG)
 
     def _current_checkpoint(self) -> Checkpoint:
         # Nothing read yet (an idle binlog): the place this session started from still stands.

@@ -112,6 +112,7 @@ class Ports:
     store: PostStore
     chunk_reader: Callable[[], ChunkReader]
     monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time  # the wall clock binlog timestamps are compared with
     # How blocking I/O runs (a thread; inline in the simulation) and how a task waits.
     blocking: Callable[..., Awaitable[Any]] = _to_thread
     pause: Callable[[float], Awaitable[None]] = asyncio.sleep

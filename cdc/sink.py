@@ -25,6 +25,29 @@ from cdc.errors import FencedError, RecordTooLargeError, SinkError
 
 log = logging.getLogger(__name__)
 
+# After a commit the transaction coordinator still writes its markers for a millisecond or two;
+# the next transaction's AddPartitionsToTxn meanwhile gets CONCURRENT_TRANSACTIONS, and aiokafka
+# then waits a fixed 20 ms before asking again (KAFKA-5477's override of the 100 ms backoff). At
+# the live edge a flush follows the last one within milliseconds, so that wait was most of an
+# edit's delivery time after its window (docs/performance.md, *Latency*). 2 ms asks again about
+# when the markers are written.
+CONCURRENT_TRANSACTIONS_RETRY = 0.002
+
+
+def shorten_concurrent_transactions_retry() -> bool:
+    """Set aiokafka's retry after CONCURRENT_TRANSACTIONS to CONCURRENT_TRANSACTIONS_RETRY.
+
+    A module constant of aiokafka's sender (read where the error is handled, so setting it takes
+    effect for every producer); False, and nothing changed, when this aiokafka has no such
+    constant: transactions then work as before, only with the longer wait.
+    """
+    from aiokafka.producer import sender
+
+    if not isinstance(getattr(sender, "BACKOFF_OVERRIDE", None), float):
+        return False
+    sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_RETRY  # type: ignore[attr-defined]
+    return True
+
 
 def _fenced_or_sink(exc: BaseException, settings: KafkaSettings, what: str, topic: str = "",
                     max_message_bytes: int = 0) -> Exception:
@@ -84,6 +107,8 @@ class KafkaSink:
         )
 
     async def start(self) -> None:
+        if self.transactional:
+            shorten_concurrent_transactions_retry()
         try:
             await self._producer.start()
         except KafkaError as exc:

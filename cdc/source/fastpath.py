@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import struct
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -243,4 +244,4 @@ def rows_batch(wp_table: WpTable, op: str, rows: list[Any], position: Position, 
     else:
         it = iter(rows)
         changes = tuple([make(wp_table, op, b, a, position, txn, ts) for b, a in zip(it, it)])
-    return RowsBatch(changes, position, txn)
+    return RowsBatch(changes, position, txn, time.monotonic())

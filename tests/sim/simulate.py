@@ -308,7 +308,8 @@ class Run:
             source=lambda position, gtid: FakeSource(self.binlog, position, gtid, random.Random(rng.random()),
                                                      clock=self.clock, on_wait=self.on_wait, drop_at=drop_at),
             sink=sink, store=FakeStore(self.binlog, before_read=before_read),
-            chunk_reader=self._reader, monotonic=self.clock.monotonic, blocking=self._blocking,
+            chunk_reader=self._reader, monotonic=self.clock.monotonic, wall=lambda: float(self.binlog.ts),
+            blocking=self._blocking,
             pause=self.clock.sleep, observe=False,
             repairs=FakeRepairWatcher(self.kafka, CHECKPOINT_TOPIC, NAME, self.clock) if self.requests else None,
         )

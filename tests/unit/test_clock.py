@@ -66,3 +66,45 @@ def test_a_block_that_raises_is_left_out_too() -> None:
     except TimeoutError:
         pass
     assert clock.now() == 1_000.0
+
+
+def test_a_row_read_while_the_session_wrote_counts_from_when_it_was_read() -> None:
+    """A row waits in the hand-off while the last flush goes to Kafka: its window counts from
+    when the reader read it, so its event is not late by the write."""
+    mono = FakeMonotonic()
+    clock = Clock(mono)
+    clock.advance(1_000)
+    read_at = mono.t + 0.010
+    mono.t += 0.018  # the write ends; the pipeline gets to the row
+    assert clock.at(read_at) == 1_000.010
+    assert clock.now() == 1_000.018
+
+
+def test_a_time_of_reading_never_takes_the_clock_back_nor_ahead() -> None:
+    mono = FakeMonotonic()
+    clock = Clock(mono)
+    clock.advance(1_000)
+    early = mono.t
+    mono.t += 0.5
+    assert clock.now() == 1_000.5
+    assert clock.at(early) == 1_000.5  # earlier than a time handed out already
+    assert clock.at(mono.t + 3.0) == 1_000.5  # a reading from the future: now at most
+    later = mono.t + 0.1
+    mono.t += 0.2
+    assert clock.at(later) == 1_000.6
+    assert clock.at(later - 0.05) == 1_000.6  # and never behind the last one either
+
+
+def test_rows_read_during_a_long_block_take_the_time_the_clock_stood_at() -> None:
+    """What Clock.stopped guarantees holds for reading times too: saves queued behind a hung
+    write are still cut by their binlog times, not by when the reader got them."""
+    mono = FakeMonotonic()
+    clock = Clock(mono)
+    clock.advance(1_000)
+    clock.now()
+    with clock.stopped():
+        read_during = mono.t + 5.0
+        mono.t += 20.0
+    assert clock.at(read_during) == 1_000.0
+    assert clock.advance(1_020)  # the second save: a jump, as before
+    assert clock.at(read_during) == 1_020.0
