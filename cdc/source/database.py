@@ -119,6 +119,15 @@ class Database:
                 return
             at = int(rows[-1]["End_log_pos"])
 
+    def binlog_events_at(self, position: Position, count: int = 2) -> list[dict[str, Any]]:
+        """``SHOW BINLOG EVENTS`` from ``position`` on, at most ``count`` of them ([] when the
+        server refuses the position: the walk over the whole file then says why)."""
+        try:
+            return self.query(f"SHOW BINLOG EVENTS IN %s FROM {int(position.pos)} LIMIT {int(count)}",
+                              (position.file,))
+        except (SourceError, pymysql.err.MySQLError):
+            return []
+
     def blog_ids(self, tables: TableNames) -> list[int]:
         names = self.query(
             "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",

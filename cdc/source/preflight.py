@@ -205,6 +205,8 @@ def transaction_start(db: Database, position: Position) -> Position:
     """A position given by hand, checked: on the server, the start of an event, and moved back to
     the start of its transaction when it lies inside one (see cdc/source/boundary.py)."""
     check_position(db, position)
+    if boundary.opens_transaction(db.binlog_events_at(position), position):
+        return position
     found = boundary.transaction_start(db.binlog_events(position.file), position)
     if found.moved:
         log.warning("binlog position %s is inside a transaction: moved to its start %s, so none of its "

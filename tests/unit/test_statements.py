@@ -7,7 +7,7 @@ import pytest
 
 from cdc.errors import ConfigError
 from cdc.position import Position
-from cdc.source.boundary import transaction_start
+from cdc.source.boundary import Boundary, opens_transaction, transaction_start
 from cdc.source.statements import QueryKind, classify
 from cdc.wordpress import TableNames
 
@@ -146,3 +146,27 @@ def test_position_between_events_is_refused() -> None:
         transaction_start(EVENTS, Position(F, 601))
     with pytest.raises(ConfigError, match="not the start of an event"):
         transaction_start(EVENTS, Position(F, 5000))
+
+
+@pytest.mark.parametrize(("given", "opens"), [
+    (344, True),  # BEGIN GTID: a transaction's first event
+    (831, True),
+    (1331, True),  # a standalone GTID group (DDL)
+    (600, False),  # a rows event: for the walk to move back
+    (800, False),
+    (4, False),  # Format_desc: not a GTID, the walk decides (it is a boundary too)
+])
+def test_opens_transaction_from_the_events_at_the_position(given: int, opens: bool) -> None:
+    at = [e for e in EVENTS if e["Pos"] >= given][:2]
+    assert opens_transaction(at, Position(F, given)) is opens
+    if opens:  # the walk over the whole file agrees
+        assert transaction_start(EVENTS, Position(F, given)) == Boundary(Position(F, given), False)
+
+
+def test_opens_transaction_wants_the_next_event_to_start_where_the_first_ends() -> None:
+    """Bytes inside an event parsed as a header: its end position does not meet the next event."""
+    bogus = [{"Pos": 352, "Event_type": "Gtid", "End_log_pos": 9_000_000, "Info": ""},
+             {"Pos": 400, "Event_type": "Query", "End_log_pos": 480, "Info": ""}]
+    assert not opens_transaction(bogus, Position(F, 352))
+    assert not opens_transaction(EVENTS[3:4], Position(F, 344))  # no second event yet: the walk decides
+    assert not opens_transaction([], Position(F, 344))  # the server refused the position
