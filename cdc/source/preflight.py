@@ -205,7 +205,11 @@ def transaction_start(db: Database, position: Position) -> Position:
     """A position given by hand, checked: on the server, the start of an event, and moved back to
     the start of its transaction when it lies inside one (see cdc/source/boundary.py)."""
     check_position(db, position)
-    if boundary.opens_transaction(db.binlog_events_at(position), position):
+    # Two cheap answers before the walk over the file: a transaction's GTID event is at the
+    # position, or the position is the end of what is written (SHOW MASTER STATUS's end; the
+    # binlog only ever holds whole transactions).
+    if (boundary.opens_transaction(db.binlog_events_at(position), position)
+            or db.binlogs().get(position.file) == position.pos):
         return position
     found = boundary.transaction_start(db.binlog_events(position.file), position)
     if found.moved:

@@ -170,3 +170,37 @@ def test_opens_transaction_wants_the_next_event_to_start_where_the_first_ends() 
     assert not opens_transaction(bogus, Position(F, 352))
     assert not opens_transaction(EVENTS[3:4], Position(F, 344))  # no second event yet: the walk decides
     assert not opens_transaction([], Position(F, 344))  # the server refused the position
+
+
+class ListingDb:
+    """The Database calls preflight.transaction_start makes, over LISTING (a file of 1450 bytes)."""
+
+    def __init__(self) -> None:
+        self.walked = False
+
+    def binlogs(self) -> dict[str, int]:
+        return {F: 1450}
+
+    def binlog_events_at(self, position: Position) -> list[dict[str, object]]:
+        if position.pos not in {e["Pos"] for e in EVENTS}:
+            return []  # the server refuses a position that is not an event's start
+        return [e for e in EVENTS if e["Pos"] >= position.pos][:2]
+
+    def binlog_events(self, file: str) -> list[dict[str, object]]:
+        self.walked = True
+        return EVENTS
+
+
+@pytest.mark.parametrize(("given", "expected", "walked"), [
+    (831, 831, False),  # a GTID: two events tell
+    (1450, 1450, False),  # the end of what is written: SHOW BINARY LOGS tells
+    (1250, 831, True),  # inside a transaction: the walk moves it back
+    (4, 4, True),
+])
+def test_a_given_position_is_walked_to_only_when_two_events_cannot_tell(given: int, expected: int,
+                                                                        walked: bool) -> None:
+    from cdc.source import preflight
+
+    db = ListingDb()
+    assert preflight.transaction_start(db, Position(F, given)) == Position(F, expected)  # type: ignore[arg-type]
+    assert db.walked is walked
