@@ -234,7 +234,10 @@ class Session:
         Kafka), but there each flush goes at once: holding closed changes for flush_interval
         there only added up to that much to every event's delivery. A database server whose
         clock runs over two seconds behind this host's makes a live session look like one
-        catching up: its flushes are then spaced by flush_interval, as before this rule.
+        catching up (flushes spaced by flush_interval, as before this rule); one whose clock runs
+        ahead makes a backlog look live (a Kafka transaction per loop turn: slower to catch up,
+        nothing lost). The binlog timestamp is a statement's start, so one slow statement can
+        look like a backlog for a turn.
         """
         return (self.source is not None and self.source.backlog()
                 and self.ports.wall() - self._read_ts >= CATCHING_UP_LAG)

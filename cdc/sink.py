@@ -107,8 +107,9 @@ class KafkaSink:
         )
 
     async def start(self) -> None:
-        if self.transactional:
-            shorten_concurrent_transactions_retry()
+        if self.transactional and not shorten_concurrent_transactions_retry():
+            log.warning("this aiokafka has no BACKOFF_OVERRIDE: transactions at the live edge may wait "
+                        "20 ms after each commit (docs/performance.md); check the aiokafka version range")
         try:
             await self._producer.start()
         except KafkaError as exc:

@@ -44,11 +44,13 @@ def opens_transaction(events: Sequence[Mapping[str, Any]], position: Position) -
     event at ``position``: then it is a transaction start without walking the file from its
     beginning (a position deep in a 1 GB file took seconds of listing and CPU at every start).
 
-    A GTID event opens every transaction, so nothing before it can belong to one. The server
-    parses whatever bytes it is pointed at, so the first event must also end where the second
-    begins (its header's own end position against the length the server stepped over): bytes
-    in the middle of an event do not pass that by chance. Anything else (no second event yet,
-    another kind of event) is for :func:`transaction_start`'s walk.
+    A GTID event opens every transaction, so nothing before it can belong to one. MariaDB refuses
+    a position that is not an event's start ("Wrong offset"); as a second guard, against a
+    server that parses whatever bytes it is pointed at, the first event must end where the
+    second begins (its header's own end position against the length the server stepped over).
+    Bytes inside an event would have to forge both a GTID header and a consistent end position
+    to pass. Anything else (no second event yet, another kind of event) is for
+    :func:`transaction_start`'s walk.
     """
     return (len(events) == 2 and int(events[0]["Pos"]) == position.pos
             and str(events[0]["Event_type"]) in _STARTS

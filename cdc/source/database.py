@@ -7,6 +7,7 @@ check, so no caller handles a driver exception.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -19,6 +20,8 @@ from cdc.position import Position
 from cdc.source import decoding
 from cdc.source.flavor import Flavor
 from cdc.wordpress import SettingsKind, TableKind, TableNames
+
+log = logging.getLogger(__name__)
 
 ZERO_DATES = {"0000-00-00 00:00:00", "0000-00-00"}
 # Connection failures that say nothing about the settings: no answer (2002, 2003: refused, timed
@@ -125,7 +128,8 @@ class Database:
         try:
             return self.query(f"SHOW BINLOG EVENTS IN %s FROM {int(position.pos)} LIMIT {int(count)}",
                               (position.file,))
-        except (SourceError, pymysql.err.MySQLError):
+        except (SourceError, pymysql.err.MySQLError) as exc:
+            log.debug("SHOW BINLOG EVENTS FROM %s refused (%s): walking the file instead", position, exc)
             return []
 
     def blog_ids(self, tables: TableNames) -> list[int]:

@@ -206,8 +206,8 @@ def transaction_start(db: Database, position: Position) -> Position:
     the start of its transaction when it lies inside one (see cdc/source/boundary.py)."""
     check_position(db, position)
     # Two cheap answers before the walk over the file: a transaction's GTID event is at the
-    # position, or the position is the end of what is written (SHOW MASTER STATUS's end; the
-    # binlog only ever holds whole transactions).
+    # position, or the position is the end of what is written (the file's size in SHOW BINARY
+    # LOGS, taken under the server's binlog lock: the binlog only ever holds whole transactions).
     if (boundary.opens_transaction(db.binlog_events_at(position), position)
             or db.binlogs().get(position.file) == position.pos):
         return position

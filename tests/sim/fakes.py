@@ -554,8 +554,10 @@ class FakeSource:
     def _items(self, entry: Transaction) -> list[object]:
         prev, self._gtid = self._gtid, entry.txn.gtid
         txn = TxnRef(entry.start, entry.txn.gtid, prev)
+        # Read now (simulated time), as the real reader stamps each rows event it reads.
+        received = self.clock.monotonic() if self.clock is not None else 0.0
         items: list[object] = [
-            RowsBatch(tuple(_copy_change(c, txn) for c in batch.changes), batch.position, txn)
+            RowsBatch(tuple(_copy_change(c, txn) for c in batch.changes), batch.position, txn, received)
             for batch in entry.batches
         ]
         items.append(Commit(entry.end, self._gtid, entry.commit.ts))

@@ -7,6 +7,7 @@ the way aiokafka's own handler decides it.
 
 from types import SimpleNamespace
 
+import pytest
 from aiokafka.errors import ConcurrentTransactions
 from aiokafka.producer import sender
 
@@ -20,6 +21,12 @@ def _wait_after_concurrent_transactions(partitions_in_transaction: set[object]) 
     handler = sender.AddPartitionsToTxnHandler(fake_sender, [])
     response = SimpleNamespace(errors=[("wpcdc.posts", [(0, ConcurrentTransactions.errno)])])
     return handler.handle_response(response)
+
+
+@pytest.fixture(autouse=True)
+def _aiokafkas_own_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The setting is process-wide: put aiokafka's value back after each test."""
+    monkeypatch.setattr(sender, "BACKOFF_OVERRIDE", sender.BACKOFF_OVERRIDE)
 
 
 def test_the_first_partition_of_a_transaction_is_asked_for_again_after_2_ms() -> None:

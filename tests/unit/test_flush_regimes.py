@@ -1,0 +1,71 @@
+"""When a session writes what closed: at once at the live edge, every flush_interval while
+catching up (cdc/pipeline.py, Session._maybe_flush)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from cdc.checkpoint import Checkpoint
+from cdc.config import KafkaSettings, MysqlSettings, StreamSettings
+from cdc.pipeline import CATCHING_UP_LAG, Session
+from cdc.ports import Ports
+from cdc.position import Position
+
+NOW_MONO = 100.0
+NOW_WALL = 1_800_000_000.0
+
+
+class QueuedSource:
+    """A source with more already queued (what a live session sees while a flush is in Kafka)."""
+
+    def backlog(self) -> bool:
+        return True
+
+
+def _session() -> tuple[Session, list[bool]]:
+    def unused(*args: Any) -> Any:
+        raise AssertionError("not called")
+
+    settings = StreamSettings(name="f", mysql=MysqlSettings(), kafka=KafkaSettings(), server_id=1)
+    ports = Ports(source=unused, sink=unused, store=unused, chunk_reader=unused,  # type: ignore[arg-type]
+                  monotonic=lambda: NOW_MONO, wall=lambda: NOW_WALL, observe=False)
+    s = Session(settings, Checkpoint("f", Position("mariadb-bin.000001", 4)), ports)
+    flushes: list[bool] = []
+
+    async def flush(force: bool = False) -> None:
+        flushes.append(force)
+
+    s._flush = flush  # type: ignore[method-assign]  # noqa: SLF001 - the decision is under test
+    s.source = QueuedSource()  # type: ignore[assignment]
+    s._closed = [object()]  # type: ignore[list-item]  # noqa: SLF001 - one closed change waits
+    s._last_flush_at = NOW_MONO - settings.flush_interval / 10  # noqa: SLF001 - flushed just before
+    return s, flushes
+
+
+@pytest.mark.parametrize(("behind", "held"), [
+    (0.0, False),  # the live edge: the closed change goes now
+    (CATCHING_UP_LAG - 1, False),
+    (CATCHING_UP_LAG, True),  # a backlog: spaced by flush_interval
+    (3600.0, True),
+])
+def test_a_closed_change_waits_for_flush_interval_only_while_catching_up(behind: float, held: bool) -> None:
+    s, flushes = _session()
+    s._read_ts = int(NOW_WALL - behind)  # noqa: SLF001 - binlog time of the last transaction read
+    asyncio.run(s._maybe_flush())  # noqa: SLF001
+    assert flushes == ([] if held else [False])
+
+
+def test_nothing_queued_flushes_at_once_even_far_behind() -> None:
+    s, flushes = _session()
+    s._read_ts = int(NOW_WALL - 3600)  # noqa: SLF001
+
+    class Drained:
+        def backlog(self) -> bool:
+            return False
+
+    s.source = Drained()  # type: ignore[assignment]
+    asyncio.run(s._maybe_flush())  # noqa: SLF001
+    assert flushes == [False]
