@@ -93,10 +93,12 @@ def read_topic(bootstrap: str, topic: str) -> list[Message]:
     return asyncio.run(_read(bootstrap, topic))
 
 
-def admin_connection(port: int, database: str | None = None) -> pymysql.connections.Connection:
-    """An autocommit connection as the stack's admin user (utf8mb4)."""
+def admin_connection(port: int, database: str | None = None, **kw: Any) -> pymysql.connections.Connection:
+    """An autocommit connection as the stack's admin user (utf8mb4 unless ``charset`` says otherwise;
+    ``kw`` goes to pymysql.connect, e.g. ``cursorclass``)."""
+    kw.setdefault("charset", "utf8mb4")
     return pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database=database,
-                           charset="utf8mb4", autocommit=True)
+                           autocommit=True, **kw)
 
 
 def binlog_end(conn: pymysql.connections.Connection) -> Any:

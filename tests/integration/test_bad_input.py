@@ -33,7 +33,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymysql.constants import FIELD_TYPE
 
-from tests.integration.harness import Connector, Message, fold, wait_until
+from tests.integration.harness import Connector, Message, admin_connection, fold, wait_until
 
 import stack as local_stack
 
@@ -56,8 +56,7 @@ RSS_BOUND_MB = 45 + 4 * MAX_PENDING_MB  # docs/design.md "Memory": the idle proc
 
 
 def admin(port: int, database: str | None = DB, charset: str = "utf8mb4") -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database=database,
-                           charset=charset, autocommit=True, cursorclass=pymysql.cursors.DictCursor)
+    return admin_connection(port, database, charset=charset, cursorclass=pymysql.cursors.DictCursor)
 
 
 def run_sql(port: int, *statements: str | tuple[str, Any], sql_mode: str | None = None, binlog: bool = True,

@@ -15,7 +15,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from tests.integration.harness import Connector, wait_until
+from tests.integration.harness import Connector, admin_connection, wait_until
 
 import stack as local_stack
 
@@ -23,8 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def admin(port: int, database: str = "wordpress") -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database=database,
-                           autocommit=True, cursorclass=pymysql.cursors.DictCursor)
+    return admin_connection(port, database, cursorclass=pymysql.cursors.DictCursor)
 
 
 def sql(port: int, statement: str, args: Any = None) -> list[dict[str, Any]]:

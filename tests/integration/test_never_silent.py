@@ -25,7 +25,7 @@ import pymysql
 import pytest
 
 from cdc.errors import UnsupportedChangeError
-from tests.integration.harness import REPO, Connector, wait_until
+from tests.integration.harness import REPO, Connector, admin_connection, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +33,7 @@ KINDS = ("posts", "postmeta", "term_relationships", "terms", "term_taxonomy")
 
 
 def admin(port: int, database: str | None = None) -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database=database,
-                           autocommit=True, cursorclass=pymysql.cursors.DictCursor)
+    return admin_connection(port, database, cursorclass=pymysql.cursors.DictCursor)
 
 
 @pytest.fixture

@@ -21,7 +21,15 @@ import orjson
 import pymysql
 import pytest
 
-from tests.integration.harness import REPO, Connector, check_stream, fold, unique, wait_until
+from tests.integration.harness import (
+    REPO,
+    Connector,
+    admin_connection,
+    check_stream,
+    fold,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -75,8 +83,7 @@ def new_blog(wordpress: Any, posts: int = 4) -> tuple[int, list[int]]:
 
 def admin(port: int) -> pymysql.connections.Connection:
     """The admin connection, writing behind the binlog's back (the changes no connector can see)."""
-    conn = pymysql.connect(host="127.0.0.1", port=port, user="admin", password="admin-pw", database="wordpress",
-                           autocommit=True)
+    conn = admin_connection(port, "wordpress")
     with conn.cursor() as cur:
         cur.execute("SET SESSION sql_log_bin = 0")
     return conn
