@@ -180,10 +180,11 @@ def check_tables(db: Database, tables: TableNames) -> CheckResult:
     return CheckResult("tables", True, f"blogs {blogs}")
 
 
-def check_position(db: Database, position: Position | None) -> CheckResult:
+def check_position(db: Database, position: Position | None, logs: dict[str, int] | None = None) -> CheckResult:
+    """``position`` is on the server (``logs``: its binlogs and their sizes, when already read)."""
     if position is None:
         return CheckResult("position", True, "no saved position")
-    logs = db.binlogs()
+    logs = db.binlogs() if logs is None else logs
     if position.file not in logs:
         oldest = min(logs, default="(none)")
         raise PreflightError(
@@ -204,12 +205,13 @@ def check_position(db: Database, position: Position | None) -> CheckResult:
 def transaction_start(db: Database, position: Position) -> Position:
     """A position given by hand, checked: on the server, the start of an event, and moved back to
     the start of its transaction when it lies inside one (see cdc/source/boundary.py)."""
-    check_position(db, position)
-    # Two cheap answers before the walk over the file: a transaction's GTID event is at the
-    # position, or the position is the end of what is written (the file's size in SHOW BINARY
-    # LOGS, taken under the server's binlog lock: the binlog only ever holds whole transactions).
-    if (boundary.opens_transaction(db.binlog_events_at(position), position)
-            or db.binlogs().get(position.file) == position.pos):
+    logs = db.binlogs()
+    check_position(db, position, logs)
+    # Two cheap answers before the walk over the file: the position is the end of what was
+    # written (the file's size in SHOW BINARY LOGS, taken under the server's binlog lock: the
+    # binlog only ever holds whole transactions, so it stays a boundary whatever comes after), or
+    # a transaction's GTID event is there.
+    if logs[position.file] == position.pos or boundary.opens_transaction(db.binlog_events_at(position), position):
         return position
     found = boundary.transaction_start(db.binlog_events(position.file), position)
     if found.moved:
