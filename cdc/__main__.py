@@ -1,3 +1,4 @@
 from cdc.cli import main
 
-main()
+if __name__ == "__main__":  # not when a reader process (spawn) imports it
+    main()

@@ -145,7 +145,7 @@ def build_settings(kw: dict[str, Any]) -> StreamSettings:
         max_message_bytes=kw["max_message_bytes"],
         capture=capture, start=kw["start"], metrics_port=kw["metrics_port"],
         metrics_host=kw["metrics_host"], stall_timeout=kw["stall_timeout"],
-        binlog_poll_interval=kw["binlog_poll_interval"],
+        binlog_poll_interval=kw["binlog_poll_interval"], binlog_reader=kw["binlog_reader"],
         snapshot_mode=kw["snapshot"], snapshot=_snapshot_settings(kw), verify_timeout=kw["verify_timeout"],
         repair_timeout=kw["repair_timeout"],
         post_type_bases=build_post_type_bases(kw["post_type_base"]), link_fanout=kw["link_fanout"],

@@ -192,6 +192,7 @@ class StreamSettings:
     metrics_host: str = default("metrics_host")
     stall_timeout: float = default("stall_timeout")  # seconds without progress before /readyz says "stalled"
     binlog_poll_interval: float = default("binlog_poll_interval")  # SHOW BINARY LOGS for the retention metrics
+    binlog_reader: str = default("binlog_reader")  # process | thread: cdc/source/reader_process.py
     post_type_bases: tuple[tuple[str, PostTypeBase], ...] = ()  # --post-type-base, parsed
     link_fanout: int = default("link_fanout")
     verify_timeout: float = default("verify_timeout")  # `wpcdc verify`: how long to wait for the connector

@@ -20,6 +20,7 @@ from pythonjsonlogger.json import JsonFormatter
 MASK = "[redacted]"
 _secrets: set[str] = set()
 _position: object | None = None
+_setup: tuple[str, str, str] | None = None  # the arguments of the last setup()
 
 
 def register_secret(value: str | None) -> None:
@@ -110,6 +111,8 @@ class _Redacting(logging.Formatter):
 
 def setup(level: str = "INFO", fmt: str = "auto", connector: str = "-") -> None:
     """``fmt``: json, text, or auto (json unless stderr is a terminal)."""
+    global _setup
+    _setup = (level, fmt, connector)
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
@@ -131,3 +134,16 @@ def setup(level: str = "INFO", fmt: str = "auto", connector: str = "-") -> None:
     root.setLevel(level.upper())
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def state() -> tuple[tuple[str, str, str] | None, list[str]]:
+    """How logging is set up here, for a child process to do the same (:func:`restore`)."""
+    return _setup, sorted(_secrets)
+
+
+def restore(saved: tuple[tuple[str, str, str] | None, list[str]]) -> None:
+    """In a child process: logging as :func:`state` found it in the parent, secrets masked alike."""
+    setup_args, secrets = saved
+    _secrets.update(secrets)
+    if setup_args is not None:
+        setup(*setup_args)

@@ -215,6 +215,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("stall_timeout", 60.0, float, commands=STREAMING, setting="stall_timeout", low=0, low_open=True,
            note=" seconds",
            help="Seconds without a binlog event, heartbeat or Kafka write before /readyz reports a stall."),
+    Option("binlog_reader", "process", commands=STREAMING, setting="binlog_reader", choices=("process", "thread"),
+           help="Where the binlog is read and decoded: a second process, so reading and the pipeline run on "
+                "two cores, or a thread of the connector's own process (one core). "
+                "See docs/performance.md."),
     Option("binlog_poll_interval", 30.0, float, commands=STREAMING, setting="binlog_poll_interval", low=1, high=3600,
            note=" seconds",
            help="How often SHOW BINARY LOGS is polled (own connection) for the binlog retention metrics ({allowed})."),

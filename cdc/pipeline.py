@@ -44,6 +44,7 @@ from cdc.sink import KafkaSink
 from cdc.source import preflight
 from cdc.source.binlog import BinlogSource, SourceFailed, report_host
 from cdc.source.database import Database
+from cdc.source.reader_process import ProcessSource
 from cdc.source.retention import BinlogPoller
 from cdc.source.snapshot import SnapshotProgress, SnapshotReader
 from cdc.term_events import build as build_term
@@ -713,9 +714,9 @@ async def _retry_sessions(settings: StreamSettings, stop: asyncio.Event, db: Dat
             metrics.ready(True)
             backoff.streaming()
             ports = Ports(
-                source=lambda position, gtid: BinlogSource(settings.mysql, tables, server_id=settings.server_id,
-                                                           start=position, gtid=gtid,
-                                                           report_host=report_host(settings.name)),
+                source=lambda position, gtid: (ProcessSource if settings.binlog_reader == "process" else BinlogSource)(
+                    settings.mysql, tables, server_id=settings.server_id, start=position, gtid=gtid,
+                    report_host=report_host(settings.name)),
                 sink=sink, store=db,
                 chunk_reader=lambda: SnapshotReader(settings.mysql, tables, settings.snapshot,
                                                     skip_types(settings.capture)),

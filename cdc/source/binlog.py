@@ -12,13 +12,12 @@ disconnect ends the reader with a SourceError; the pipeline restarts from the ch
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +56,7 @@ from cdc.position import Position
 from cdc.source import compressed, fastpath, framing, handoff, library
 from cdc.source.flavor import GtidState
 from cdc.source.statements import QueryKind, classify
-from cdc.wordpress import SettingsKind, TableNames
+from cdc.wordpress import SettingsKind, TableNames, WpTable
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +80,22 @@ _REMEDY_SKIP = (
     "Then skip this transaction and re-read the posts: `wpcdc offsets set {end}` (the end of the "
     "transaction) and `wpcdc backfill` (--snapshot-blogs to re-read only some blogs)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class RawRows:
+    """A captured table's rows event with its row images still bytes: what the reader process sends
+    in place of a RowsBatch, decoded by the connector (cdc/source/reader_process.py)."""
+
+    table: WpTable
+    op: str
+    signature: tuple[Any, ...]  # the fast decoder's layout (fastpath.by_signature)
+    images: bytes
+    position: Position
+    txn: TxnRef
+    ts: int
+    received: float
+    size: int  # the event's size in the binlog
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,18 +175,22 @@ class BinlogSource:
         self.heartbeat = heartbeat
         self.report_host = report_host  # registered with COM_REGISTER_SLAVE: see SHOW SLAVE HOSTS
         # Bounded by the decoded size of the rows it holds: see cdc/source/handoff.py.
-        self.queue: handoff.WeightedQueue = handoff.WeightedQueue(max_queue_bytes)
+        self.handoff = handoff.Handoff(max_queue_bytes)
+        self.queue: handoff.WeightedQueue = self.handoff.queue
         self.chunk_bytes = chunk_bytes
         self._chunk_weight = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="binlog-reader", daemon=True)
         self._reader: BinLogStreamReader | None = None
-        # (loop, future) while next_items waits for a chunk: the reader thread resolves it.
-        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self._gtid = GtidState(gtid)
         self.position = start  # last position read (reader thread writes, others read)
         self.fastpath = True  # decode WordPress's tables with cdc/source/fastpath.py
         self.framing = True  # read the small events from the bytes (cdc/source/framing.py); needs fastpath
+        # Counts a write logged as a statement: the reader process sends it to the connector's
+        # metrics instead (cdc/source/reader_process.py).
+        self.count_statement: Callable[[Any], None] = metrics.statement_write
+        # Hand captured rows over undecoded (RawRows): the reader process does, its parent decodes.
+        self.defer_rows = False
 
     def start(self) -> None:
         self._thread.start()
@@ -187,59 +206,16 @@ class BinlogSource:
         self._thread.join(timeout)
 
     async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
-        """Wait up to ``timeout`` for a chunk, then take whatever else is queued.
-
-        The wait is the event loop's own: the reader thread wakes it (``call_soon_threadsafe``)
-        when it hands a chunk over while the loop waits. Waiting through ``asyncio.to_thread``
-        cost a thread-pool submit and two thread switches per chunk, and while catching up a
-        binlog of autocommitted rows there is a chunk per transaction: a few percent of the CPU.
-        """
-        items = self._take(limit)
-        if items:
-            return items
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiter = (loop, waiter)
-        items = self._take(limit)  # handed over between the first look and the waiter being set
-        if items:
-            self._waiter = None
-            return items
-        timer = loop.call_later(timeout, _wake, waiter)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            timer.cancel()
-        return self._take(limit)
-
-    def _take(self, limit: int) -> list[Any]:
-        items: list[Any] = []
-        while len(items) < limit:
-            try:
-                items.extend(self.queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
+        """Wait up to ``timeout`` for a chunk, then take whatever else is queued (see handoff.Handoff)."""
+        return await self.handoff.next_items(timeout, limit)
 
     def backlog(self) -> bool:
-        return bool(self.queue.qsize())
+        return self.handoff.backlog()
 
     # ------------------------------------------------------------- the thread
 
     def _put(self, chunk: list[Any], weight: int = 1) -> None:
-        while not self._stop.is_set():
-            try:
-                self.queue.put(chunk, timeout=0.2, weight=weight)
-                break
-            except queue.Full:
-                continue
-        waiter = self._waiter
-        if waiter is not None:  # the event loop waits in next_items: wake it
-            self._waiter = None
-            try:
-                waiter[0].call_soon_threadsafe(_wake, waiter[1])
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
+        self.handoff.put(chunk, weight, self._stop.is_set)
 
     def _run(self) -> None:
         chunk: list[Any] = []
@@ -315,7 +291,8 @@ class BinlogSource:
         # What this transaction holds that we cannot turn into events: we read on to its end, so
         # the error can name the position to skip to, and then stop (see _unsupported).
         problem: tuple[Position, str, str] | None = None
-        fetch = library.Framing(reader).fetch if self.framing and self.fastpath else reader.fetchone
+        fetch = (library.Framing(reader, defer=self.defer_rows).fetch if self.framing and self.fastpath
+                 else reader.fetchone)
         Frame = framing.Frame  # noqa: N806
         stopped = self._stop.is_set
         noted = self.filter
@@ -449,7 +426,7 @@ class BinlogSource:
         end (exit 23), so the metric shows it even when the process is gone a moment later."""
         kinds = {parsed.kind for name in captured if (parsed := self.tables.parse(name)) is not None}
         for kind in kinds:
-            metrics.statement_write(kind)
+            self.count_statement(kind)
 
     def _rows(self, chunk: list[Any], event: Any, op: str, txn: TxnRef) -> None:
         wp_table = self.tables.parse(event.table)
@@ -472,6 +449,11 @@ class BinlogSource:
         """:meth:`_rows` for the rows a :class:`framing.Frame` carries (decoded from the bytes)."""
         wp_table = self.tables.parse(frame.table)
         if wp_table is None:
+            return
+        if frame.raw is not None:
+            chunk.append(RawRows(wp_table, frame.op, frame.raw[0], frame.raw[1], self.position, txn,
+                                 frame.timestamp, time.monotonic(), frame.size))
+            self._chunk_weight += frame.size
             return
         batch = fastpath.rows_batch(wp_table, frame.op, frame.rows, self.position, txn, frame.timestamp)
         chunk.append(batch)
@@ -501,12 +483,6 @@ class BinlogSource:
         if table is None or self.tables.parse(table.table) is None:
             return None
         return str(table.table)
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    """In the event loop: end next_items' wait (a chunk came, or the timeout)."""
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _same_server_id(exc: Exception) -> bool:

@@ -175,6 +175,7 @@ def _compile(sig: tuple[Any, ...]) -> Decoder:
                            "_datetime2": _datetime2}
     exec(compile(src, f"<wpcdc fastpath {','.join(s[0] for s in sig)}>", "exec"), env)  # noqa: S102
     env["decode"].source = src  # for a reader of tracebacks and profiles
+    env["decode"].signature = sig  # what another process builds the same decoder from (by_signature)
     return env["decode"]  # type: ignore[no-any-return]
 
 
@@ -184,6 +185,12 @@ def decoder(columns: list[Any]) -> Decoder | None:
     sig = _signature(columns)
     if sig is None:
         return None
+    return by_signature(sig)
+
+
+def by_signature(sig: tuple[Any, ...]) -> Decoder:
+    """The compiled decoder of a layout's signature (``decoder(...).signature``): how the connector
+    decodes the rows the reader process sends undecoded (cdc/source/reader_process.py)."""
     dec = _cache.get(sig)
     if dec is None:
         dec = _compile(sig)
@@ -230,13 +237,13 @@ def _row_change_factory() -> Callable[..., RowChange]:
     return maker(RowChange, ("table", "op", "before", "after", "position", "txn", "ts"))
 
 
-_row_change = _row_change_factory()
+row_change = _row_change_factory()
 
 
 def rows_batch(wp_table: WpTable, op: str, rows: list[Any], position: Position, txn: TxnRef,
-               ts: int) -> RowsBatch:
+               ts: int, received: float | None = None) -> RowsBatch:
     """normalize.normalize_rows for one rows event's images as :func:`decode` returns them."""
-    make = _row_change
+    make = row_change
     if op == "insert":
         changes = tuple([make(wp_table, op, None, r, position, txn, ts) for r in rows])
     elif op == "delete":
@@ -244,4 +251,4 @@ def rows_batch(wp_table: WpTable, op: str, rows: list[Any], position: Position, 
     else:
         it = iter(rows)
         changes = tuple([make(wp_table, op, b, a, position, txn, ts) for b, a in zip(it, it)])
-    return RowsBatch(changes, position, txn, time.monotonic())
+    return RowsBatch(changes, position, txn, time.monotonic() if received is None else received)

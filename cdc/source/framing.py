@@ -43,7 +43,7 @@ class Frame:
     """What wpcdc needs of one small event: its kind, where it ends (the header's log_pos), its size
     as written, its timestamp, and per kind the GTID text or the decoded rows of a rows event."""
 
-    __slots__ = ("kind", "end", "size", "timestamp", "gtid", "op", "table", "rows")
+    __slots__ = ("kind", "end", "size", "timestamp", "gtid", "op", "table", "rows", "raw")
 
     def __init__(self, kind: int, end: int, size: int, timestamp: int) -> None:
         self.kind = kind
@@ -54,6 +54,9 @@ class Frame:
         self.op = ""  # rows: insert, update or delete
         self.table = ""  # rows: the table's name
         self.rows: list[Any] = []  # rows: as fastpath.decode returns them
+        # rows, when decoding is left to the reader process's parent: (the decoder's layout
+        # signature, the row images' bytes)
+        self.raw: tuple[Any, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"Frame({self.kind:#x}, end={self.end}, size={self.size}, gtid={self.gtid}, table={self.table})"

@@ -14,8 +14,10 @@ reporting the total weight (at least 1 per chunk) as the size is all it needs.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 
@@ -46,3 +48,75 @@ class WeightedQueue(queue.Queue):  # type: ignore[type-arg]
     def _get(self) -> Any:
         self.weight -= self._weights.popleft()
         return self.queue.popleft()
+
+
+class Handoff:
+    """The event loop's side of a binlog reader: chunks in a :class:`WeightedQueue`, put by one
+    producer thread (the reader in this process, or the thread receiving from the reader process of
+    cdc/source/reader_process.py) and taken by :meth:`next_items` in the event loop.
+
+    The wait is the event loop's own: the producer wakes it (``call_soon_threadsafe``) when it hands
+    a chunk over while the loop waits. Waiting through ``asyncio.to_thread`` cost a thread-pool
+    submit and two thread switches per chunk, and while catching up a binlog of autocommitted rows
+    there is a chunk per transaction: a few percent of the CPU.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.queue = WeightedQueue(max_bytes)
+        # (loop, future) while next_items waits for a chunk: the producer resolves it.
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+
+    async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
+        """Wait up to ``timeout`` for a chunk, then take whatever else is queued."""
+        items = self._take(limit)
+        if items:
+            return items
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = (loop, waiter)
+        items = self._take(limit)  # handed over between the first look and the waiter being set
+        if items:
+            self._waiter = None
+            return items
+        timer = loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            timer.cancel()
+        return self._take(limit)
+
+    def _take(self, limit: int) -> list[Any]:
+        items: list[Any] = []
+        while len(items) < limit:
+            try:
+                items.extend(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def backlog(self) -> bool:
+        return bool(self.queue.qsize())
+
+    def put(self, chunk: list[Any], weight: int, stopped: Callable[[], bool]) -> None:
+        """From the producer thread: queue ``chunk`` (waiting for room until ``stopped()``), then
+        wake the event loop if it waits."""
+        while not stopped():
+            try:
+                self.queue.put(chunk, timeout=0.2, weight=weight)
+                break
+            except queue.Full:
+                continue
+        waiter = self._waiter
+        if waiter is not None:  # the event loop waits in next_items: wake it
+            self._waiter = None
+            try:
+                waiter[0].call_soon_threadsafe(_wake, waiter[1])
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    """In the event loop: end next_items' wait (a chunk came, or the timeout)."""
+    if not waiter.done():
+        waiter.set_result(None)

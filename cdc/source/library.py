@@ -410,8 +410,11 @@ class Framing:
     this class and compares every item the source hands over, positions included.
     """
 
-    def __init__(self, reader: BinLogStreamReader) -> None:
+    def __init__(self, reader: BinLogStreamReader, *, defer: bool = False) -> None:
         self.reader = reader
+        # Leave the row images undecoded in the frame (Frame.raw): the reader process's parent
+        # decodes them, on the other core (cdc/source/reader_process.py).
+        self.defer = defer
         self._conn: Any = None
         self._read: Any = None
         self._pushed: Any = None
@@ -570,11 +573,14 @@ class Framing:
         n, present, present2, start = layout
         if n != len(table.columns) or not _full(present, n) or (present2 is not None and not _full(present2, n)):
             return None  # a partial row image: the library's event, and binlog.py says why it stops
-        rows = fastpath.decode(dec, data, start, body_end, op)
-        if rows is None:
-            return None
         frame = framing.Frame(framing.ROWS_KIND, end, size, ts)
         frame.op = op
         frame.table = table.table
+        if self.defer:
+            frame.raw = (dec.signature, bytes(data[start:body_end]))  # type: ignore[attr-defined]
+            return frame
+        rows = fastpath.decode(dec, data, start, body_end, op)
+        if rows is None:
+            return None
         frame.rows = rows
         return frame

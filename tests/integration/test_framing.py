@@ -8,9 +8,9 @@ or stop on: tables it does not capture in the same schema and in another one, a 
 transaction ends with a COMMIT query, not an XID), a DDL, a transaction mixing captured and
 uncaptured tables, a WordPress table name with a layout the fast decoder leaves to the library
 (DECIMAL), a multi-row statement, and a rotation to a new binlog file in the middle. The range is
-read three times: with the framing (the default), without it (every event through
-mysql-replication's objects, the rows still through the fast decoder), and with the library's
-generic decoder; every item the source hands over - rows with their values and Python types,
+read four times: with the framing (the default), without it (every event through
+mysql-replication's objects, the rows still through the fast decoder), with the library's
+generic decoder, and through the reader process (cdc/source/reader_process.py); every item the source hands over - rows with their values and Python types,
 positions, transaction refs, GTIDs, commits, rotations, notes of settings writes - must be equal.
 """
 
@@ -28,6 +28,7 @@ from cdc.position import Position
 from cdc.source import library as library_module
 from cdc.source.binlog import BinlogSource, SourceFailed
 from cdc.source.framing import BEGIN_KIND, GTID_KIND, ROWS_KIND, XID_KIND, Frame
+from cdc.source.reader_process import ProcessSource
 from cdc.wordpress import TableNames
 from tests.integration.harness import admin_connection, binlog_end
 
@@ -40,12 +41,17 @@ NOISE = "wpcdc_framing_noise"
 
 
 def _read(port: int, start: Position, end: Position, *, fastpath: bool, framing: bool,
-          server_id: int) -> list[Any]:
-    """Every item the source hands over in [start, end), Idle (wall-clock) left out."""
+          server_id: int, process: bool = False) -> list[Any]:
+    """Every item the source hands over in [start, end), Idle (wall-clock) left out. ``process``:
+    read in the reader process (cdc/source/reader_process.py), with the fast path and the framing."""
     settings = MysqlSettings(host="127.0.0.1", port=port, user="wpcdc", password="wpcdc-pw", database="wordpress")
-    source = BinlogSource(settings, TableNames("wp_"), server_id=server_id, start=start, gtid=None)
-    source.fastpath = fastpath
-    source.framing = framing
+    source: BinlogSource | ProcessSource
+    if process:
+        source = ProcessSource(settings, TableNames("wp_"), server_id=server_id, start=start, gtid=None)
+    else:
+        source = BinlogSource(settings, TableNames("wp_"), server_id=server_id, start=start, gtid=None)
+        source.fastpath = fastpath
+        source.framing = framing
     source.start()
     out: list[Any] = []
     try:
@@ -138,13 +144,16 @@ def test_framing_hands_over_what_the_library_does(stack: local_stack.Ports, monk
     assert taken["QueryEvent"] and taken["RotateEvent"] and taken["WriteRowsEvent"], taken
     library = _read(port, start, end, fastpath=True, framing=False, server_id=3_910_002)
     generic = _read(port, start, end, fastpath=False, framing=False, server_id=3_910_003)
+    # The same through the pipe from the reader process: pickled with its own reducers, rebuilt.
+    piped = _read(port, start, end, fastpath=True, framing=True, server_id=3_910_004, process=True)
 
-    assert len(framed) == len(library) == len(generic)
-    for a, b, c in zip(framed, library, generic):
-        assert type(a) is type(b) is type(c)
-        assert a == b == c, (a, b)
+    assert len(framed) == len(library) == len(generic) == len(piped)
+    for a, b, c, d in zip(framed, library, generic, piped):
+        assert type(a) is type(b) is type(c) is type(d)
+        assert a == b == c == d, (a, b, d)
         if isinstance(a, RowsBatch):
-            assert _types(a) == _types(b) == _types(c)
+            assert _types(a) == _types(b) == _types(c) == _types(d)
+            assert [type(ch) for ch in a.changes] == [type(ch) for ch in d.changes]
     rows = [ch for item in framed if isinstance(item, RowsBatch) for ch in item.changes]
     kinds = {(ch.table.kind.value, ch.op) for ch in rows}
     assert {("posts", "insert"), ("posts", "update"), ("posts", "delete"), ("postmeta", "insert"),

@@ -1,0 +1,329 @@
+"""The binlog reader in a second process: reading and decoding on one core, the pipeline on another.
+
+CPython runs one thread at a time, and on a WordPress binlog the reader thread (packets, framing,
+decoding: cdc/source/binlog.py) takes more than half of the connector's CPU; the event loop
+(assembler, events, encoding, Kafka) the rest. Reading in a child process lets both run at once.
+
+The child runs the very same :class:`~cdc.source.binlog.BinlogSource` (its thread, its checks, its
+errors, mapped the same way) and sends what it hands over through a pipe, several chunks per
+message while it is ahead. What crosses the pipe is pickled with reducers of their own for the
+items that make up nearly all of it, so that loading a rows event costs the parent about what
+building its objects costs (a ``RowsBatch`` travels as its rows' images and the fields its changes
+share, not as a RowChange per row):
+
+* the parent's :class:`ProcessSource` has the interface of ``BinlogSource`` (``start``, ``stop``,
+  ``next_items``, ``backlog``), and a thread that receives, loads and queues chunks in a
+  :class:`~cdc.source.handoff.Handoff` like the reader thread does in-process;
+* a failure of the reader is a ``SourceFailed`` item like in-process, its exception rebuilt in the
+  parent with its class, message and attributes; a child that ends without one (killed, out of
+  memory) is a retriable :class:`~cdc.errors.SourceError` naming its exit code;
+* the child dies with the parent (``PR_SET_PDEATHSIG`` on Linux, and a check of its parent), so a
+  ``kill -9`` of the connector leaves no reader holding the replication connection;
+* a statement-logged write the child counts is counted in the parent's metrics.
+
+The child is started with ``spawn`` (a fresh interpreter: ``fork`` from a process with an event
+loop and threads is not safe, and would double the resident memory the two processes report); it
+sets up logging as the parent did, secrets masked alike.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import logging
+import multiprocessing
+import operator
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from cdc import logs, metrics
+from cdc.errors import SourceError
+from cdc.model import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
+from cdc.position import Position
+from cdc.source import fastpath, handoff
+from cdc.source.binlog import ROW_OBJECT_BYTES, BinlogSource, RawRows, SourceFailed
+from cdc.wordpress import WpTable
+
+log = logging.getLogger(__name__)
+
+MESSAGE_ITEMS = 5_000
+"""A message collects the chunks the reader has ready, up to about this many items."""
+
+
+class StatementWrites:
+    """Table kinds of writes the child saw logged as statements, for the parent's metrics."""
+
+    __slots__ = ("kinds",)
+
+    def __init__(self, kinds: list[Any]) -> None:
+        self.kinds = kinds
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StatementWrites, (self.kinds,))
+
+
+# ----------------------------------------------------------------------------- pickling
+
+
+def _batch(table: Any, op: str, images: list[Any], position: Position, txn: TxnRef, ts: int,
+           received: float) -> RowsBatch:
+    """A RowsBatch from what :func:`_reduce_batch` sent: one rows event's images."""
+    make = fastpath.row_change
+    if op == "update":
+        it = iter(images)
+        changes = tuple([make(table, op, b, a, position, txn, ts) for b, a in zip(it, it)])
+    elif op == "insert":
+        changes = tuple([make(table, op, None, a, position, txn, ts) for a in images])
+    else:
+        changes = tuple([make(table, op, b, None, position, txn, ts) for b in images])
+    return RowsBatch(changes, position, txn, received)
+
+
+def _reduce_batch(batch: RowsBatch) -> tuple[Any, ...]:
+    changes = batch.changes
+    if changes:
+        first = changes[0]
+        table, op, ts = first.table, first.op, first.ts
+        if all(c.table is table and c.op == op and c.ts == ts and c.position is batch.position
+               and c.txn is batch.txn for c in changes):
+            if op == "update":
+                images: list[Any] = []
+                for c in changes:
+                    images.append(c.before)
+                    images.append(c.after)
+            elif op == "insert":
+                images = [c.after for c in changes]
+            else:
+                images = [c.before for c in changes]
+            return (_batch, (table, op, images, batch.position, batch.txn, ts, batch.received))
+    # Not the shape one rows event gives: field by field (correct, slower).
+    return (RowsBatch, (batch.changes, batch.position, batch.txn, batch.received))
+
+
+def _fields(cls: type, *names: str) -> Callable[[Any], tuple[Any, ...]]:
+    """A reducer sending ``cls``'s fields in order, rebuilt in the parent by a function that sets
+    the slots directly (fastpath.maker: a frozen dataclass's ``__init__`` costs twice as much)."""
+    make = fastpath.maker(cls, names)
+    name = f"_make_{cls.__name__}"
+    make.__module__, make.__qualname__, make.__name__ = __name__, name, name  # pickled by reference
+    globals()[name] = make
+    get = operator.attrgetter(*names)
+
+    def reduce(obj: Any) -> tuple[Any, ...]:
+        return (make, get(obj))
+    return reduce
+
+
+def _rebuild_error(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    """An exception with its class, args and attributes, without calling its ``__init__`` (whose
+    signature may not take ``args`` back: keyword-only fields, a required ``check``)."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+def _reduce_failed(failed: SourceFailed) -> tuple[Any, ...]:
+    exc = failed.error
+    try:
+        sent = (type(exc), exc.args, dict(vars(exc)))
+        pickle.loads(pickle.dumps(sent))  # its class importable, its attributes able to travel and come back
+    except Exception:  # noqa: BLE001 - anything else travels as its text, retriable
+        sent = (SourceError, (f"the binlog reader failed: {exc!r}",), {})
+    return (_failed, sent)
+
+
+def _failed(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> SourceFailed:
+    return SourceFailed(_rebuild_error(cls, args, state))  # type: ignore[arg-type]
+
+
+_DISPATCH = dict(copyreg.dispatch_table)
+_DISPATCH.update({
+    RowsBatch: _reduce_batch,
+    Position: _fields(Position, "file", "pos"),
+    TxnRef: _fields(TxnRef, "start", "gtid", "prev_gtid"),
+    Commit: _fields(Commit, "end", "gtid", "ts", "rotate"),
+    Idle: _fields(Idle, "position", "gtid", "at"),
+    SettingsWritten: _fields(SettingsWritten, "blogs", "users"),
+    WpTable: _fields(WpTable, "blog_id", "kind"),
+    RawRows: _fields(RawRows, "table", "op", "signature", "images", "position", "txn", "ts", "received", "size"),
+    SourceFailed: _reduce_failed,
+})
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` (a message of the reader process) with this module's reducers."""
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _DISPATCH
+    pickler.dump(obj)
+    return buf.getvalue()
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+# ----------------------------------------------------------------------------- the parent
+
+
+class ProcessSource:
+    """A :class:`BinlogSource` that reads in a child process: same arguments, same interface."""
+
+    def __init__(self, *args: Any, max_queue_bytes: int = 4 << 20, **kwargs: Any) -> None:
+        # Half the room on each side of the pipe: what waits between the reader and the pipeline
+        # stays what it was with the reader in-process.
+        kwargs["max_queue_bytes"] = max(1, max_queue_bytes // 2)
+        self._args = args
+        self._kwargs = kwargs
+        self.handoff = handoff.Handoff(max(1, max_queue_bytes // 2))
+        self.queue = self.handoff.queue
+        self._stop = threading.Event()
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._thread = threading.Thread(target=self._receive, name="binlog-receiver", daemon=True)
+
+    def start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        receiving, sending = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_child, name="wpcdc-binlog-reader", daemon=True,
+                                 args=(sending, os.getpid(), self._args, self._kwargs, logs.state()))
+        self._proc.start()
+        sending.close()
+        self._conn = receiving
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        proc = self._proc
+        if proc is not None:
+            proc.terminate()
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout)
+        if self._conn is not None:
+            self._conn.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
+        return await self.handoff.next_items(timeout, limit)
+
+    def backlog(self) -> bool:
+        return self.handoff.backlog()
+
+    def _receive(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        stopped = self._stop.is_set
+        try:
+            while not stopped():
+                try:
+                    data = conn.recv_bytes()
+                except (EOFError, OSError):
+                    if not stopped():
+                        self._proc.join(5.0)
+                        self.handoff.put([SourceFailed(SourceError(
+                            f"the binlog reader process ended (exit code {self._proc.exitcode}) without "
+                            "saying why; reconnecting from the checkpoint"))], 1, stopped)
+                    return
+                items = loads(data)
+                if items and type(items[0]) is StatementWrites:
+                    for kind in items.pop(0).kinds:
+                        metrics.statement_write(kind)
+                items, rows = decode_rows(items)
+                self.handoff.put(items, len(data) + rows * ROW_OBJECT_BYTES, stopped)
+                if items and type(items[-1]) is SourceFailed:
+                    return
+        except Exception as exc:  # noqa: BLE001 - a message that does not load: say so, retriable
+            if not stopped():
+                self.handoff.put([SourceFailed(SourceError(
+                    f"reading from the binlog reader process failed: {exc!r}"))], 1, stopped)
+
+
+def decode_rows(items: list[Any]) -> tuple[list[Any], int]:
+    """``items`` with each :class:`RawRows` decoded into its RowsBatch, and how many rows they hold.
+
+    The child framed the event and checked its layout and full row images; if the bytes still do
+    not parse (in-process, the library would then decode the event, or say what is wrong), the
+    items stop there with a failure naming the event: nothing after it is handed over."""
+    out: list[Any] = []
+    rows = 0
+    decoders: dict[int, Any] = {}
+    for item in items:
+        if type(item) is RawRows:
+            sig = item.signature
+            dec = decoders.get(id(sig))
+            if dec is None:
+                dec = decoders[id(sig)] = fastpath.by_signature(sig)
+            images = fastpath.decode(dec, item.images, 0, len(item.images), item.op)
+            if images is None:
+                out.append(SourceFailed(SourceError(
+                    f"the rows event of {item.table} ending at {item.position} did not decode in the connector "
+                    "although the reader process took its layout; run with --binlog-reader thread, where the "
+                    "library decodes such an event (or says what is wrong with it), and report this")))
+                return out, rows
+            item = fastpath.rows_batch(item.table, item.op, images, item.position, item.txn, item.ts, item.received)
+            rows += len(item.changes)
+        elif type(item) is RowsBatch:
+            rows += len(item.changes)
+        out.append(item)
+    return out, rows
+
+
+# ----------------------------------------------------------------------------- the child
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this process when its parent dies; elsewhere the pipe's end does it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _child(conn: Connection, parent: int, args: tuple[Any, ...], kwargs: dict[str, Any],
+           log_state: Any) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the parent stops us
+    logs.restore(log_state)
+    counted: list[Any] = []
+    source = BinlogSource(*args, **kwargs)
+    source.count_statement = counted.append
+    source.defer_rows = True
+    source.start()
+    get = source.queue.get
+    get_nowait = source.queue.get_nowait
+    try:
+        while True:
+            items: list[Any] = list(get())
+            failed = type(items[-1]) is SourceFailed
+            while not failed and len(items) < MESSAGE_ITEMS:  # what else is ready, in the same message
+                try:
+                    more = get_nowait()
+                except Exception:  # noqa: BLE001 - queue.Empty
+                    break
+                items.extend(more)
+                failed = type(items[-1]) is SourceFailed
+            if counted:
+                items.insert(0, StatementWrites(counted[:]))
+                counted.clear()
+            data = dumps(items)
+            conn.send_bytes(data)
+            if failed:
+                break
+    except (BrokenPipeError, EOFError, OSError):
+        pass  # the parent is gone or stopped us
+    finally:
+        source.stop(1.0)

@@ -1,0 +1,113 @@
+"""What crosses the pipe from the reader process (cdc/source/reader_process.py) comes out equal.
+
+The pipe's reducers send a rows event as its images and the fields its changes share; these tests
+pin that every item the binlog source hands over is rebuilt equal, field types included, that a
+batch of another shape still travels (field by field), and that a reader's failure arrives as the
+exception it was: its class (what the runner decides retry or exit code by), message and attributes,
+even when its ``__init__`` would not take its ``args`` back.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+
+import pymysql
+import pytest
+
+from cdc.errors import PreflightError, SourceError, UnsupportedChangeError
+from cdc.model import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
+from cdc.position import Position
+from cdc.source import fastpath
+from cdc.source.binlog import SourceFailed
+from cdc.source.reader_process import StatementWrites, dumps, loads
+from cdc.wordpress import TableKind, WpTable
+
+POSTS = WpTable(1, TableKind.POSTS)
+META = WpTable(3, TableKind.POSTMETA)
+TXN = TxnRef(Position("mariadb-bin.000007", 1200), "0-1-42", "0-1-41")
+
+
+def _post(pid: int, title: str) -> dict[str, object]:
+    return {"ID": pid, "post_title": title, "post_date": datetime.datetime(2026, 2, 28, 23, 59, 1),
+            "post_modified": None, "post_content": "x" * 3 + "\udcff", "menu_order": -1, "comment_count": 2**63}
+
+
+def _round_trip(items: list[object]) -> list[object]:
+    return loads(dumps(items))
+
+
+@pytest.mark.parametrize("op", ["insert", "update", "delete"])
+def test_a_rows_event_comes_back_equal(op: str) -> None:
+    at = Position("mariadb-bin.000007", 2400)
+    rows = [_post(1, "a"), _post(2, "b"), _post(3, "c"), _post(4, "d")]
+    batch = fastpath.rows_batch(POSTS, op, rows, at, TXN, 1_796_000_000)
+    [back] = _round_trip([batch])
+    assert type(back) is RowsBatch
+    assert back == batch
+    assert back.received == batch.received
+    for a, b in zip(batch.changes, back.changes):
+        assert (a.table, a.op, a.before, a.after, a.position, a.txn, a.ts) == \
+               (b.table, b.op, b.before, b.after, b.position, b.txn, b.ts)
+        for image_a, image_b in ((a.before, b.before), (a.after, b.after)):
+            if image_a is not None:
+                assert {k: type(v) for k, v in image_a.items()} == {k: type(v) for k, v in image_b.items()}
+    # shared fields stay shared, as the reader built them
+    assert all(c.txn is back.txn and c.position is back.position for c in back.changes)
+
+
+def test_a_batch_of_another_shape_travels_field_by_field() -> None:
+    one = fastpath.rows_batch(META, "insert", [{"meta_id": 1, "post_id": 9, "meta_key": "k", "meta_value": None}],
+                              Position("mariadb-bin.000007", 10), TXN, 5)
+    two = fastpath.rows_batch(POSTS, "delete", [_post(9, "gone")], Position("mariadb-bin.000007", 20), TXN, 6)
+    mixed = RowsBatch(one.changes + two.changes, two.position, TXN, 12.5)
+    [back] = _round_trip([mixed])
+    assert back == mixed and back.received == 12.5
+    assert [c.table for c in back.changes] == [META, POSTS]
+
+
+def test_every_other_item_comes_back_equal() -> None:
+    items: list[object] = [
+        TXN,
+        Commit(Position("mariadb-bin.000007", 3000), "0-1-42", 1_796_000_001),
+        Commit(Position("mariadb-bin.000008", 4), "0-1-42", 0, rotate=True),
+        Idle(Position("mariadb-bin.000008", 385), "0-1-42", 1_796_000_002.5),
+        Idle(None),
+        SettingsWritten(frozenset({1, 3}), True),
+        SettingsWritten(frozenset()),
+    ]
+    back = _round_trip(items)
+    assert back == items
+    assert [type(x) for x in back] == [type(x) for x in items]
+
+
+def test_statement_counts_travel() -> None:
+    [back] = _round_trip([StatementWrites([TableKind.POSTS, TableKind.POSTMETA])])
+    assert back.kinds == [TableKind.POSTS, TableKind.POSTMETA]
+
+
+class _Odd(Exception):
+    def __init__(self, message: str, *, lock: object) -> None:
+        super().__init__(message)
+        self.lock = lock
+
+
+@pytest.mark.parametrize("error", [
+    UnsupportedChangeError("rows of wp_posts logged as a statement at mariadb-bin.000007:10",
+                           position=Position("mariadb-bin.000007", 10), end=Position("mariadb-bin.000007", 99)),
+    PreflightError("binlog_row_image is MINIMAL", check="binlog_row_image", retriable=False),
+    SourceError("the server closed the binlog stream"),
+    pymysql.err.OperationalError(2013, "Lost connection to server during query"),
+])
+def test_a_failure_arrives_as_the_exception_it_was(error: Exception) -> None:
+    [back] = _round_trip([SourceFailed(error)])
+    assert type(back) is SourceFailed
+    assert type(back.error) is type(error)
+    assert back.error.args == error.args and str(back.error) == str(error)
+    assert vars(back.error) == vars(error)
+
+
+def test_a_failure_that_cannot_travel_becomes_a_retriable_source_error() -> None:
+    [back] = _round_trip([SourceFailed(_Odd("cannot pickle a lock", lock=threading.Lock()))])
+    assert type(back.error) is SourceError
+    assert "cannot pickle a lock" in str(back.error) and "_Odd" in str(back.error)
