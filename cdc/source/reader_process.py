@@ -21,9 +21,11 @@ share, not as a RowChange per row):
   ``kill -9`` of the connector leaves no reader holding the replication connection;
 * a statement-logged write the child counts is counted in the parent's metrics.
 
-The child is started with ``spawn`` (a fresh interpreter: ``fork`` from a process with an event
-loop and threads is not safe, and would double the resident memory the two processes report); it
-sets up logging as the parent did, secrets masked alike.
+The child is a fresh interpreter (``fork`` from a process with an event loop and threads is not
+safe, and would double the resident memory the two processes report), started with
+``subprocess`` rather than multiprocessing's ``spawn``, which would start a third process (its
+resource tracker) and import the parent's main module again. It reads its arguments pickled from
+stdin and sets up logging as the parent did, secrets masked alike.
 """
 
 from __future__ import annotations
@@ -31,21 +33,23 @@ from __future__ import annotations
 import copyreg
 import io
 import logging
-import multiprocessing
 import operator
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from cdc import logs, metrics
 from cdc.errors import SourceError
 from cdc.model import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
 from cdc.position import Position
-from cdc.source import fastpath, handoff
+from cdc.source import fastpath, handoff, library
 from cdc.source.binlog import ROW_OBJECT_BYTES, BinlogSource, RawRows, SourceFailed
 from cdc.wordpress import WpTable
 
@@ -179,6 +183,7 @@ class ProcessSource:
         # Half the room on each side of the pipe: what waits between the reader and the pipeline
         # stays what it was with the reader in-process.
         kwargs["max_queue_bytes"] = max(1, max_queue_bytes // 2)
+        library.install()  # its version check raises here, as BinlogSource's does (the child patches its own)
         self._args = args
         self._kwargs = kwargs
         self.handoff = handoff.Handoff(max(1, max_queue_bytes // 2))
@@ -189,24 +194,33 @@ class ProcessSource:
         self._thread = threading.Thread(target=self._receive, name="binlog-receiver", daemon=True)
 
     def start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        receiving, sending = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_child, name="wpcdc-binlog-reader", daemon=True,
-                                 args=(sending, os.getpid(), self._args, self._kwargs, logs.state()))
-        self._proc.start()
-        sending.close()
-        self._conn = receiving
+        receiving, sending = os.pipe()
+        # The package this module was imported from comes first on the child's path: the same code
+        # on both sides of the pipe, however the connector was started.
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", "from cdc.source.reader_process import main; main()", str(sending)],
+                stdin=subprocess.PIPE, pass_fds=(sending,), env=env)
+        finally:
+            os.close(sending)
+        self._conn = Connection(receiving, writable=False)
+        assert self._proc.stdin is not None
+        with self._proc.stdin as setup:  # what the child needs, pickled: it reads it before anything else
+            setup.write(pickle.dumps((os.getpid(), self._args, self._kwargs, logs.state())))
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         proc = self._proc
-        if proc is not None:
+        if proc is not None and proc.poll() is None:
             proc.terminate()
-            proc.join(timeout)
-            if proc.is_alive():
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join(timeout)
+                proc.wait(timeout)
         if self._conn is not None:
             self._conn.close()
         if self._thread.is_alive():
@@ -228,10 +242,13 @@ class ProcessSource:
                     data = conn.recv_bytes()
                 except (EOFError, OSError):
                     if not stopped():
-                        self._proc.join(5.0)
+                        try:
+                            code: int | None = self._proc.wait(5.0)
+                        except subprocess.TimeoutExpired:
+                            code = None
                         self.handoff.put([SourceFailed(SourceError(
-                            f"the binlog reader process ended (exit code {self._proc.exitcode}) without "
-                            "saying why; reconnecting from the checkpoint"))], 1, stopped)
+                            f"the binlog reader process ended (exit code {code}) without saying why "
+                            "(its log lines above may); reconnecting from the checkpoint"))], 1, stopped)
                     return
                 items = loads(data)
                 if items and type(items[0]) is StatementWrites:
@@ -281,7 +298,10 @@ def decode_rows(items: list[Any]) -> tuple[list[Any], int]:
 
 
 def _die_with_parent(parent: int) -> None:
-    """Ask Linux to kill this process when its parent dies; elsewhere the pipe's end does it."""
+    """Ask Linux to kill this process when its parent dies; elsewhere the pipe's end does it.
+
+    Linux ties the request to the parent's thread that started this process: ProcessSource.start
+    runs in the event loop's thread, which lasts as long as the connector."""
     try:
         import ctypes
 
@@ -293,13 +313,27 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _child(conn: Connection, parent: int, args: tuple[Any, ...], kwargs: dict[str, Any],
-           log_state: Any) -> None:
-    _die_with_parent(parent)
+def main() -> None:
+    """The reader process: ``python -c "...main()" FD``, its setup pickled on stdin, its output
+    written to the pipe FD (see ProcessSource.start)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the parent stops us
+    conn = Connection(int(sys.argv[1]), readable=False)
+    parent, args, kwargs, log_state = pickle.load(sys.stdin.buffer)
+    _die_with_parent(parent)
     logs.restore(log_state)
+    try:
+        _child(conn, args, kwargs)
+    finally:
+        conn.close()
+
+
+def _child(conn: Connection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     counted: list[Any] = []
-    source = BinlogSource(*args, **kwargs)
+    try:
+        source = BinlogSource(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - e.g. the library's version check: the parent raises it
+        conn.send_bytes(dumps([SourceFailed(exc)]))
+        return
     source.count_statement = counted.append
     source.defer_rows = True
     source.start()
