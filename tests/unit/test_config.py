@@ -181,6 +181,21 @@ def test_the_bounds_themselves_are_allowed_and_land_in_the_settings(run: Any, op
         assert option.setting is not None and value_at(s, option.setting) == bound
 
 
+# The Kafka security choices need credentials beside them (config.validate): test_auth_options.
+CHOSEN = [o for o in OPTIONS if o.choices and o.setting is not None
+          and o.name not in ("kafka_security_protocol", "kafka_sasl_mechanism")]
+
+
+@pytest.mark.parametrize("option", CHOSEN, ids=lambda o: o.name)
+def test_each_choice_lands_in_the_settings(run: Any, option: Option) -> None:
+    """A choice given is the choice the connector runs with (``--binlog-reader thread`` once parsed
+    and then dropped on the way to the settings)."""
+    for choice in option.choices:
+        result, s = run(option.commands[0], env={option.envvar: choice})
+        assert result.exit_code == 0, result.output
+        assert option.setting is not None and value_at(s, option.setting) == choice
+
+
 @pytest.mark.parametrize(("toml", "command", "message"), [
     ("[mysql]\nport = 0\n", "check", "--mysql-port 0: must be 1..65535"),
     ("mysql_port = 65536\n", "status", "--mysql-port 65536: must be 1..65535"),
