@@ -105,7 +105,7 @@ DELIVERY_AGE = Histogram(
     buckets=(0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0),
 )
 QUEUE_BYTES = Gauge("wpcdc_reader_queue_bytes",
-                    "Decoded size of the binlog chunks waiting between the reader thread and the pipeline")
+                    "Decoded size of the binlog chunks waiting between the binlog reader and the pipeline")
 QUEUE_CAPACITY = Gauge("wpcdc_reader_queue_capacity_bytes", "The most that queue holds before the reader waits")
 SERVER_FILES = Gauge("wpcdc_binlog_server_files", "Binlog files on the server (SHOW BINARY LOGS)")
 SERVER_OLDEST = Gauge("wpcdc_binlog_server_oldest_file_number", "Number of the oldest binlog file on the server")

@@ -56,7 +56,14 @@ from cdc.wordpress import WpTable
 log = logging.getLogger(__name__)
 
 MESSAGE_ITEMS = 5_000
-"""A message collects the chunks the reader has ready, up to about this many items."""
+"""A message collects the chunks the reader has ready, up to about this many items ..."""
+MESSAGE_ROW_BYTES = 16 << 10
+"""... or this many bytes of undecoded row images. The connector decodes a whole message before its
+queue's bound applies: 16 KiB of 20-byte term rows are ~800 rows, ~0.5 MB decoded, what one chunk
+of the in-process reader holds at most (its 512 KiB count rows decoded)."""
+CHILD_CHUNK_BYTES = 16 << 10
+"""The child's chunks are cut at this many binlog bytes: there rows are not decoded, so they weigh
+their bytes only (see MESSAGE_ROW_BYTES)."""
 
 
 class StatementWrites:
@@ -183,6 +190,7 @@ class ProcessSource:
         # Half the room on each side of the pipe: what waits between the reader and the pipeline
         # stays what it was with the reader in-process.
         kwargs["max_queue_bytes"] = max(1, max_queue_bytes // 2)
+        kwargs.setdefault("chunk_bytes", CHILD_CHUNK_BYTES)
         library.install()  # its version check raises here, as BinlogSource's does (the child patches its own)
         self._args = args
         self._kwargs = kwargs
@@ -327,6 +335,10 @@ def main() -> None:
         conn.close()
 
 
+def _row_bytes(chunk: list[Any]) -> int:
+    return sum([len(item.images) for item in chunk if type(item) is RawRows])
+
+
 def _child(conn: Connection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     counted: list[Any] = []
     try:
@@ -342,13 +354,16 @@ def _child(conn: Connection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
     try:
         while True:
             items: list[Any] = list(get())
+            size = _row_bytes(items)
             failed = type(items[-1]) is SourceFailed
-            while not failed and len(items) < MESSAGE_ITEMS:  # what else is ready, in the same message
+            # What else is ready goes in the same message, within its bounds.
+            while not failed and len(items) < MESSAGE_ITEMS and size < MESSAGE_ROW_BYTES:
                 try:
                     more = get_nowait()
                 except Exception:  # noqa: BLE001 - queue.Empty
                     break
                 items.extend(more)
+                size += _row_bytes(more)
                 failed = type(items[-1]) is SourceFailed
             if counted:
                 items.insert(0, StatementWrites(counted[:]))
