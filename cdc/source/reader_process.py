@@ -119,7 +119,13 @@ def _reduce_batch(batch: RowsBatch) -> tuple[Any, ...]:
 def _fields(cls: type, *names: str) -> Callable[[Any], tuple[Any, ...]]:
     """A reducer sending ``cls``'s fields in order, rebuilt in the parent by a function that sets
     the slots directly (fastpath.maker: a frozen dataclass's ``__init__`` costs twice as much)."""
-    make = fastpath.maker(cls, names)
+    made = fastpath.maker(cls, names)
+    if made is cls:  # maker's fallback (fields changed): the constructor, through a function of our own
+
+        def make(*values: Any) -> Any:
+            return cls(*values)
+    else:
+        make = made
     name = f"_make_{cls.__name__}"
     make.__module__, make.__qualname__, make.__name__ = __name__, name, name  # pickled by reference
     globals()[name] = make
@@ -229,10 +235,10 @@ class ProcessSource:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout)
+        if self._thread.is_alive():  # the child gone, the pipe ends: the receiving thread returns
+            self._thread.join(timeout)
         if self._conn is not None:
             self._conn.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
         return await self.handoff.next_items(timeout, limit)

@@ -10,17 +10,20 @@ even when its ``__init__`` would not take its ``args`` back.
 from __future__ import annotations
 
 import datetime
+import struct
 import threading
+from typing import Any
 
 import pymysql
 import pytest
+from pymysqlreplication.constants import FIELD_TYPE
 
 from cdc.errors import PreflightError, SourceError, UnsupportedChangeError
 from cdc.model import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
 from cdc.position import Position
 from cdc.source import fastpath
-from cdc.source.binlog import SourceFailed
-from cdc.source.reader_process import StatementWrites, dumps, loads
+from cdc.source.binlog import RawRows, SourceFailed
+from cdc.source.reader_process import StatementWrites, decode_rows, dumps, loads
 from cdc.wordpress import TableKind, WpTable
 
 POSTS = WpTable(1, TableKind.POSTS)
@@ -33,7 +36,7 @@ def _post(pid: int, title: str) -> dict[str, object]:
             "post_modified": None, "post_content": "x" * 3 + "\udcff", "menu_order": -1, "comment_count": 2**63}
 
 
-def _round_trip(items: list[object]) -> list[object]:
+def _round_trip(items: list[object]) -> list[Any]:
     return loads(dumps(items))
 
 
@@ -51,6 +54,7 @@ def test_a_rows_event_comes_back_equal(op: str) -> None:
                (b.table, b.op, b.before, b.after, b.position, b.txn, b.ts)
         for image_a, image_b in ((a.before, b.before), (a.after, b.after)):
             if image_a is not None:
+                assert image_b is not None
                 assert {k: type(v) for k, v in image_a.items()} == {k: type(v) for k, v in image_b.items()}
     # shared fields stay shared, as the reader built them
     assert all(c.txn is back.txn and c.position is back.position for c in back.changes)
@@ -111,3 +115,34 @@ def test_a_failure_that_cannot_travel_becomes_a_retriable_source_error() -> None
     [back] = _round_trip([SourceFailed(_Odd("cannot pickle a lock", lock=threading.Lock()))])
     assert type(back.error) is SourceError
     assert "cannot pickle a lock" in str(back.error) and "_Odd" in str(back.error)
+
+
+TERM_ROWS = WpTable(1, TableKind.TERM_RELATIONSHIPS)
+# term_relationships as its table map describes it: what the child sends as the decoder's layout
+TERM_SIGNATURE = (("object_id", FIELD_TYPE.LONGLONG, True), ("term_taxonomy_id", FIELD_TYPE.LONGLONG, True),
+                  ("term_order", FIELD_TYPE.LONG, False))
+
+
+def _term_images(*rows: tuple[int, int, int]) -> bytes:
+    return b"".join(b"\x00" + struct.pack("<QQi", *row) for row in rows)  # no NULLs, then the values
+
+
+def test_rows_sent_undecoded_are_decoded_by_the_connector() -> None:
+    at, end = Position("mariadb-bin.000007", 500), Commit(Position("mariadb-bin.000007", 531), "0-1-42", 9)
+    raw = RawRows(TERM_ROWS, "insert", TERM_SIGNATURE, _term_images((10, 5, 0), (11, 5, -1)), at, TXN, 9, 77.5, 90)
+    [batch, commit], rows = decode_rows(loads(dumps([raw, end])))
+    assert rows == 2 and commit == end
+    expected = fastpath.rows_batch(TERM_ROWS, "insert", [{"object_id": 10, "term_taxonomy_id": 5, "term_order": 0},
+                                                         {"object_id": 11, "term_taxonomy_id": 5, "term_order": -1}],
+                                   at, TXN, 9)
+    assert batch == expected and batch.received == 77.5
+
+
+def test_rows_that_do_not_decode_stop_the_stream_there_naming_the_event() -> None:
+    at = Position("mariadb-bin.000007", 500)
+    raw = RawRows(TERM_ROWS, "insert", TERM_SIGNATURE, _term_images((10, 5, 0))[:-3], at, TXN, 9, 0.0, 90)
+    after = Commit(Position("mariadb-bin.000007", 531), "0-1-42", 9)
+    items, _ = decode_rows([raw, after])
+    [failed] = items  # nothing after it is handed over
+    assert type(failed) is SourceFailed and type(failed.error) is SourceError
+    assert "mariadb-bin.000007:500" in str(failed.error) and "--binlog-reader thread" in str(failed.error)
