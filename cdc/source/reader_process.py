@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -64,6 +65,13 @@ of the in-process reader holds at most (its 512 KiB count rows decoded)."""
 CHILD_CHUNK_BYTES = 16 << 10
 """The child's chunks are cut at this many binlog bytes: there rows are not decoded, so they weigh
 their bytes only (see MESSAGE_ROW_BYTES)."""
+
+
+class RowsNotDecoded(SourceError):
+    """The connector could not decode a rows event the reader process sent undecoded (bytes that do
+    not parse as the layout its table map gave). In-process the library would then decode it, or
+    raise what is wrong with it; so the session restarts with the rows decoded in the reader
+    process (:attr:`ProcessSource.decode_in_child`), where the same happens."""
 
 
 class StatementWrites:
@@ -145,18 +153,43 @@ def _rebuild_error(cls: type[BaseException], args: tuple[Any, ...], state: dict[
     return exc
 
 
+class RemoteTraceback(Exception):
+    """The traceback of a reader failure in the child, as text: set as the rebuilt exception's
+    ``__cause__``, so a bug's log record shows where in the reader it happened, as in-process."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def _reduce_failed(failed: SourceFailed) -> tuple[Any, ...]:
     exc = failed.error
+    where = "".join(traceback.format_exception(exc)) if exc.__traceback__ is not None else ""
     try:
-        sent = (type(exc), exc.args, dict(vars(exc)))
+        back = pickle.loads(pickle.dumps(exc))  # its own way (a UnicodeError's fields are not in vars)
+        if type(back) is type(exc) and back.args == exc.args and vars(back) == vars(exc):
+            return (_failed_as_is, (exc, where))
+    except Exception:  # noqa: BLE001 - an __init__ that does not take its args back: rebuilt below
+        pass
+    try:
+        sent = (type(exc), exc.args, dict(vars(exc)), where)
         pickle.loads(pickle.dumps(sent))  # its class importable, its attributes able to travel and come back
     except Exception:  # noqa: BLE001 - anything else travels as its text, retriable
-        sent = (SourceError, (f"the binlog reader failed: {exc!r}",), {})
+        sent = (SourceError, (f"the binlog reader failed: {exc!r}",), {}, where)
     return (_failed, sent)
 
 
-def _failed(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> SourceFailed:
-    return SourceFailed(_rebuild_error(cls, args, state))  # type: ignore[arg-type]
+def _with_cause(exc: BaseException, where: str) -> SourceFailed:
+    if where:
+        exc.__cause__ = RemoteTraceback(f"in the binlog reader process:\n{where}")
+    return SourceFailed(exc)  # type: ignore[arg-type]
+
+
+def _failed_as_is(exc: BaseException, where: str = "") -> SourceFailed:
+    return _with_cause(exc, where)
+
+
+def _failed(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any], where: str = "") -> SourceFailed:
+    return _with_cause(_rebuild_error(cls, args, state), where)
 
 
 _DISPATCH = dict(copyreg.dispatch_table)
@@ -189,8 +222,17 @@ def loads(data: bytes) -> Any:
 # ----------------------------------------------------------------------------- the parent
 
 
+_CHILD_CODE = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+               "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+               "from cdc.source.reader_process import main; main()")
+
+
 class ProcessSource:
     """A :class:`BinlogSource` that reads in a child process: same arguments, same interface."""
+
+    decode_in_child = False
+    """Set for the rest of the process once a rows event sent undecoded did not decode here: the
+    readers started after that decode rows themselves, falling back to the library like in-process."""
 
     def __init__(self, *args: Any, max_queue_bytes: int = 4 << 20, **kwargs: Any) -> None:
         # Half the room on each side of the pipe: what waits between the reader and the pipeline
@@ -215,26 +257,27 @@ class ProcessSource:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from cdc.source.reader_process import main; main()", str(sending)],
+                # -P: not the working directory first on the path (a ``cdc`` there would be imported
+                # in place of ours). The signals a terminal, ``timeout`` or a service manager send
+                # to the whole group are ignored before anything else: the connector stops the
+                # child (SIGKILL) after its own clean stop, not the other way round.
+                [sys.executable, "-P", "-c", _CHILD_CODE, str(sending)],
                 stdin=subprocess.PIPE, pass_fds=(sending,), env=env)
         finally:
             os.close(sending)
         self._conn = Connection(receiving, writable=False)
         assert self._proc.stdin is not None
         with self._proc.stdin as setup:  # what the child needs, pickled: it reads it before anything else
-            setup.write(pickle.dumps((os.getpid(), self._args, self._kwargs, logs.state())))
+            setup.write(pickle.dumps((os.getpid(), self._args, self._kwargs, logs.state(),
+                                      not ProcessSource.decode_in_child)))
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
+            proc.kill()  # it ignores SIGTERM (see start); it has nothing to save, the kernel closes its socket
+            proc.wait(timeout)
         if self._thread.is_alive():  # the child gone, the pipe ends: the receiving thread returns
             self._thread.join(timeout)
         if self._conn is not None:
@@ -269,8 +312,11 @@ class ProcessSource:
                     for kind in items.pop(0).kinds:
                         metrics.statement_write(kind)
                 items, rows = decode_rows(items)
+                failed = bool(items) and type(items[-1]) is SourceFailed
+                if failed and type(items[-1].error) is RowsNotDecoded:
+                    ProcessSource.decode_in_child = True
                 self.handoff.put(items, len(data) + rows * ROW_OBJECT_BYTES, stopped)
-                if items and type(items[-1]) is SourceFailed:
+                if failed:
                     return
         except Exception as exc:  # noqa: BLE001 - a message that does not load: say so, retriable
             if not stopped():
@@ -295,10 +341,11 @@ def decode_rows(items: list[Any]) -> tuple[list[Any], int]:
                 dec = decoders[id(sig)] = fastpath.by_signature(sig)
             images = fastpath.decode(dec, item.images, 0, len(item.images), item.op)
             if images is None:
-                out.append(SourceFailed(SourceError(
+                out.append(SourceFailed(RowsNotDecoded(
                     f"the rows event of {item.table} ending at {item.position} did not decode in the connector "
-                    "although the reader process took its layout; run with --binlog-reader thread, where the "
-                    "library decodes such an event (or says what is wrong with it), and report this")))
+                    "although the reader process took its layout; reconnecting from the checkpoint with the "
+                    "rows decoded in the reader process, where the library decodes such an event (or says "
+                    "what is wrong with it) as in-process. Please report this")))
                 return out, rows
             item = fastpath.rows_batch(item.table, item.op, images, item.position, item.txn, item.ts, item.received)
             rows += len(item.changes)
@@ -330,13 +377,15 @@ def _die_with_parent(parent: int) -> None:
 def main() -> None:
     """The reader process: ``python -c "...main()" FD``, its setup pickled on stdin, its output
     written to the pipe FD (see ProcessSource.start)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the parent stops us
+    # A terminal's Ctrl-C, a SIGTERM to the process group: the parent stops us (see ProcessSource.start).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(int(sys.argv[1]), readable=False)
-    parent, args, kwargs, log_state = pickle.load(sys.stdin.buffer)
+    parent, args, kwargs, log_state, defer = pickle.load(sys.stdin.buffer)
     _die_with_parent(parent)
     logs.restore(log_state)
     try:
-        _child(conn, args, kwargs)
+        _child(conn, args, kwargs, defer)
     finally:
         conn.close()
 
@@ -345,7 +394,7 @@ def _row_bytes(chunk: list[Any]) -> int:
     return sum([len(item.images) for item in chunk if type(item) is RawRows])
 
 
-def _child(conn: Connection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _child(conn: Connection, args: tuple[Any, ...], kwargs: dict[str, Any], defer: bool = True) -> None:
     counted: list[Any] = []
     try:
         source = BinlogSource(*args, **kwargs)
@@ -353,7 +402,7 @@ def _child(conn: Connection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
         conn.send_bytes(dumps([SourceFailed(exc)]))
         return
     source.count_statement = counted.append
-    source.defer_rows = True
+    source.defer_rows = defer
     source.start()
     get = source.queue.get
     get_nowait = source.queue.get_nowait
@@ -372,8 +421,9 @@ def _child(conn: Connection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
                 size += _row_bytes(more)
                 failed = type(items[-1]) is SourceFailed
             if counted:
-                items.insert(0, StatementWrites(counted[:]))
-                counted.clear()
+                n = len(counted)
+                items.insert(0, StatementWrites(counted[:n]))
+                del counted[:n]  # one operation: what the reader thread appends meanwhile stays
             data = dumps(items)
             conn.send_bytes(data)
             if failed:

@@ -10,21 +10,35 @@ even when its ``__init__`` would not take its ``args`` back.
 from __future__ import annotations
 
 import datetime
+import multiprocessing
+import os
+import signal
+import socket
 import struct
 import threading
+import time
 from typing import Any
 
 import pymysql
 import pytest
 from pymysqlreplication.constants import FIELD_TYPE
 
+from cdc.config import MysqlSettings
 from cdc.errors import PreflightError, SourceError, UnsupportedChangeError
 from cdc.model import Commit, Idle, RowsBatch, SettingsWritten, TxnRef
 from cdc.position import Position
 from cdc.source import fastpath
 from cdc.source.binlog import RawRows, SourceFailed
-from cdc.source.reader_process import StatementWrites, decode_rows, dumps, loads
-from cdc.wordpress import TableKind, WpTable
+from cdc.source.reader_process import (
+    ProcessSource,
+    RemoteTraceback,
+    RowsNotDecoded,
+    StatementWrites,
+    decode_rows,
+    dumps,
+    loads,
+)
+from cdc.wordpress import TableKind, TableNames, WpTable
 
 POSTS = WpTable(1, TableKind.POSTS)
 META = WpTable(3, TableKind.POSTMETA)
@@ -144,5 +158,83 @@ def test_rows_that_do_not_decode_stop_the_stream_there_naming_the_event() -> Non
     after = Commit(Position("mariadb-bin.000007", 531), "0-1-42", 9)
     items, _ = decode_rows([raw, after])
     [failed] = items  # nothing after it is handed over
-    assert type(failed) is SourceFailed and type(failed.error) is SourceError
-    assert "mariadb-bin.000007:500" in str(failed.error) and "--binlog-reader thread" in str(failed.error)
+    assert type(failed) is SourceFailed and type(failed.error) is RowsNotDecoded
+    assert isinstance(failed.error, SourceError) and failed.error.retriable  # the session restarts ...
+    assert "mariadb-bin.000007:500" in str(failed.error) and "decoded in the reader process" in str(failed.error)
+
+
+def _raise_in_reader(error: Exception) -> Exception:
+    try:
+        raise error
+    except Exception as exc:  # noqa: BLE001 - what the reader thread's _run catches
+        return exc
+
+
+def test_a_bug_in_the_reader_keeps_its_message_and_where_it_happened() -> None:
+    """A failure the runner treats as a bug (exit 1, its traceback in the log) says what and where
+    as in-process: a UnicodeError's text is built from fields pickling by ``__new__`` would lose."""
+    error = _raise_in_reader(_unicode_error())
+    [back] = _round_trip([SourceFailed(error)])
+    assert type(back.error) is UnicodeDecodeError and str(back.error) == str(error)
+    cause = back.error.__cause__
+    assert isinstance(cause, RemoteTraceback) and "_raise_in_reader" in str(cause)
+    # an exception rebuilt without its __init__ gets it too
+    preflight = _raise_in_reader(PreflightError("binlog_row_image is MINIMAL", check="binlog_row_image"))
+    [back] = _round_trip([SourceFailed(preflight)])
+    assert vars(back.error) == vars(preflight) and "_raise_in_reader" in str(back.error.__cause__)
+
+
+def _unicode_error() -> UnicodeDecodeError:
+    try:
+        b"\xff".decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc
+    raise AssertionError("decoded")
+
+
+def test_the_reader_process_outlives_a_sigterm_to_its_group() -> None:
+    """``timeout``, a service manager or ``kill -TERM -PGID`` signal the child with the connector:
+    the child must not end first (the session would fail before its last flush and checkpoint);
+    the connector stops it. The child waits on a local socket that never answers (no server)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(30)
+    try:
+        settings = MysqlSettings(host="127.0.0.1", port=listener.getsockname()[1], user="u", password="secret-pw",
+                                 database="wp", connect_timeout=30)
+        source = ProcessSource(settings, TableNames("wp_"), server_id=3_999_001, start=Position("b.000001", 4),
+                               gtid=None)
+        source.start()
+        try:
+            conn, _ = listener.accept()  # the child connects: it is past its start-up
+            listener.close()
+            os.kill(source._proc.pid, signal.SIGTERM)  # noqa: SLF001
+            time.sleep(0.5)
+            assert source._proc.poll() is None  # noqa: SLF001
+            assert source.queue.qsize() == 0  # no failure handed over
+        finally:
+            source.stop()
+        assert source._proc.poll() is not None  # noqa: SLF001
+        conn.close()
+    finally:
+        listener.close()
+
+
+def test_rows_that_do_not_decode_make_the_next_readers_decode_them_themselves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a RowsNotDecoded the session restarts, and its reader process decodes rows itself:
+    there the library takes an event the fast decoder does not, as in-process."""
+    monkeypatch.setattr(ProcessSource, "decode_in_child", False)
+    source = ProcessSource(MysqlSettings(), TableNames("wp_"), server_id=3_999_002, start=Position("b.000001", 4),
+                           gtid=None)
+    receiving, sending = multiprocessing.Pipe(duplex=False)
+    source._conn = receiving  # noqa: SLF001 - the receiving side alone, fed by hand
+    at = Position("mariadb-bin.000007", 500)
+    broken = RawRows(TERM_ROWS, "insert", TERM_SIGNATURE, _term_images((10, 5, 0))[:-3], at, TXN, 9, 0.0, 90)
+    sending.send_bytes(dumps([broken]))
+    source._receive()  # noqa: SLF001
+    [[failed]] = [source.queue.get_nowait()]
+    assert type(failed.error) is RowsNotDecoded
+    assert ProcessSource.decode_in_child
+    receiving.close()
+    sending.close()
