@@ -1,4 +1,4 @@
 from cdc.cli import main
 
-if __name__ == "__main__":  # not when a reader process (spawn) imports it
+if __name__ == "__main__":  # only when run as `python -m cdc`
     main()

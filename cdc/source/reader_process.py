@@ -31,6 +31,7 @@ stdin and sets up logging as the parent did, secrets masked alike.
 from __future__ import annotations
 
 import copyreg
+import dataclasses
 import io
 import logging
 import operator
@@ -127,13 +128,11 @@ def _reduce_batch(batch: RowsBatch) -> tuple[Any, ...]:
 def _fields(cls: type, *names: str) -> Callable[[Any], tuple[Any, ...]]:
     """A reducer sending ``cls``'s fields in order, rebuilt in the parent by a function that sets
     the slots directly (fastpath.maker: a frozen dataclass's ``__init__`` costs twice as much)."""
-    made = fastpath.maker(cls, names)
-    if made is cls:  # maker's fallback (fields changed): the constructor, through a function of our own
-
-        def make(*values: Any) -> Any:
-            return cls(*values)
-    else:
-        make = made
+    declared = tuple(f.name for f in dataclasses.fields(cls))
+    if declared != names:  # a field added and not sent would come back as its default, silently
+        raise TypeError(f"{cls.__name__} has the fields {declared}, reader_process sends {names}: "
+                        "update its reducers")
+    make = fastpath.maker(cls, names)
     name = f"_make_{cls.__name__}"
     make.__module__, make.__qualname__, make.__name__ = __name__, name, name  # pickled by reference
     globals()[name] = make
@@ -251,10 +250,13 @@ class ProcessSource:
 
     def start(self) -> None:
         receiving, sending = os.pipe()
-        # The package this module was imported from comes first on the child's path: the same code
-        # on both sides of the pipe, however the connector was started.
+        # The child imports the package this module was imported from: an installed one is on its
+        # path already (site-packages is not put before the standard library); a checkout the
+        # connector was started from (``python -m cdc`` in it) is added.
         root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+        env = dict(os.environ)
+        if root not in {os.path.abspath(p) for p in sys.path if p}:  # a checkout run from its directory
+            env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
         try:
             self._proc = subprocess.Popen(
                 # -P: not the working directory first on the path (a ``cdc`` there would be imported
@@ -304,7 +306,7 @@ class ProcessSource:
                         except subprocess.TimeoutExpired:
                             code = None
                         self.handoff.put([SourceFailed(SourceError(
-                            f"the binlog reader process ended (exit code {code}) without saying why "
+                            f"the binlog reader process ended ({_exit_text(code)}) without saying why "
                             "(its log lines above may); reconnecting from the checkpoint"))], 1, stopped)
                     return
                 items = loads(data)
@@ -322,6 +324,18 @@ class ProcessSource:
             if not stopped():
                 self.handoff.put([SourceFailed(SourceError(
                     f"reading from the binlog reader process failed: {exc!r}"))], 1, stopped)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "still running after its pipe closed"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (": out of memory?" if -code == signal.SIGKILL else "")
+    return f"exit code {code}"
 
 
 def decode_rows(items: list[Any]) -> tuple[list[Any], int]:
