@@ -48,7 +48,7 @@ _INTS = {
     FIELD_TYPE.LONGLONG: (8, "q", "Q"),
 }
 
-Decoder = Callable[[bytes, int, int, int], list[Any]]
+Decoder = Callable[[bytes, int, int, int], list[Any] | None]
 
 _cache: dict[tuple[Any, ...], Decoder] = {}
 _CACHE_MAX = 4096
@@ -126,8 +126,9 @@ def _compile(sig: tuple[Any, ...]) -> Decoder:
 
     ``decode(b, p, end, images)`` reads row images from ``b[p:end]``: ``images`` is 1 for
     write/delete events (returns a list of dicts) and 2 for updates (a flat list, before and after
-    alternating). Every column is present (full row image): each image is a null bitmap of
-    ``ceil(n/8)`` bytes, then the non-null values in column order.
+    alternating), or None when the last image does not end exactly at ``end``. Every column is
+    present (full row image): each image is a null bitmap of ``ceil(n/8)`` bytes, then the non-null
+    values in column order.
     """
     n = len(sig)
     nb = (n + 7) // 8
@@ -169,7 +170,9 @@ def _compile(sig: tuple[Any, ...]) -> Decoder:
             i += 1
     row = ", ".join(f"{name!r}: v{k}" for k, (name, _, _) in enumerate(sig))
     lines.append(f"        append({{{row}}})")
-    lines.append("    return out")
+    # The last image must end exactly where the rows do: one that ran past them read bytes that are
+    # not row data (the checksum, or beyond), and such an event is left to the library.
+    lines.append("    return out if p == end else None")
     src = "\n".join(lines)
     env: dict[str, Any] = {"_unpack_from": struct.unpack_from, "_from_bytes": int.from_bytes,
                            "_datetime2": _datetime2}
@@ -210,7 +213,7 @@ def decode(dec: Decoder, data: bytes, start: int, end: int, op: str) -> list[Any
         rows = dec(data, start, end, 2 if op == "update" else 1)
     except (IndexError, struct.error, OverflowError):
         return None
-    if op == "update" and len(rows) % 2:
+    if rows is None or (op == "update" and len(rows) % 2):
         return None
     return rows
 

@@ -88,6 +88,15 @@ def test_framing_hands_over_what_the_library_does(stack: local_stack.Ports, monk
         return event
 
     monkeypatch.setattr(library_module.Framing, "fetch", counting)
+    fast_rows = library_module.fast_rows
+    decoded: Counter[bool] = Counter()  # rows events of the library's objects, by the fast decoder or not
+
+    def counting_rows(event: Any, op: str) -> Any:
+        rows = fast_rows(event, op)
+        decoded[rows is not None] += 1
+        return rows
+
+    monkeypatch.setattr(library_module, "fast_rows", counting_rows)
     conn = admin_connection(port)
     wp = WordPress.multisite()
     with conn.cursor() as cur:
@@ -142,7 +151,11 @@ def test_framing_hands_over_what_the_library_does(stack: local_stack.Ports, monk
     # and the rest went through the library (the DDL, MyISAM's COMMIT, the rotation, DECIMAL rows).
     assert taken[GTID_KIND] and taken[XID_KIND] and taken[ROWS_KIND] and not taken[BEGIN_KIND], taken
     assert taken["QueryEvent"] and taken["RotateEvent"] and taken["WriteRowsEvent"], taken
+    decoded.clear()
     library = _read(port, start, end, fastpath=True, framing=False, server_id=3_910_002)
+    # Through the library's objects the fast decoder still took WordPress's rows (the DECIMAL
+    # table's went to the library's decoder).
+    assert decoded[True] and decoded[False], decoded
     generic = _read(port, start, end, fastpath=False, framing=False, server_id=3_910_003)
     # The same through the pipe from the reader process: pickled with its own reducers, rebuilt.
     piped = _read(port, start, end, fastpath=True, framing=True, server_id=3_910_004, process=True)
