@@ -154,6 +154,13 @@ class KafkaReader:
                 await client.stop()
             except Exception:  # noqa: BLE001 - closing after the work; its errors were reported
                 pass
+            except asyncio.CancelledError:
+                # aiokafka's fetcher re-raises the cancellation of its own fetch task when it is
+                # stopped during a Kafka outage: that ended the whole connector (the repair
+                # watcher's reader, closed after a timeout). Only our own cancellation goes on.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
         try:
             await self._admin.close()
         except Exception:  # noqa: BLE001
