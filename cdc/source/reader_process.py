@@ -90,20 +90,6 @@ class StatementWrites:
 # ----------------------------------------------------------------------------- pickling
 
 
-def _batch(table: Any, op: str, images: list[Any], position: Position, txn: TxnRef, ts: int,
-           received: float) -> RowsBatch:
-    """A RowsBatch from what :func:`_reduce_batch` sent: one rows event's images."""
-    make = fastpath.row_change
-    if op == "update":
-        it = iter(images)
-        changes = tuple([make(table, op, b, a, position, txn, ts) for b, a in zip(it, it)])
-    elif op == "insert":
-        changes = tuple([make(table, op, None, a, position, txn, ts) for a in images])
-    else:
-        changes = tuple([make(table, op, b, None, position, txn, ts) for b in images])
-    return RowsBatch(changes, position, txn, received)
-
-
 def _reduce_batch(batch: RowsBatch) -> tuple[Any, ...]:
     changes = batch.changes
     if changes:
@@ -120,7 +106,8 @@ def _reduce_batch(batch: RowsBatch) -> tuple[Any, ...]:
                 images = [c.after for c in changes]
             else:
                 images = [c.before for c in changes]
-            return (_batch, (table, op, images, batch.position, batch.txn, ts, batch.received))
+            # Rebuilt by the function that built it in the reader (its arguments, in its order).
+            return (fastpath.rows_batch, (table, op, images, batch.position, batch.txn, ts, batch.received))
     # Not the shape one rows event gives: field by field (correct, slower).
     return (RowsBatch, (batch.changes, batch.position, batch.txn, batch.received))
 
@@ -390,10 +377,8 @@ def _die_with_parent(parent: int) -> None:
 
 def main() -> None:
     """The reader process: ``python -c "...main()" FD``, its setup pickled on stdin, its output
-    written to the pipe FD (see ProcessSource.start)."""
-    # A terminal's Ctrl-C, a SIGTERM to the process group: the parent stops us (see ProcessSource.start).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    written to the pipe FD (see ProcessSource.start). SIGINT and SIGTERM are ignored already, by
+    the command line's code before any import."""
     conn = Connection(int(sys.argv[1]), readable=False)
     parent, args, kwargs, log_state, defer = pickle.load(sys.stdin.buffer)
     _die_with_parent(parent)
