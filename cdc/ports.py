@@ -44,6 +44,11 @@ class ChangeSource(Protocol):
         """More is already waiting (the session is catching up)."""
         ...
 
+    def wake(self) -> None:
+        """End a ``next_items`` wait now (from the event loop): the session has work of its own,
+        a backfill chunk to write, that must not wait for the binlog's next row or the timeout."""
+        ...
+
 
 class EventSink(Protocol):
     """Kafka: a flush's records and the checkpoint that covers them, with the configured guarantee."""

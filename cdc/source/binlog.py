@@ -146,7 +146,7 @@ class TableFilter:
 ROW_OBJECT_BYTES = 600  # a decoded RowChange with its row dicts, beyond the values' bytes
 
 
-class BinlogSource:
+class BinlogSource(handoff.HandedOff):
     """Reads from ``start`` on, in a daemon thread, until ``stop()`` or an error."""
 
     def __init__(
@@ -204,13 +204,6 @@ class BinlogSource:
             except Exception:  # noqa: BLE001 - the reader thread may be using it; it will exit
                 pass
         self._thread.join(timeout)
-
-    async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
-        """Wait up to ``timeout`` for a chunk, then take whatever else is queued (see handoff.Handoff)."""
-        return await self.handoff.next_items(timeout, limit)
-
-    def backlog(self) -> bool:
-        return self.handoff.backlog()
 
     # ------------------------------------------------------------- the thread
 

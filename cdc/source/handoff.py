@@ -86,6 +86,14 @@ class Handoff:
             timer.cancel()
         return self._take(limit)
 
+    def wake(self) -> None:
+        """From the event loop: end a :meth:`next_items` wait now, with what is queued (maybe
+        nothing). The session calls it when it has work of its own, a backfill chunk to write."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            _wake(waiter[1])
+
     def _take(self, limit: int) -> list[Any]:
         items: list[Any] = []
         while len(items) < limit:
@@ -114,6 +122,23 @@ class Handoff:
                 waiter[0].call_soon_threadsafe(_wake, waiter[1])
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
+
+
+class HandedOff:
+    """The event loop's side of a reader that hands its chunks over through ``self.handoff``:
+    what ``ChangeSource`` (cdc/ports.py) asks beyond start and stop."""
+
+    handoff: Handoff
+
+    async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
+        """Wait up to ``timeout`` for a chunk, then take whatever else is queued."""
+        return await self.handoff.next_items(timeout, limit)
+
+    def backlog(self) -> bool:
+        return self.handoff.backlog()
+
+    def wake(self) -> None:
+        self.handoff.wake()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -213,7 +213,7 @@ _CHILD_CODE = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
                "from cdc.source.reader_process import main; main()")
 
 
-class ProcessSource:
+class ProcessSource(handoff.HandedOff):
     """A :class:`BinlogSource` that reads in a child process: same arguments, same interface."""
 
     decode_in_child = False
@@ -271,12 +271,6 @@ class ProcessSource:
             self._thread.join(timeout)
         if self._conn is not None:
             self._conn.close()
-
-    async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
-        return await self.handoff.next_items(timeout, limit)
-
-    def backlog(self) -> bool:
-        return self.handoff.backlog()
 
     def _receive(self) -> None:
         conn = self._conn

@@ -474,6 +474,7 @@ class FakeSource:
         self._started = self._stopped = False
         self._error: Exception | None = None
         self._idle_for = 0.0
+        self._waiting = self._woken = False  # in next_items' wait; woken by the session meanwhile
 
     def start(self) -> None:
         self._started = True
@@ -493,11 +494,21 @@ class FakeSource:
         return not self._stopped and (bool(self._queue) or self._next_entry < len(self.binlog.entries)
                                       or self._error is not None)
 
+    def wake(self) -> None:
+        if self._waiting:  # as the real hand-off: only a wait under way ends
+            self._woken = True
+
     async def next_items(self, timeout: float) -> list[object]:
-        for _ in range(self.rng.randint(0, 2)):
-            await asyncio.sleep(0)
+        self._waiting, self._woken = True, False
+        try:
+            for _ in range(self.rng.randint(0, 2)):
+                await asyncio.sleep(0)  # the session's other tasks (a backfill) run here
+        finally:
+            self._waiting = False
         if not self._started or self._stopped:
             return []
+        if not self.backlog() and self._woken:
+            return []  # woken by the session: the wait ends before any time passes
         if not self.backlog():
             if self.on_wait is not None:
                 self.on_wait(timeout)  # the simulator's time passes; the workload may write meanwhile

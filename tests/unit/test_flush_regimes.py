@@ -4,6 +4,7 @@ catching up (cdc/pipeline.py, Session._maybe_flush)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -69,3 +70,59 @@ def test_nothing_queued_flushes_at_once_even_far_behind() -> None:
     s.source = Drained()  # type: ignore[assignment]
     asyncio.run(s._maybe_flush())  # noqa: SLF001
     assert flushes == [False]
+
+
+def test_changes_closed_meanwhile_are_written_without_waiting_for_the_binlog() -> None:
+    """A backfill chunk applied while the last flush was in Kafka: the loop's next wait for
+    rows must not hold it (on a quiet binlog each chunk waited flush_interval, a third of the
+    backfill's time)."""
+    s, _ = _session()
+    assert s._wait_time() == 0.0  # noqa: SLF001 - one closed change waits
+    s._closed = []  # noqa: SLF001
+    assert s._wait_time() == s.settings.flush_interval  # noqa: SLF001 - nothing pending, nothing due
+
+
+def test_the_backfill_wakes_a_loop_waiting_for_rows() -> None:
+    """Documents handed over while the loop waits for the binlog end that wait at once."""
+    from cdc.source.handoff import Handoff
+
+    s, _ = _session()
+    s._closed = []  # noqa: SLF001
+    handoff = Handoff(1 << 20)
+
+    class Waiting:
+        async def next_items(self, timeout: float) -> list[object]:
+            return await handoff.next_items(timeout)
+
+        def wake(self) -> None:
+            handoff.wake()
+
+    s.source = Waiting()  # type: ignore[assignment]
+
+    async def main() -> tuple[float, list[object]]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        waiting = asyncio.ensure_future(s._next_items(s.source))  # type: ignore[arg-type]  # noqa: SLF001
+        await asyncio.sleep(0.01)
+        s._closed_extend([object()])  # type: ignore[list-item]  # noqa: SLF001 - what Backfill._apply emits
+        items = await asyncio.wait_for(waiting, 5)
+        return loop.time() - t0, items
+
+    s.settings = dataclasses.replace(s.settings, flush_interval=10.0)
+    took, items = asyncio.run(main())
+    assert items == [] and took < 5
+
+
+def test_a_wake_without_a_wait_is_forgotten() -> None:
+    """Only a wait under way ends: the next one waits as usual (until a chunk or its timeout)."""
+    from cdc.source.handoff import Handoff
+
+    async def main() -> float:
+        handoff = Handoff(1 << 20)
+        handoff.wake()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert await handoff.next_items(0.05) == []
+        return loop.time() - t0
+
+    assert asyncio.run(main()) >= 0.04
