@@ -226,7 +226,8 @@ class Session:
 
     async def _maybe_flush(self) -> None:
         now = self.ports.monotonic()
-        due_checkpoint = now - self._last_checkpoint_at >= self.settings.checkpoint_interval
+        due_checkpoint = (now - self._last_checkpoint_at >= self.settings.checkpoint_interval
+                          or self._backfill_end_unwritten())
         closed = bool(self._closed) or self.assembler.closed_terms > 0
         if (closed and not due_checkpoint and len(self._closed) < 1000 and self._catching_up()
                 and now - self._last_flush_at < self.settings.flush_interval):
@@ -236,6 +237,12 @@ class Session:
         if closed or due_checkpoint:
             self._last_flush_at = now
             await self._flush(force=due_checkpoint)
+
+    def _backfill_end_unwritten(self) -> bool:
+        """A backfill (or a repair) has finished and no checkpoint says so yet: one goes now, not
+        up to checkpoint_interval later. ``wpcdc backfill`` exits on it (it waited a second for
+        nothing at the end of every run) and the next repair starts after it."""
+        return self.backfill is not None and not self.backfill_committed and self.backfill.progress.done
 
     def _catching_up(self) -> bool:
         """More is queued and what was read is well behind the wall clock: a backlog.

@@ -126,3 +126,23 @@ def test_a_wake_without_a_wait_is_forgotten() -> None:
         return loop.time() - t0
 
     assert asyncio.run(main()) >= 0.04
+
+
+def test_a_finished_backfill_is_checkpointed_at_once() -> None:
+    """Its end goes with the next turn's flush, not after checkpoint_interval: `wpcdc backfill`
+    exits on that checkpoint, and waited a second for it at the end of every run."""
+    from types import SimpleNamespace
+
+    s, flushes = _session()
+    s._closed = []  # noqa: SLF001
+    s._last_checkpoint_at = NOW_MONO  # noqa: SLF001 - a checkpoint was just written
+    s.backfill = SimpleNamespace(progress=SimpleNamespace(done=False))  # type: ignore[assignment]
+    s.backfill_committed = False
+    asyncio.run(s._maybe_flush())  # noqa: SLF001
+    assert flushes == []  # still running: nothing to write
+    s.backfill.progress.done = True
+    asyncio.run(s._maybe_flush())  # noqa: SLF001
+    assert flushes == [True]
+    s.backfill_committed = True
+    asyncio.run(s._maybe_flush())  # noqa: SLF001
+    assert flushes == [True]  # written: no flush per turn after it
