@@ -23,7 +23,6 @@ No I/O: time comes in as ``now`` (see pipeline.Clock).
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from cdc.model import (
 )
 from cdc.position import Position
 from cdc.rowcache import RowCache, row_size
+from cdc.slots import constructor
 from cdc.terms import TermCatalog, TermChange, TermFold, is_news, term_id_of, term_key
 from cdc.wordpress import Capture, TableKind, is_autosave
 
@@ -75,31 +75,10 @@ class _Pending:
     term: TermFold | None = None  # the pending change of a term (key: terms.term_key), not of a post
 
 
-
-def _meta_added_factory() -> Any:
-    """``MetaDelta(meta_id, key, None, value, "add")`` without the frozen dataclass's __init__
-    (an object.__setattr__ per field): a backfill makes one per meta row, a million for a site
-    of 100,000 posts. The slots are set through their descriptors; the constructor itself if
-    MetaDelta's fields are not the ones expected here."""
-    names = ("meta_id", "key", "before", "after", "op")
-    if tuple(f.name for f in dataclasses.fields(MetaDelta)) != names or not hasattr(MetaDelta, "__slots__"):
-        return lambda meta_id, key, value: MetaDelta(meta_id, key, None, value, "add")
-    s_id, s_key, s_before, s_after, s_op = (MetaDelta.__dict__[n].__set__ for n in names)
-    new = object.__new__
-
-    def added(meta_id: int, key: str, value: Any) -> MetaDelta:
-        m = new(MetaDelta)
-        s_id(m, meta_id)
-        s_key(m, key)
-        s_before(m, None)
-        s_after(m, value)
-        s_op(m, "add")
-        return m
-
-    return added
-
-
-_meta_added = _meta_added_factory()
+# Built on the hot path through their slots (cdc/slots.py): a PostChange per closed change and per
+# backfilled post, a MetaDelta per meta row of a backfill (a million for 100,000 posts).
+_post_change = constructor(PostChange)
+_meta_delta = constructor(MetaDelta)
 
 class Assembler:
     """Folds row changes into one pending change per post and closes them into PostChanges."""
@@ -248,11 +227,11 @@ class Assembler:
             return None
         ignored = self.capture.ignored_meta
         meta = tuple(
-            _meta_added(int(m["meta_id"]), m["meta_key"], m["meta_value"])
+            _meta_delta(int(m["meta_id"]), m["meta_key"], None, m["meta_value"], "add")
             for m in doc.meta if m["meta_key"] not in ignored
         )
         terms = tuple(self.catalog.lookup(doc.blog_id, t) for t in doc.term_taxonomy_ids)
-        return PostChange(
+        return _post_change(
             blog_id=doc.blog_id, post_id=doc.post_id, inserted=False, deleted=False, before=None,
             after=doc.row, row_known=True, posts_row_changed=False, meta=meta, terms_added=terms,
             terms_removed=(), revisions=(), first_pos=position, last_pos=position, gtid=None,
@@ -663,7 +642,7 @@ class Assembler:
                 self._unresolved[key] = (p, mark_before)
             else:  # closed twice before the lookup: one change to take back, in row order
                 self._merge(previous[0], p)
-        return PostChange(
+        return _post_change(
             blog_id=blog,
             post_id=post_id,
             inserted=p.inserted,

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from cdc.events import PostEvent, SourceInfo
+from cdc.slots import constructor
 
 DEFAULT_MAX_BYTES = 900_000  # under Kafka's default message.max.bytes (1 MiB) with headroom
 TEXT_LIMIT = 1024  # step 1: text values longer than this (characters) become markers
@@ -375,7 +376,10 @@ def encode(event: PostEvent, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Record]
     """The records for one event: the event itself, then a tombstone after a delete."""
     key = event.key.encode()
     value, cut = _fitted(event.as_dict(), max_bytes)
-    records = [Record(key, value, event_headers(event), truncated=cut)]
+    records = [_record(key, value, event_headers(event), truncated=cut)]
     if event.op == "delete":
-        records.append(Record(key, None, tombstone_headers(event)))
+        records.append(_record(key, None, tombstone_headers(event)))
     return records
+
+
+_record = constructor(Record)  # one per event: cdc/slots.py

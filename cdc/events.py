@@ -11,6 +11,7 @@ from typing import Any
 
 from cdc.model import PostChange, Row
 from cdc.permalinks import Link
+from cdc.slots import constructor
 from cdc.wordpress import AUTO_DRAFT, Capture, editor_action
 
 SCHEMA_VERSION = 1
@@ -226,7 +227,7 @@ def build(
         # Only a revision row was written: the live post is unchanged (an autosave, say).
         action = "autosaved" if all(r.autosave for r in change.revisions) else "revision_saved"
 
-    source = SourceInfo(
+    source = _source_info(
         connector=origin.connector,
         database=origin.database,
         server_id=origin.server_id,
@@ -239,7 +240,7 @@ def build(
         rows=change.rows,
         snapshot=change.snapshot,
     )
-    return PostEvent(
+    return _post_event(
         op=op,
         action=action,
         blog_id=change.blog_id,
@@ -264,3 +265,7 @@ def build(
         ),
         row_written=change.posts_row_changed,
     )
+
+
+_source_info = constructor(SourceInfo)
+_post_event = constructor(PostEvent)

@@ -28,10 +28,11 @@ import datetime
 import struct
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
 
+from cdc import slots
 from cdc.model import RowChange, RowsBatch, TxnRef
 from cdc.position import Position
 from cdc.source import decoding
@@ -219,20 +220,13 @@ def decode(dec: Decoder, data: bytes, start: int, end: int, op: str) -> list[Any
 
 
 def maker(cls: Any, names: tuple[str, ...]) -> Callable[..., Any]:
-    """``cls(*values)`` without a frozen dataclass's ``__init__`` (one ``object.__setattr__`` call
-    per field: about half of the cost of a decoded row, and most of a small event's objects): the
-    slots are set through their descriptors. All fields are passed, in order; falls back to the
-    constructor if ``cls``'s fields are not ``names`` or it has no slots."""
-    if tuple(f.name for f in dataclasses.fields(cls)) != names or not hasattr(cls, "__slots__"):
-        return cast(Callable[..., Any], cls)
-    setters = tuple(cls.__dict__[n].__set__ for n in names)
-    new = object.__new__
-    args = ", ".join(f"v{i}" for i in range(len(names)))
-    body = "".join(f"    s{i}(o, v{i})\n" for i in range(len(names)))
-    src = f"def make({args}):\n    o = new(cls)\n{body}    return o\n"
-    env: dict[str, Any] = {"new": new, "cls": cls, **{f"s{i}": f for i, f in enumerate(setters)}}
-    exec(compile(src, f"<wpcdc maker {cls.__name__}>", "exec"), env)  # noqa: S102
-    return cast(Callable[..., Any], env["make"])
+    """``cls(*values)`` through :func:`cdc.slots.constructor` (a frozen dataclass's ``__init__``
+    is about half of the cost of a decoded row). All fields are passed, in order; refuses
+    (TypeError) a class whose fields are not ``names``: a caller that lists them by hand must
+    not silently pass them to the wrong slots."""
+    if tuple(f.name for f in dataclasses.fields(cls)) != names:
+        raise TypeError(f"{cls.__name__}'s fields are not {names}")
+    return slots.constructor(cls)
 
 
 def _row_change_factory() -> Callable[..., RowChange]:

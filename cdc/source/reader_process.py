@@ -120,9 +120,10 @@ def _fields(cls: type, *names: str) -> Callable[[Any], tuple[Any, ...]]:
         raise TypeError(f"{cls.__name__} has the fields {declared}, reader_process sends {names}: "
                         "update its reducers")
     make = fastpath.maker(cls, names)
-    name = f"_make_{cls.__name__}"
-    make.__module__, make.__qualname__, make.__name__ = __name__, name, name  # pickled by reference
-    globals()[name] = make
+    if make is not cls:  # a generated function: pickled by reference, so it needs a name here
+        name = f"_make_{cls.__name__}"
+        make.__module__, make.__qualname__, make.__name__ = __name__, name, name
+        globals()[name] = make
     get = operator.attrgetter(*names)
 
     def reduce(obj: Any) -> tuple[Any, ...]:

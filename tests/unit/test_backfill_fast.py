@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
-from cdc.assemble import _meta_added
 from cdc.events import PostEvent, SourceInfo, with_links
-from cdc.model import MetaDelta
 from cdc.permalinks import Link
 
 
@@ -31,9 +29,3 @@ def test_with_links_is_replace() -> None:
     linked = with_links(fanned, before, after)
     assert type(linked) is TermChangedEvent and linked.as_dict()["term_change"] == {"event_id": "t-1"}
     assert linked.link_after == after
-
-
-def test_meta_added_is_the_constructor() -> None:
-    for meta_id, key, value in ((1, "k", "v"), (2**63, None, None), (3, "_k", b"\xff")):
-        made, want = _meta_added(meta_id, key, value), MetaDelta(meta_id, key, None, value, "add")
-        assert made == want and type(made) is MetaDelta and hash(made) == hash(want)
