@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import functools
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -331,6 +332,18 @@ def rfc3339(ts_ms: int) -> str:
         "+00:00", "Z")
 
 
+@functools.lru_cache(maxsize=4096)
+def _ce_time(ts_ms: int) -> bytes:
+    """The ce_time header of a binlog time: events share their seconds (a backfill chunk all of
+    them), and formatting one was a sixth of encoding an event."""
+    return rfc3339(ts_ms).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _ce_source(connector: str, database: str, blog_id: int) -> bytes:
+    return f"/wpcdc/{connector}/{database}/blogs/{blog_id}".encode()
+
+
 def event_headers(event: PostEvent) -> Headers:
     """CloudEvents attributes (Kafka protocol binding, binary content mode) and routing headers.
 
@@ -354,10 +367,10 @@ def cloudevent_headers(event_id: str, source: SourceInfo, blog_id: int, ce_type:
     return (
         ("ce_specversion", b"1.0"),
         ("ce_id", event_id.encode()),
-        ("ce_source", f"/wpcdc/{source.connector}/{source.database}/blogs/{blog_id}".encode()),
+        ("ce_source", _ce_source(source.connector, source.database, blog_id)),
         ("ce_type", ce_type.encode()),
         ("ce_subject", subject.encode()),
-        ("ce_time", rfc3339(source.ts_ms).encode()),
+        ("ce_time", _ce_time(source.ts_ms)),
         ("content-type", b"application/json"),
         *routing,
     )
