@@ -110,6 +110,7 @@ class Backfill:
                 await self._blog(blog)
                 p.done_blogs.append(blog)
             p.finished_ms = int(time.time() * 1000)
+            self.emit([])  # nothing more to write, but the end itself goes with the next checkpoint
             metrics.snapshot_finished()
             self._bar.close()
             log.info("backfill %s finished: %d posts (%d of them with meta and terms read row by row: "

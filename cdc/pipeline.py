@@ -117,9 +117,9 @@ class Session:
         """The backfill's documents, closed: written by the next flush, which must not wait for
         the binlog. The loop may be waiting for rows up to flush_interval; on a quiet binlog
         every chunk then waited that long for its flush, and the next chunk for room (a third of
-        the backfill's time: 47.6 against 32.5 s for 100,000 posts, docs/performance.md)."""
+        the backfill's time: 47.6 against 32.2 s for 100,000 posts, docs/performance.md)."""
         self._closed.extend(changes)
-        if changes and self.source is not None:
+        if self.source is not None:  # [] too: the backfill's end is news for the checkpoint
             self.source.wake()
 
     async def _load_terms(self) -> None:
@@ -162,6 +162,8 @@ class Session:
                     metrics.heartbeat()
                     if self.exit_after_backfill and self.backfill_committed:
                         log.info("backfill committed; stopping as asked")
+                        if backfill_task is not None:
+                            await backfill_task  # it closes its reader after its last chunk
                         break
             except UnsupportedChangeError:
                 # The source stopped at a change it cannot turn into events. Everything before it

@@ -103,7 +103,9 @@ class KafkaSink:
             # No linger: a flush fills its record batches itself before the sender runs (_send),
             # so lingering only delayed every transaction by 5 ms.
             linger_ms=0,
-            max_batch_size=min(max_request_size, 512 << 10),  # default 16 KiB: 2-3 post events
+            # Default 16 KiB: 2-3 post events. Never above --max-message-bytes: a batch is one
+            # message to the broker's max.message.bytes, which the operator sets to fit it.
+            max_batch_size=min(max_request_size, 512 << 10, max_message_bytes),
         )
         self._producer = AIOKafkaProducer(
             # --kafka-option's producer settings (linger.ms, batch.size ...) override the tuning;
@@ -205,12 +207,21 @@ class KafkaSink:
                 batch = open_batches[where] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 # Full: it goes, the record opens the next one (an empty batch takes any record).
-                futures.append(await producer.send_batch(batch, topic, partition=where[1]))
+                futures.append(await self._send_batch(batch, *where))
                 batch = open_batches[where] = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None, headers=headers)
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    raise SinkError(f"aiokafka refused a record of {len(value or b'')} bytes into an empty "
+                                    "batch; check the aiokafka version range")
         for (topic, partition), batch in open_batches.items():
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            futures.append(await self._send_batch(batch, topic, partition))
         return futures
+
+    async def _send_batch(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        try:
+            return await self._producer.send_batch(batch, topic, partition=partition)
+        except AssertionError:  # aiokafka's check that the partition is in its metadata
+            raise SinkError(f"topic {topic} lost partition {partition} during a write (deleted and created "
+                            "again?); the write is retried from the checkpoint") from None
 
     async def _write_transaction(self, records: Sequence[Record], checkpoint: Checkpoint | None) -> None:
         producer = self._producer

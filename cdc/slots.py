@@ -12,6 +12,7 @@ defaults) that sets the slots directly; the objects are the same, ``==`` and all
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -20,11 +21,14 @@ T = TypeVar("T")
 
 def constructor(cls: type[T]) -> Callable[..., T]:
     """``cls(...)`` without its ``__init__``; ``cls`` itself where that would not be the same
-    object: no slots, a ``__post_init__``, a field with a default factory or left out of
-    ``__init__``."""
+    object or the same signature: a field without a slot of the class's own (no slots, or
+    inherited fields), a ``__post_init__``, a field with a default factory, left out of
+    ``__init__`` or keyword-only."""
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    if (not hasattr(cls, "__slots__") or hasattr(cls, "__post_init__")
-            or any(not f.init or f.default_factory is not dataclasses.MISSING for f in fields)):
+    own = cls.__dict__
+    if (hasattr(cls, "__post_init__")
+            or any(not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING
+                   or not isinstance(own.get(f.name), types.MemberDescriptorType) for f in fields)):
         return cls
     env: dict[str, Any] = {"_wpcdc_new": object.__new__, "_wpcdc_cls": cls}
     params, body = [], []

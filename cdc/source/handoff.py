@@ -63,8 +63,10 @@ class Handoff:
 
     def __init__(self, max_bytes: int) -> None:
         self.queue = WeightedQueue(max_bytes)
-        # (loop, future) while next_items waits for a chunk: the producer resolves it.
-        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        # While next_items waits: [loop, future, woken]. Only next_items sets and clears it; the
+        # producer thread marks it woken, so a burst of chunks wakes the loop once, and a wait
+        # that ended (by its timer or by wake()) is never confused with the next one.
+        self._waiter: list[Any] | None = None
 
     async def next_items(self, timeout: float, limit: int = 20_000) -> list[Any]:
         """Wait up to ``timeout`` for a chunk, then take whatever else is queued."""
@@ -73,7 +75,7 @@ class Handoff:
             return items
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._waiter = (loop, waiter)
+        self._waiter = [loop, waiter, False]
         items = self._take(limit)  # handed over between the first look and the waiter being set
         if items:
             self._waiter = None
@@ -91,7 +93,6 @@ class Handoff:
         nothing). The session calls it when it has work of its own, a backfill chunk to write."""
         waiter = self._waiter
         if waiter is not None:
-            self._waiter = None
             _wake(waiter[1])
 
     def _take(self, limit: int) -> list[Any]:
@@ -116,8 +117,8 @@ class Handoff:
             except queue.Full:
                 continue
         waiter = self._waiter
-        if waiter is not None:  # the event loop waits in next_items: wake it
-            self._waiter = None
+        if waiter is not None and not waiter[2]:  # the event loop waits in next_items: wake it
+            waiter[2] = True
             try:
                 waiter[0].call_soon_threadsafe(_wake, waiter[1])
             except RuntimeError:  # the loop is closed: nobody waits any more

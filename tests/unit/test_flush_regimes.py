@@ -86,16 +86,14 @@ def test_the_backfill_wakes_a_loop_waiting_for_rows() -> None:
     """Documents handed over while the loop waits for the binlog end that wait at once."""
     from cdc.source.handoff import Handoff
 
+    from cdc.source.handoff import HandedOff
+
     s, _ = _session()
     s._closed = []  # noqa: SLF001
-    handoff = Handoff(1 << 20)
 
-    class Waiting:
-        async def next_items(self, timeout: float) -> list[object]:
-            return await handoff.next_items(timeout)
-
-        def wake(self) -> None:
-            handoff.wake()
+    class Waiting(HandedOff):  # what BinlogSource and ProcessSource are, without their reader
+        def __init__(self) -> None:
+            self.handoff = Handoff(1 << 20)
 
     s.source = Waiting()  # type: ignore[assignment]
 
@@ -146,3 +144,33 @@ def test_a_finished_backfill_is_checkpointed_at_once() -> None:
     s.backfill_committed = True
     asyncio.run(s._maybe_flush())  # noqa: SLF001
     assert flushes == [True]  # written: no flush per turn after it
+
+
+def test_the_backfill_end_reaches_the_session_even_with_nothing_left_to_write() -> None:
+    """A last chunk with no posts (the count a multiple of the chunk size, rereads that found
+    nothing): the end is still handed over, so the loop's wait ends and the checkpoint goes."""
+    from cdc.assemble import Assembler
+    from cdc.backfill import Backfill
+    from cdc.config import SnapshotSettings
+    from cdc.source.snapshot import SnapshotChunk, SnapshotProgress
+    from cdc.terms import TermCatalog
+    from cdc.wordpress import Capture
+
+    start = Position("mariadb-bin.000001", 4)
+
+    class Reader:
+        def read_chunk(self, blog: int, after_id: int, ids: list[int] | None = None) -> SnapshotChunk:
+            return SnapshotChunk(blog, start, (), after_id, 0, exhausted=True)
+
+        def close(self) -> None:
+            pass
+
+    async def blocking(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    emitted: list[list[object]] = []
+    progress = SnapshotProgress(id="b", blogs=[1], total=0)
+    backfill = Backfill(Reader(), SnapshotSettings(), progress, Assembler(Capture(), TermCatalog()),  # type: ignore[arg-type]
+                        emitted.append, lambda: start, blocking=blocking)  # type: ignore[arg-type]
+    asyncio.run(backfill.run())
+    assert progress.done and emitted == [[], []]  # the empty chunk, then the end

@@ -84,8 +84,22 @@ def test_classes_it_cannot_build_the_same_get_their_own_constructor() -> None:
         a: int
         b: int = field(default=0, init=False)
 
-    for cls in (NoSlots, Factory, Checked, Hidden):
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+
+    @dataclass(frozen=True, slots=True)
+    class Derived(Base):  # ``a``'s slot is Base's
+        b: int
+
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class KeywordOnly:
+        a: int = 0
+        b: int
+
+    for cls in (NoSlots, Factory, Checked, Hidden, Derived, KeywordOnly):
         assert constructor(cls) is cls
+    assert constructor(Base) is not Base
 
 
 def test_fastpath_maker_refuses_fields_listed_wrong() -> None:
