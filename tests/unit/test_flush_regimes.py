@@ -84,9 +84,7 @@ def test_changes_closed_meanwhile_are_written_without_waiting_for_the_binlog() -
 
 def test_the_backfill_wakes_a_loop_waiting_for_rows() -> None:
     """Documents handed over while the loop waits for the binlog end that wait at once."""
-    from cdc.source.handoff import Handoff
-
-    from cdc.source.handoff import HandedOff
+    from cdc.source.handoff import HandedOff, Handoff
 
     s, _ = _session()
     s._closed = []  # noqa: SLF001
