@@ -197,10 +197,10 @@ class KafkaSink:
             parts = partitions.get(topic)
             if parts is None:
                 parts = partitions[topic] = list(await producer.partitions_for(topic))
-            if _record_size(key, value, headers) > self._max_request_size:
+            size = _record_size(key, value, headers)
+            if size > self._max_request_size:
                 raise MessageSizeTooLargeError(
-                    f"a record of {_record_size(key, value, headers)} bytes is larger than max_request_size "
-                    f"{self._max_request_size}")
+                    f"a record of {size} bytes is larger than max_request_size {self._max_request_size}")
             where = (topic, self._partitioner(key, parts, parts))
             batch = open_batches.get(where)
             if batch is None:

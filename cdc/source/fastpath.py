@@ -224,8 +224,9 @@ def maker(cls: Any, names: tuple[str, ...]) -> Callable[..., Any]:
     is about half of the cost of a decoded row). All fields are passed, in order; refuses
     (TypeError) a class whose fields are not ``names``: a caller that lists them by hand must
     not silently pass them to the wrong slots."""
-    if tuple(f.name for f in dataclasses.fields(cls)) != names:
-        raise TypeError(f"{cls.__name__}'s fields are not {names}")
+    declared = tuple(f.name for f in dataclasses.fields(cls))
+    if declared != names:
+        raise TypeError(f"{cls.__name__} has the fields {declared}, its caller passes {names}: update the caller")
     return slots.constructor(cls)
 
 

@@ -31,7 +31,6 @@ stdin and sets up logging as the parent did, secrets masked alike.
 from __future__ import annotations
 
 import copyreg
-import dataclasses
 import io
 import logging
 import operator
@@ -115,10 +114,8 @@ def _reduce_batch(batch: RowsBatch) -> tuple[Any, ...]:
 def _fields(cls: type, *names: str) -> Callable[[Any], tuple[Any, ...]]:
     """A reducer sending ``cls``'s fields in order, rebuilt in the parent by a function that sets
     the slots directly (fastpath.maker: a frozen dataclass's ``__init__`` costs twice as much)."""
-    declared = tuple(f.name for f in dataclasses.fields(cls))
-    if declared != names:  # a field added and not sent would come back as its default, silently
-        raise TypeError(f"{cls.__name__} has the fields {declared}, reader_process sends {names}: "
-                        "update its reducers")
+    # maker refuses (TypeError, at import) a class whose fields are not ``names``: a field added
+    # and not sent would otherwise come back as its default, silently.
     make = fastpath.maker(cls, names)
     if make is not cls:  # a generated function: pickled by reference, so it needs a name here
         name = f"_make_{cls.__name__}"
@@ -165,18 +162,14 @@ def _reduce_failed(failed: SourceFailed) -> tuple[Any, ...]:
     return (_failed, sent)
 
 
-def _with_cause(exc: BaseException, where: str) -> SourceFailed:
+def _failed_as_is(exc: BaseException, where: str = "") -> SourceFailed:
     if where:
         exc.__cause__ = RemoteTraceback(f"in the binlog reader process:\n{where}")
     return SourceFailed(exc)  # type: ignore[arg-type]
 
 
-def _failed_as_is(exc: BaseException, where: str = "") -> SourceFailed:
-    return _with_cause(exc, where)
-
-
 def _failed(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any], where: str = "") -> SourceFailed:
-    return _with_cause(_rebuild_error(cls, args, state), where)
+    return _failed_as_is(_rebuild_error(cls, args, state), where)
 
 
 _DISPATCH = dict(copyreg.dispatch_table)
